@@ -113,12 +113,12 @@ def decode_one(x: Intercept, variant: Variant) -> Decision:
     # Act.CALL_HOOK
     h = _first(hook_table(variant), x)
     if h.act == Act.USERSPACE:
-        return Decision(Kind.USERSPACE_EXIT, h.id, gr1_in, None, None, None, None,
-                        hook_called=True)
+        return Decision(Kind.USERSPACE_EXIT, h.id, gr1_in, None, None, None, None, hook_called=True)
     if h.act in (Act.PGM_PRIVILEGED, Act.PGM_SPECIFICATION):
         code = 2 if h.act == Act.PGM_PRIVILEGED else 6
-        return Decision(Kind.PROGRAM_INTERRUPT, h.id, gr1_in, None, code, None, None,
-                        hook_called=True)
+        return Decision(
+            Kind.PROGRAM_INTERRUPT, h.id, gr1_in, None, code, None, None, hook_called=True
+        )
     aqic = tapq = sleeps = 0
     pin = gisc = False
     rule = h.id
@@ -151,8 +151,22 @@ def decode_one(x: Intercept, variant: Variant) -> Decision:
     gr1 = status & arch.MASK32  # memcpy(&gprs[1], &qstatus, 4); gprs[1] >>= 32
     rc = arch.status_rc(gr1)
     cc = 3 if rc else (0 if variant.cc_zero_on_success else None)
-    return Decision(Kind.HOOK_HANDLED, rule, gr1, cc, None, rc, rc, aqic, tapq, sleeps,
-                    hook_called=True, mutex=True, pin=pin, gisc=gisc)
+    return Decision(
+        Kind.HOOK_HANDLED,
+        rule,
+        gr1,
+        cc,
+        None,
+        rc,
+        rc,
+        aqic,
+        tapq,
+        sleeps,
+        hook_called=True,
+        mutex=True,
+        pin=pin,
+        gisc=gisc,
+    )
 
 
 class DecisionBatch:
@@ -201,11 +215,20 @@ class DecisionBatch:
             return None if v < 0 else v
 
         return Decision(
-            Kind(int(self.kind[k])), all_rule_ids()[int(self.rule[k])], int(self.gr1[k]),
-            opt(self.cc), opt(self.pgm_code), opt(self.response_code),
-            opt(self.guest_visible_rc), int(self.hw_aqic_calls[k]), int(self.hw_tapq_calls[k]),
-            int(self.sleeps[k]), bool(self.hook_called[k]), bool(self.mutex[k]),
-            bool(self.pin[k]), bool(self.gisc[k]),
+            Kind(int(self.kind[k])),
+            all_rule_ids()[int(self.rule[k])],
+            int(self.gr1[k]),
+            opt(self.cc),
+            opt(self.pgm_code),
+            opt(self.response_code),
+            opt(self.guest_visible_rc),
+            int(self.hw_aqic_calls[k]),
+            int(self.hw_tapq_calls[k]),
+            int(self.sleeps[k]),
+            bool(self.hook_called[k]),
+            bool(self.mutex[k]),
+            bool(self.pin[k]),
+            bool(self.gisc[k]),
         )
 
 
@@ -243,8 +266,9 @@ def _irqclear_batch(v: InterceptBatch, rows: np.ndarray) -> tuple[np.ndarray, np
     return tapq, sleeps
 
 
-def _disable_batch(v: InterceptBatch, rows: np.ndarray, first_call: int, out: DecisionBatch,
-                   keep_status: bool) -> None:
+def _disable_batch(
+    v: InterceptBatch, rows: np.ndarray, first_call: int, out: DecisionBatch, keep_status: bool
+) -> None:
     """Vectorised vfio_ap_irq_disable() for ``rows``; writes calls, sleeps (and the status)."""
     m = len(rows)
     status = np.zeros(m, np.uint32)
@@ -352,13 +376,19 @@ def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
         eact[en] = _acts(et)[esel]
         out.rule[en] = _codes(et)[esel]
         ids = [r.id for r in et]
-        early = [i for i, rid in enumerate(ids)
-                 if rid in ("enable.nib_zero", "enable.nib_not_in_memslot")]
+        early = [
+            i
+            for i, rid in enumerate(ids)
+            if rid in ("enable.nib_zero", "enable.nib_not_in_memslot")
+        ]
         if variant.nib_check == "pin":
             early = []
         out.pin[en] = ~np.isin(esel, early)
-        gisc_rows = [i for i, rid in enumerate(ids)
-                     if rid in ("enable.gisc_register_failed", "enable.host_aqic")]
+        gisc_rows = [
+            i
+            for i, rid in enumerate(ids)
+            if rid in ("enable.gisc_register_failed", "enable.host_aqic")
+        ]
         out.gisc[en] = np.isin(esel, gisc_rows)
         esw = eact == Act.SW_STATUS
         out.gr1[esw] = _rcs(et)[ei[esw]] << np.uint64(arch.STATUS_RC_SHIFT)
@@ -370,9 +400,13 @@ def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
             rc = (st >> arch.STATUS_RC_SHIFT) & 0xFF
             hrows = np.nonzero(host)[0]
             codes = np.where(
-                rc == _RC_NORMAL, rule_code("enable.aqic_normal"),
-                np.where(rc == _RC_CHANGED, rule_code("enable.aqic_otherwise_changed"),
-                         rule_code("enable.aqic_failed_then_disable")),
+                rc == _RC_NORMAL,
+                rule_code("enable.aqic_normal"),
+                np.where(
+                    rc == _RC_CHANGED,
+                    rule_code("enable.aqic_otherwise_changed"),
+                    rule_code("enable.aqic_failed_then_disable"),
+                ),
             )
             out.rule[hrows] = codes
             failed = hrows[(rc != _RC_NORMAL) & (rc != _RC_CHANGED)]

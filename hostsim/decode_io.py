@@ -26,7 +26,7 @@ from hostsim.intercept import (
     InterceptBatch,
 )
 from hostsim.rules import Kind
-from hostsim.variants import DEFAULT_VARIANT, VARIANTS, Variant, get_variant
+from hostsim.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 
 NO_ID = object()  # marks a line without an "id" key (an explicit null id is copied)
 INPUT_KEYS = frozenset({*REGISTER_NAMES, *FLAG_DEFAULTS, "variant", "hw_aqic", "hw_tapq", "id"})
@@ -66,8 +66,9 @@ def _register(value: Any, key: str) -> int:
         try:
             v = int(value, 0)
         except ValueError:
-            raise ValueError(f"expected an integer or a string like \"0x00800000\", "
-                             f"got {value!r}") from None
+            raise ValueError(
+                f'expected an integer or a string like "0x00800000", got {value!r}'
+            ) from None
     else:
         raise ValueError(f"expected an integer or a hex string, got {json.dumps(value)}")
     if not 0 <= v <= arch.MASK64:
@@ -98,8 +99,13 @@ def _tapq_list(value: Any) -> list[tuple[int, bool]]:
         raise ValueError("expected a non-empty list of [response_code, irq_enabled] pairs")
     out = []
     for item in value:
-        if (not isinstance(item, list) or len(item) != 2 or isinstance(item[0], bool)
-                or not isinstance(item[0], int) or not isinstance(item[1], bool)):
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or isinstance(item[0], bool)
+            or not isinstance(item[0], int)
+            or not isinstance(item[1], bool)
+        ):
             raise ValueError(f"expected [response_code, irq_enabled], got {json.dumps(item)}")
         if not 0 <= item[0] <= 0xFF:
             raise ValueError(f"response code {item[0]} is outside 0-0xff")
@@ -107,8 +113,9 @@ def _tapq_list(value: Any) -> list[tuple[int, bool]]:
     return out
 
 
-def parse_line(text: str, source: str, lineno: int, variant_override: str | None
-               ) -> tuple[Intercept, str, Any]:
+def parse_line(
+    text: str, source: str, lineno: int, variant_override: str | None
+) -> tuple[Intercept, str, Any]:
     """One input line as (intercept, variant name, id or None); raises DecodeInputError."""
     try:
         obj = json.loads(text)
@@ -118,8 +125,9 @@ def parse_line(text: str, source: str, lineno: int, variant_override: str | None
         raise DecodeInputError(source, lineno, None, "expected a JSON object")
     for key in obj:
         if key not in INPUT_KEYS:
-            raise DecodeInputError(source, lineno, key,
-                                   f"unknown key; expected one of {sorted(INPUT_KEYS)}")
+            raise DecodeInputError(
+                source, lineno, key, f"unknown key; expected one of {sorted(INPUT_KEYS)}"
+            )
     if "gpr0" not in obj:
         raise DecodeInputError(source, lineno, "gpr0", "missing (gpr0 is required)")
     kw: dict[str, Any] = {}
@@ -150,9 +158,15 @@ def decision_to_json(d: Decision, ident: Any = NO_ID) -> dict[str, Any]:
     """The output object of one line (``id`` first when the input had one)."""
     out: dict[str, Any] = {} if ident is NO_ID else {"id": ident}
     out.update(
-        kind=d.kind.name, gr1=d.gr1, cc=d.cc, pgm_code=d.pgm_code,
-        response_code=d.response_code, guest_visible_rc=d.guest_visible_rc,
-        hw_aqic_calls=d.hw_aqic_calls, hw_tapq_calls=d.hw_tapq_calls, sleep_ms=d.sleep_ms,
+        kind=d.kind.name,
+        gr1=d.gr1,
+        cc=d.cc,
+        pgm_code=d.pgm_code,
+        response_code=d.response_code,
+        guest_visible_rc=d.guest_visible_rc,
+        hw_aqic_calls=d.hw_aqic_calls,
+        hw_tapq_calls=d.hw_tapq_calls,
+        sleep_ms=d.sleep_ms,
     )
     return out
 
@@ -165,10 +179,16 @@ def _batch_lines(b: DecisionBatch, idx: np.ndarray) -> list[dict[str, Any]]:
         return [None if x < 0 else x for x in a[idx].tolist()]
 
     cols = zip(
-        [kinds[k] for k in b.kind[idx].tolist()], b.gr1[idx].tolist(), col(b.cc),
-        col(b.pgm_code), col(b.response_code), col(b.guest_visible_rc),
-        b.hw_aqic_calls[idx].tolist(), b.hw_tapq_calls[idx].tolist(),
-        (b.sleeps[idx].astype(np.int64) * arch.HOOK_SLEEP_MS).tolist(), strict=True,
+        [kinds[k] for k in b.kind[idx].tolist()],
+        b.gr1[idx].tolist(),
+        col(b.cc),
+        col(b.pgm_code),
+        col(b.response_code),
+        col(b.guest_visible_rc),
+        b.hw_aqic_calls[idx].tolist(),
+        b.hw_tapq_calls[idx].tolist(),
+        (b.sleeps[idx].astype(np.int64) * arch.HOOK_SLEEP_MS).tolist(),
+        strict=True,
     )
     return [dict(zip(OUTPUT_KEYS, row, strict=True)) for row in cols]
 

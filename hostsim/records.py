@@ -81,8 +81,7 @@ def empty(n: int = 0) -> np.ndarray:
     """An array of ``n`` request records, every time and code set to -1."""
     a = np.zeros(n, RECORD_DTYPE)
     for name in RECORD_DTYPE.names or ():
-        if name.startswith("t_") or name in ("response_code", "guest_visible_rc", "cc",
-                                              "pgm_code"):
+        if name.startswith("t_") or name in ("response_code", "guest_visible_rc", "cc", "pgm_code"):
             a[name] = -1
     return a
 

@@ -119,9 +119,7 @@ def _checks(prefix: str, variant: Variant) -> tuple[Rule, ...]:
         Rule(f"{prefix}.apxa_range", src, _apxa_range, Act.PGM_SPECIFICATION),
     ]
     if variant.checks_facility65:
-        rows.append(
-            Rule(f"{prefix}.no_facility65", src, _no_facility65, Act.PGM_SPECIFICATION)
-        )
+        rows.append(Rule(f"{prefix}.no_facility65", src, _no_facility65, Act.PGM_SPECIFICATION))
     return tuple(rows)
 
 
@@ -136,8 +134,9 @@ def kvm_table(variant: Variant) -> tuple[Rule, ...]:
         rows.append(Rule("kvm.fc_not_aqic", "K1 row 3", _fc_not_aqic, Act.USERSPACE))
         rows.extend(_checks("kvm", variant))
     if variant.hook_guard == "module":
-        rows.append(Rule("kvm.module_get_failed", "K3 try_module_get", _module_get_failed,
-                         Act.USERSPACE))
+        rows.append(
+            Rule("kvm.module_get_failed", "K3 try_module_get", _module_get_failed, Act.USERSPACE)
+        )
     rows.append(Rule("kvm.call_hook", "K1 row 9", _hook_registered, Act.CALL_HOOK))
     rows.append(Rule("kvm.no_hook", "K1 row 10, spec 3.4", _always, Act.NO_HOOK))
     return tuple(rows)
@@ -168,19 +167,46 @@ def hook_table(variant: Variant) -> tuple[Rule, ...]:
     """vfio_ap ``handle_pqap()`` (drivers/s390/crypto/vfio_ap_ops.c): spec section 4.1."""
     rows: list[Rule] = []
     if variant.fc_check_in == "hook":
-        rows.append(Rule("hook.fc_not_aqic", "spec 9.1 hook-owns-fc: switch default",
-                         _fc_not_aqic, Act.USERSPACE))
+        rows.append(
+            Rule(
+                "hook.fc_not_aqic",
+                "spec 9.1 hook-owns-fc: switch default",
+                _fc_not_aqic,
+                Act.USERSPACE,
+            )
+        )
         rows.extend(_checks("hook", variant))
     rows.append(Rule("hook.aiv_off", "V1 step 2 / V7", _aiv_off, Act.USERSPACE))
     # From here on the global mutex is held.
     if variant.hook_guard == "module":
-        rows.append(Rule("hook.cleared_in_flight", "V7: !pqap_hook under the lock",
-                         _hook_cleared, Act.SW_STATUS, arch.RC.Q_NOT_AVAIL))
+        rows.append(
+            Rule(
+                "hook.cleared_in_flight",
+                "V7: !pqap_hook under the lock",
+                _hook_cleared,
+                Act.SW_STATUS,
+                arch.RC.Q_NOT_AVAIL,
+            )
+        )
     if variant.checks_mdev_kvm:
-        rows.append(Rule("hook.mdev_without_kvm", "V1 step 6", _mdev_without_kvm,
-                         Act.SW_STATUS, arch.RC.Q_NOT_AVAIL))
-    rows.append(Rule("hook.queue_not_found", "V1 step 7 / V7 vfio_ap_get_queue",
-                     _queue_not_found, Act.SW_STATUS, arch.RC.Q_NOT_AVAIL))
+        rows.append(
+            Rule(
+                "hook.mdev_without_kvm",
+                "V1 step 6",
+                _mdev_without_kvm,
+                Act.SW_STATUS,
+                arch.RC.Q_NOT_AVAIL,
+            )
+        )
+    rows.append(
+        Rule(
+            "hook.queue_not_found",
+            "V1 step 7 / V7 vfio_ap_get_queue",
+            _queue_not_found,
+            Act.SW_STATUS,
+            arch.RC.Q_NOT_AVAIL,
+        )
+    )
     rows.append(Rule("hook.irq_enable", "V1 step 8: IR bit set", _ir_set, Act.ENABLE))
     rows.append(Rule("hook.irq_disable", "V1 step 8: IR bit clear", _always, Act.DISABLE))
     return tuple(rows)
@@ -212,21 +238,51 @@ def enable_table(variant: Variant) -> tuple[Rule, ...]:
     bad = arch.RC.INVALID_ADDRESS
     rows: list[Rule] = []
     if variant.nib_check == "validate":
-        rows.append(Rule("enable.nib_zero", "V1 vfio_ap_validate_nib", _nib_zero,
-                         Act.SW_STATUS, bad))
-        rows.append(Rule("enable.nib_not_in_memslot", "V1 vfio_ap_validate_nib",
-                         _nib_not_in_memslot, Act.SW_STATUS, bad))
+        rows.append(
+            Rule("enable.nib_zero", "V1 vfio_ap_validate_nib", _nib_zero, Act.SW_STATUS, bad)
+        )
+        rows.append(
+            Rule(
+                "enable.nib_not_in_memslot",
+                "V1 vfio_ap_validate_nib",
+                _nib_not_in_memslot,
+                Act.SW_STATUS,
+                bad,
+            )
+        )
     else:  # 2019: no validation; a NIB outside guest memory makes the pin fail.
-        rows.append(Rule("enable.nib_not_in_memslot", "V7 vfio_pin_pages fails",
-                         _nib_not_in_memslot, Act.SW_STATUS, bad))
-    rows.append(Rule("enable.pin_failed", "V1/V7 vfio_pin_pages != 1", _pin_failed,
-                     Act.SW_STATUS, bad))
+        rows.append(
+            Rule(
+                "enable.nib_not_in_memslot",
+                "V7 vfio_pin_pages fails",
+                _nib_not_in_memslot,
+                Act.SW_STATUS,
+                bad,
+            )
+        )
+    rows.append(
+        Rule("enable.pin_failed", "V1/V7 vfio_pin_pages != 1", _pin_failed, Act.SW_STATUS, bad)
+    )
     if variant.checks_pv_nib_shared:
-        rows.append(Rule("enable.pv_nib_not_shared", "V1 ensure_nib_shared",
-                         _pv_nib_not_shared, Act.SW_STATUS, bad))
+        rows.append(
+            Rule(
+                "enable.pv_nib_not_shared",
+                "V1 ensure_nib_shared",
+                _pv_nib_not_shared,
+                Act.SW_STATUS,
+                bad,
+            )
+        )
     if variant.gisc_fail_rc is not None:
-        rows.append(Rule("enable.gisc_register_failed", "V1 kvm_s390_gisc_register < 0 (M9)",
-                         _gisc_failed, Act.SW_STATUS, variant.gisc_fail_rc))
+        rows.append(
+            Rule(
+                "enable.gisc_register_failed",
+                "V1 kvm_s390_gisc_register < 0 (M9)",
+                _gisc_failed,
+                Act.SW_STATUS,
+                variant.gisc_fail_rc,
+            )
+        )
     rows.append(Rule("enable.host_aqic", "V1 step f: ap_aqic", _always, Act.HOST_AQIC))
     return tuple(rows)
 
