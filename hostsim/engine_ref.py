@@ -1,0 +1,274 @@
+"""The reference engine: the obvious SimPy model, one process per vCPU, scalar decode.
+
+It exists to be obviously right, not fast: every request walks its stages as SimPy timeouts, the
+intercept is decoded with :func:`hostsim.decode.decode_one` when it happens, and the locks are
+SimPy-driven FIFO objects.
+
+Tie rule (both engines follow it; see README "Determinism"):
+* at one nanosecond, host-side state changes come first, then vCPU actions, then lock
+  decisions: a lock is granted only after every request of that nanosecond is in;
+* the global vfio_ap mutex (or a guest's mutex, per-mdev) is FIFO in the order
+  ``(request time, host before vCPU, event index or global vCPU index)``;
+* a guest's ``pqap_hook_rwsem``: a reader that asks while a writer waits or holds it waits until
+  the writer releases; a writer waits until every reader that got in before it has left.
+SimPy events carry a priority: URGENT (0) for host state flips, NORMAL (1) for process steps,
+and :data:`LATE` (2) for lock decisions, so the rule holds whatever order SimPy created them in.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from hostsim.decode import decode_one
+from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.records import HOST_EVENT_DTYPE
+from hostsim.rules import Kind
+from hostsim.scenario import HostEventKind
+from hostsim.sink import RecordSink, record_tuple
+
+LATE = 2
+URGENT = 0
+HOST, VCPU = 0, 1
+
+
+def _at(env: simpy.Environment, priority: int, callback: Any, delay: int = 0) -> None:
+    ev = simpy.Event(env)
+    ev._ok = True
+    ev._value = None
+    ev.callbacks.append(callback)
+    env.schedule(ev, priority, delay)
+
+
+class FifoLock:
+    """A mutex granted in ``(request time, class, id)`` order, decided at LATE priority."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.queue: list[tuple[int, int, int, simpy.Event]] = []
+        self.busy = False
+        self._pending = False
+
+    def request(self, cls: int, ident: int) -> simpy.Event:
+        ev = simpy.Event(self.env)
+        heapq.heappush(self.queue, (self.env.now, cls, ident, ev))
+        self._decide_later()
+        return ev
+
+    def release(self) -> None:
+        self.busy = False
+        self._decide_later()
+
+    def _decide_later(self) -> None:
+        if not self._pending and not self.busy:
+            self._pending = True
+            _at(self.env, LATE, self._decide)
+
+    def _decide(self, _: Any) -> None:
+        self._pending = False
+        if not self.busy and self.queue:
+            self.busy = True
+            heapq.heappop(self.queue)[3].succeed()
+
+
+class RwSem:
+    """A guest's ``pqap_hook_rwsem``: writer-preferring, decided at LATE priority."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.readers = 0
+        self.writer = False
+        self.waiting_writers: list[simpy.Event] = []
+        self.waiting_readers: list[simpy.Event] = []
+        self._pending = False
+
+    def read(self) -> simpy.Event:
+        ev = simpy.Event(self.env)
+        self.waiting_readers.append(ev)
+        self._decide_later()
+        return ev
+
+    def write(self) -> simpy.Event:
+        ev = simpy.Event(self.env)
+        self.waiting_writers.append(ev)
+        self._decide_later()
+        return ev
+
+    def read_release(self) -> None:
+        self.readers -= 1
+        self._decide_later()
+
+    def write_release(self) -> None:
+        self.writer = False
+        self._decide_later()
+
+    def _decide_later(self) -> None:
+        if not self._pending:
+            self._pending = True
+            _at(self.env, LATE, self._decide)
+
+    def _decide(self, _: Any) -> None:
+        self._pending = False
+        if self.writer:
+            return
+        if self.waiting_writers:
+            if self.readers == 0:
+                self.writer = True
+                self.waiting_writers.pop(0).succeed()
+            return
+        for ev in self.waiting_readers:
+            self.readers += 1
+            ev.succeed()
+        self.waiting_readers.clear()
+
+
+class _Guest:
+    __slots__ = ("hook", "mdev_kvm", "rwsem")
+
+    def __init__(self, env: simpy.Environment, mdev: bool) -> None:
+        self.hook = mdev
+        self.mdev_kvm = mdev
+        self.rwsem = RwSem(env)
+
+
+class ReferenceEngine:
+    """Simulate a scenario with one SimPy process per vCPU (see module docstring)."""
+
+    def __init__(self, model: Model, sink: RecordSink) -> None:
+        self.m = model
+        self.sink = sink
+        self.env = simpy.Environment()
+        s = model.s
+        self.guests = [_Guest(self.env, s.guests[int(gi)].mdev) for gi in model.topo.guest_group]
+        self.locks = [FifoLock(self.env) for _ in range(model.n_mutexes)]
+        self.next_issue = np.full(model.n_vcpus, np.iinfo(np.int64).max, np.int64)
+        self.host_rows: list[tuple] = []
+        self._since_flush = 0
+
+    def run(self, progress: Any = None) -> np.ndarray:
+        """Run to completion; returns the host-event records."""
+        m, env = self.m, self.env
+        for i, ev in enumerate(m.s.events):
+            if not m.rwsem and ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
+                g = self.guests[ev.guest]
+                value = ev.kind == HostEventKind.ATTACH
+                _at(env, URGENT, lambda _, g=g, v=value: setattr(g, "hook", v), ev.at_ns)
+            env.process(self._host(i, ev))
+        for v in range(m.n_vcpus):
+            env.process(self._vcpu(v))
+        step = max(m.s.duration_ns // 200, 1)
+        t = step
+        peek, stepper = env.peek, env.step
+        while peek() != float("inf"):
+            t = max(t, int(peek()) + 1)
+            while peek() < t:
+                stepper()
+            if progress is not None:
+                progress.update(env.now, self.sink.count + self.sink.pending())
+            self.sink.flush(int(self.next_issue.min()))
+            t += step
+        self.sink.flush(None)
+        return np.array(sorted(self.host_rows), dtype=HOST_EVENT_DTYPE)
+
+    def _vcpu(self, v: int) -> Generator[simpy.Event, Any, None]:
+        m, env = self.m, self.env
+        variant = m.variant
+        guest = int(m.topo.vcpu_guest[v])
+        gs = self.guests[guest]
+        lock = self.locks[int(m.mutex_of_guest[guest])]
+        w = m.s.guests[int(m.topo.guest_group[guest])].workload
+        duration = m.s.duration_ns
+        start = round(w.start_ms * 1_000_000)
+        resume = arrival = start
+        k = 0
+        while True:
+            blk, r, c = m.locate(v, k)
+            cost = blk.costs
+            gap = int(blk.gap[r, c])
+            if w.kind == "poisson":
+                arrival += gap
+                issue = max(arrival, resume)
+            else:
+                issue = resume + gap
+                arrival = issue
+            if issue >= duration:
+                self.next_issue[v] = np.iinfo(np.int64).max
+                return
+            self.next_issue[v] = issue
+            t_exit = issue + int(cost["sie_exit"][r, c])
+            t_decode = t_exit + int(cost["kvm_decode"][r, c])
+            entry = int(cost["sie_entry"][r, c])
+            yield env.timeout(t_decode - env.now)
+            x = m.intercept(v, blk, r, c, gs.hook, gs.mdev_kvm, False)
+            d = decode_one(x, variant)
+            t_rw = t_mreq = t_grant = t_rel = -1
+            if not d.hook_called and d.kind != Kind.NO_HOOK_RC01:
+                # KVM rows 1-8: the guards decide before any lock.
+                resume = t_decode + exit_cost(d, blk, r, c) + entry
+            else:
+                if m.rwsem:
+                    yield gs.rwsem.read()
+                    t_rw = env.now
+                    x.hook_registered = gs.hook
+                    d = decode_one(x, variant)
+                t_h = (t_rw if m.rwsem else t_decode) + int(cost["rwsem_read"][r, c])
+                if d.kind == Kind.NO_HOOK_RC01:
+                    yield env.timeout(t_h - env.now)
+                    if m.rwsem:
+                        gs.rwsem.read_release()
+                    resume = t_h + entry
+                elif not d.mutex:
+                    t_back = t_h + int(cost["hook_entry"][r, c])
+                    yield env.timeout(t_back - env.now)
+                    if m.rwsem:
+                        gs.rwsem.read_release()
+                    resume = t_back + exit_cost(d, blk, r, c) + entry
+                else:
+                    t_mreq = t_h + int(cost["hook_entry"][r, c])
+                    yield env.timeout(t_mreq - env.now)
+                    yield lock.request(VCPU, v)
+                    t_grant = env.now
+                    x.mdev_has_kvm = gs.mdev_kvm
+                    x.hook_cleared_in_flight = not m.rwsem and not gs.hook
+                    d = decode_one(x, variant)
+                    yield env.timeout(hold_ns(d, blk, r, c))
+                    t_rel = env.now
+                    lock.release()
+                    if m.rwsem:
+                        gs.rwsem.read_release()
+                    resume = t_rel + entry
+            yield env.timeout(resume - env.now)
+            self.sink.add(record_tuple(v, guest, k, arrival, issue, t_exit, t_decode, t_rw,
+                                       t_mreq, t_grant, t_rel, resume, x, d, path_of(d)))
+            k += 1
+
+    def _host(self, i: int, ev: Any) -> Generator[simpy.Event, Any, None]:
+        m, env = self.m, self.env
+        yield env.timeout(ev.at_ns)
+        gs = self.guests[ev.guest]
+        lock = self.locks[int(m.mutex_of_guest[ev.guest])]
+        rw_hold, hold, aqic, tapq, sleeps = m.host_event_work(i, ev)
+        rw = (-1, -1, -1)
+        if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH) and m.rwsem:
+            t_req = env.now
+            yield gs.rwsem.write()
+            t_g = env.now
+            yield env.timeout(rw_hold)
+            gs.hook = ev.kind == HostEventKind.ATTACH
+            gs.rwsem.write_release()
+            rw = (t_req, t_g, env.now)
+        t_mreq = env.now
+        yield lock.request(HOST, i)
+        t_grant = env.now
+        yield env.timeout(hold)
+        if ev.kind == HostEventKind.ATTACH:
+            gs.mdev_kvm = True
+        elif ev.kind == HostEventKind.DETACH:
+            gs.mdev_kvm = False
+        lock.release()
+        self.host_rows.append((i, int(ev.kind), ev.guest, ev.at_ns, *rw, t_mreq, t_grant,
+                               env.now, aqic, tapq, sleeps))

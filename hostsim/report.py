@@ -1,0 +1,179 @@
+"""Human output: the end-of-run table (after ``perf kvm stat report``) and a progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from hostsim.records import PATH_NAMES
+
+_COLUMNS = ("Path", "Samples", "Samples%", "Min(us)", "Avg(us)", "p50(us)", "p99(us)",
+            "p99.9(us)", "Max(us)")  # fmt: skip
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:.2f}"
+
+
+def _pct(lat: Mapping[str, Any], p: str) -> float:
+    return float(lat["percentile"].get(p, 0))
+
+
+def _row(name: str, n: int, total: int, lat: Mapping[str, Any]) -> list[str]:
+    share = 100.0 * n / total if total else 0.0
+    return [
+        name,
+        str(n),
+        f"{share:.2f}%",
+        _us(lat["min"]),
+        _us(lat["mean"]),
+        _us(_pct(lat, "50.000000")),
+        _us(_pct(lat, "99.000000")),
+        _us(_pct(lat, "99.900000")),
+        _us(lat["max"]),
+    ]
+
+
+def _table(rows: list[list[str]], total_row: list[str]) -> list[str]:
+    widths = [
+        max(len(r[i]) for r in [list(_COLUMNS), *rows, total_row]) for i in range(len(_COLUMNS))
+    ]
+
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+
+    return [line(_COLUMNS), "", *(line(r) for r in rows), "", line(total_row)]
+
+
+def _holder(by: Mapping[str, Any] | None) -> str:
+    if not by:
+        return "-"
+    if by.get("type") == "vcpu":
+        return f"vcpu {by['vcpu']} (guest {by['guest']}, request {by['seq']}, {by['path']})"
+    return f"host event {by.get('event')} (kind {by.get('kind')}, guest {by.get('guest')})"
+
+
+def _dist(lat: Mapping[str, Any]) -> str:
+    if not lat["N"]:
+        return "no samples"
+    return (
+        f"p50 {_us(_pct(lat, '50.000000'))}  p99 {_us(_pct(lat, '99.000000'))}  "
+        f"p99.9 {_us(_pct(lat, '99.900000'))}  max {_us(lat['max'])}  (N={lat['N']})"
+    )
+
+
+def format_report(summary: Mapping[str, Any]) -> str:
+    """The end-of-run report of a :meth:`hostsim.summary.RunStats.summary` dict, as text."""
+    paths = summary["paths"]
+    total = summary["all"]["N"]
+    names = [n for n in PATH_NAMES if paths.get(n, {}).get("N")]
+    names += sorted(n for n in paths if n not in PATH_NAMES and paths[n].get("N"))
+    rows = [_row(n, paths[n]["N"], total, paths[n]["lat_ns"]) for n in names]
+    total_row = _row("Total", total, total, summary["all"]["lat_ns"])
+
+    window = summary.get("window", {})
+    counts = summary.get("counts", {})
+    duration_s = window.get("duration_ns", 0) / 1e9
+    out = ["Analyze events for all VMs, all VCPUs:", "", *_table(rows, total_row), ""]
+    if counts.get("warmup"):
+        out.append(
+            f"Warm-up: {counts['warmup']} requests issued before "
+            f"{window.get('start_ns', 0) / 1e9:.6f} s excluded"
+        )
+    if counts.get("incomplete"):
+        out.append(f"Incomplete: {counts['incomplete']} requests had not resumed at the end")
+
+    mutex = summary["mutex"]
+    out += [
+        "",
+        "Global vfio_ap mutex:",
+        f"  Utilisation:   {100.0 * mutex['utilisation']:.2f}%  "
+        f"(held {mutex.get('busy_ns', 0) / 1e9:.6f} s of {duration_s:.6f} s)",
+        f"  Wait (us):     {_dist(mutex['wait_ns'])}",
+        f"  Hold (us):     {_dist(mutex['hold_ns'])}",
+        f"  Longest hold:  {_us(mutex['longest_hold_ns'])} us"
+        f" by {_holder(mutex['longest_hold_by'])}",
+        "",
+        f"Throughput: {summary['throughput_per_s']:.1f} requests per simulated second "
+        f"({counts.get('completed_in_window', 0)} completed in {duration_s:.6f} s)",
+    ]
+    return "\n".join(out) + "\n"
+
+
+class Progress:
+    """A one-line progress bar on stderr: simulated-time %, requests, requests per wall second.
+
+    Shown only when ``enabled`` and the stream is a terminal, or when ``force`` is true.
+    Updates are drawn at most every ``min_interval_s`` of wall time.
+    """
+
+    def __init__(
+        self,
+        total_ns: int,
+        enabled: bool = True,
+        *,
+        force: bool = False,
+        stream: TextIO | None = None,
+        min_interval_s: float = 0.2,
+        width: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = enabled and (force or is_tty)
+        self.total_ns = max(int(total_ns), 1)
+        self.min_interval_s = min_interval_s
+        self.width = width
+        self._clock = clock
+        self._start = clock()
+        self._last_draw: float | None = None
+        self._sim_now = 0
+        self._requests = 0
+        self._last_len = 0
+
+    def update(self, sim_now_ns: int, requests: int | None = None) -> None:
+        """Note progress: the simulated time reached and, optionally, requests so far."""
+        self._sim_now = int(sim_now_ns)
+        if requests is not None:
+            self._requests = int(requests)
+        if not self.enabled:
+            return
+        now = self._clock()
+        if self._last_draw is not None and now - self._last_draw < self.min_interval_s:
+            return
+        self._last_draw = now
+        self._draw(now)
+
+    def _line(self, now: float) -> str:
+        frac = min(max(self._sim_now / self.total_ns, 0.0), 1.0)
+        filled = int(frac * self.width)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = now - self._start
+        rate = self._requests / elapsed if elapsed > 0 else 0.0
+        return (
+            f"[{bar}] {100 * frac:5.1f}%  sim {self._sim_now / 1e9:.3f}/{self.total_ns / 1e9:.3f} s"
+            f"  {self._requests} requests  {rate:,.0f} req/s"
+        )
+
+    def _draw(self, now: float) -> None:
+        line = self._line(now)
+        self.stream.write("\r" + line.ljust(self._last_len))
+        self.stream.flush()
+        self._last_len = len(line)
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if not self.enabled:
+            return
+        self._draw(self._clock())
+        self.stream.write("\n")
+        self.stream.flush()
+        self.enabled = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
