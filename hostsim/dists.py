@@ -100,8 +100,9 @@ def parse_dist(value: Any, floor_ns: int = 1) -> Dist:
         raise DistError(f"dist: expected one of {sorted(_KEYS)}, got {kind!r}")
     extra = set(value) - _KEYS[kind] - {"dist"}
     if extra:
-        raise DistError(f"unknown key {sorted(extra)[0]!r} for dist {kind!r}; "
-                        f"expected {sorted(_KEYS[kind])}")
+        raise DistError(
+            f"unknown key {sorted(extra)[0]!r} for dist {kind!r}; expected {sorted(_KEYS[kind])}"
+        )
     if kind == "fixed":
         params: dict[str, Any] = {"ns": _num(value.get("ns"), "ns")}
     elif kind == "exponential":

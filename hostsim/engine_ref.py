@@ -242,8 +242,25 @@ class ReferenceEngine:
                         gs.rwsem.read_release()
                     resume = t_rel + entry
             yield env.timeout(resume - env.now)
-            self.sink.add(record_tuple(v, guest, k, arrival, issue, t_exit, t_decode, t_rw,
-                                       t_mreq, t_grant, t_rel, resume, x, d, path_of(d)))
+            self.sink.add(
+                record_tuple(
+                    v,
+                    guest,
+                    k,
+                    arrival,
+                    issue,
+                    t_exit,
+                    t_decode,
+                    t_rw,
+                    t_mreq,
+                    t_grant,
+                    t_rel,
+                    resume,
+                    x,
+                    d,
+                    path_of(d),
+                )
+            )
             k += 1
 
     def _host(self, i: int, ev: Any) -> Generator[simpy.Event, Any, None]:
@@ -270,5 +287,6 @@ class ReferenceEngine:
         elif ev.kind == HostEventKind.DETACH:
             gs.mdev_kvm = False
         lock.release()
-        self.host_rows.append((i, int(ev.kind), ev.guest, ev.at_ns, *rw, t_mreq, t_grant,
-                               env.now, aqic, tapq, sleeps))
+        self.host_rows.append(
+            (i, int(ev.kind), ev.guest, ev.at_ns, *rw, t_mreq, t_grant, env.now, aqic, tapq, sleeps)
+        )

@@ -69,8 +69,18 @@ def _profile(h: Hardware) -> _Profile:
 class Block:
     """Draws of ``rows`` vCPUs x ``BLOCK_REQS`` requests: one array per column."""
 
-    __slots__ = ("aqic", "apqn", "assigned", "costs", "enable", "gap", "nbytes", "pin_ok", "tapq_irq",
-                 "tapq_rc")
+    __slots__ = (
+        "apqn",
+        "aqic",
+        "assigned",
+        "costs",
+        "enable",
+        "gap",
+        "nbytes",
+        "pin_ok",
+        "tapq_irq",
+        "tapq_rc",
+    )
 
     def __init__(self) -> None:
         self.costs: dict[str, np.ndarray] = {}
@@ -105,7 +115,8 @@ class Model:
                 prof[sel] = i
             self.queue_profile.append(prof)
         self.mutex_of_guest = (
-            np.zeros(self.n_guests, np.int32) if scenario.host.lock_model == "global"
+            np.zeros(self.n_guests, np.int32)
+            if scenario.host.lock_model == "global"
             else np.arange(self.n_guests, dtype=np.int32)
         )
         self.n_mutexes = int(self.mutex_of_guest.max()) + 1 if self.n_guests else 0
@@ -175,15 +186,18 @@ class Model:
             m = prof == pi
             if not m.any():
                 continue
-            rc = p.aqic_rc[np.searchsorted(p.aqic_cdf, au[m], side="right").clip(
-                0, len(p.aqic_rc) - 1)]
+            rc = p.aqic_rc[
+                np.searchsorted(p.aqic_cdf, au[m], side="right").clip(0, len(p.aqic_rc) - 1)
+            ]
             b.aqic[m] = rc << arch.STATUS_RC_SHIFT
-            b.tapq_rc[m] = p.tapq_rc[np.searchsorted(p.tapq_cdf, tu[m], side="right").clip(
-                0, len(p.tapq_rc) - 1)]
+            b.tapq_rc[m] = p.tapq_rc[
+                np.searchsorted(p.tapq_cdf, tu[m], side="right").clip(0, len(p.tapq_rc) - 1)
+            ]
             b.tapq_irq[m] = iu[m] < p.tapq_irq
             b.pin_ok[m] = pu[m] >= p.pin_fail
-        nbytes = sum(a.nbytes for a in (b.gap, b.enable, b.apqn, b.aqic, b.tapq_rc, b.tapq_irq,
-                                         b.pin_ok))
+        nbytes = sum(
+            a.nbytes for a in (b.gap, b.enable, b.apqn, b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok)
+        )
         for name in COSTS:
             width = PER_CALL_COSTS.get(name)
             cg = generator(seed, f"cost:{name}", *key)
@@ -201,8 +215,9 @@ class Model:
         return blk, local % CHUNK_VCPUS, k % BLOCK_REQS
 
     # --- registers and decode inputs --------------------------------------------------------
-    def intercept(self, vcpu: int, blk: Block, r: int, c: int, hook: bool, mdev_kvm: bool,
-                  cleared: bool) -> Intercept:
+    def intercept(
+        self, vcpu: int, blk: Block, r: int, c: int, hook: bool, mdev_kvm: bool, cleared: bool
+    ) -> Intercept:
         """The decode input of one request, with the guest's configuration as it is now."""
         guest = int(self.topo.vcpu_guest[vcpu])
         g = self.s.guests[int(self.topo.guest_group[guest])]
@@ -215,14 +230,26 @@ class Model:
             gpr2=w.nib,
             psw_mask=arch.PSW_DEFAULT_SUPERVISOR,
             ap_instructions_available=self.s.host.ap_instructions_available,
-            eca_apie=g.eca_apie, eca_aiv=g.eca_aiv, facility15=g.facility15,
-            facility65=g.facility65, apxa=g.apxa, hook_registered=hook,
-            hook_module_alive=True, hook_cleared_in_flight=cleared, mdev_has_kvm=mdev_kvm,
-            queue_assigned=bool(blk.assigned[r, c]), nib_in_memslot=True, pin_ok=bool(blk.pin_ok[r, c]),
-            pv_guest=g.pv, nib_shared=True, gisc_register_ok=True,
+            eca_apie=g.eca_apie,
+            eca_aiv=g.eca_aiv,
+            facility15=g.facility15,
+            facility65=g.facility65,
+            apxa=g.apxa,
+            hook_registered=hook,
+            hook_module_alive=True,
+            hook_cleared_in_flight=cleared,
+            mdev_has_kvm=mdev_kvm,
+            queue_assigned=bool(blk.assigned[r, c]),
+            nib_in_memslot=True,
+            pin_ok=bool(blk.pin_ok[r, c]),
+            pv_guest=g.pv,
+            nib_shared=True,
+            gisc_register_ok=True,
             hw_aqic=[int(x) for x in blk.aqic[r, c]],
-            hw_tapq=[(int(a), bool(i)) for a, i in zip(blk.tapq_rc[r, c], blk.tapq_irq[r, c],
-                                                       strict=True)],
+            hw_tapq=[
+                (int(a), bool(i))
+                for a, i in zip(blk.tapq_rc[r, c], blk.tapq_irq[r, c], strict=True)
+            ],
         )
 
     # --- host events --------------------------------------------------------------------------
@@ -249,14 +276,17 @@ class Model:
                 au = g.random(AQIC_SLOTS)
                 tu = g.random(TAPQ_SLOTS)
                 iu = g.random(TAPQ_SLOTS)
-                rc = p.aqic_rc[np.searchsorted(p.aqic_cdf, au, side="right").clip(
-                    0, len(p.aqic_rc) - 1)]
-                trc = p.tapq_rc[np.searchsorted(p.tapq_cdf, tu, side="right").clip(
-                    0, len(p.tapq_rc) - 1)]
-                x = Intercept(gpr0=int(apqns[qi]),
-                              hw_aqic=[int(v) << arch.STATUS_RC_SHIFT for v in rc],
-                              hw_tapq=[(int(a), bool(b)) for a, b in
-                                       zip(trc, iu < p.tapq_irq, strict=True)])
+                rc = p.aqic_rc[
+                    np.searchsorted(p.aqic_cdf, au, side="right").clip(0, len(p.aqic_rc) - 1)
+                ]
+                trc = p.tapq_rc[
+                    np.searchsorted(p.tapq_cdf, tu, side="right").clip(0, len(p.tapq_rc) - 1)
+                ]
+                x = Intercept(
+                    gpr0=int(apqns[qi]),
+                    hw_aqic=[int(v) << arch.STATUS_RC_SHIFT for v in rc],
+                    hw_tapq=[(int(a), bool(b)) for a, b in zip(trc, iu < p.tapq_irq, strict=True)],
+                )
                 _, a, t, sl = _disable_one(x, 0)
                 aqic, tapq, sleeps = aqic + a, tapq + t, sleeps + sl
                 hold += int(c["host_aqic"].sample(g, a).sum())

@@ -144,8 +144,9 @@ class _Ctx:
             raise self.err(path, f"expected a table, got {_show(v)}")
         for k in v:
             if k not in allowed:
-                raise self.err(f"{path}.{k}" if path else k,
-                               f"unknown key; expected one of {sorted(allowed)}")
+                raise self.err(
+                    f"{path}.{k}" if path else k, f"unknown key; expected one of {sorted(allowed)}"
+                )
         return v
 
     def boolean(self, v: Any, path: str) -> bool:
@@ -162,8 +163,9 @@ class _Ctx:
             raise self.err(path, f"expected an integer <= {hi}, got {v}")
         return v
 
-    def number(self, v: Any, path: str, lo: float = 0.0, hi: float | None = None,
-               strict: bool = False) -> float:
+    def number(
+        self, v: Any, path: str, lo: float = 0.0, hi: float | None = None, strict: bool = False
+    ) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise self.err(path, f"expected a number, got {_show(v)}")
         if v < lo or (strict and v == lo):
@@ -207,14 +209,17 @@ def _ms(ctx: _Ctx, t: dict[str, Any], key: str, path: str, default: float) -> in
 
 def _rc_probs(ctx: _Ctx, v: Any, path: str) -> tuple[tuple[int, float], ...]:
     if not isinstance(v, dict) or not v:
-        raise ctx.err(path, "expected a table of response code -> probability, "
-                            'e.g. { "0x00" = 0.99, "0x05" = 0.01 }')
+        raise ctx.err(
+            path,
+            "expected a table of response code -> probability, "
+            'e.g. { "0x00" = 0.99, "0x05" = 0.01 }',
+        )
     out = []
     for k, p in v.items():
         try:
             rc = int(k, 0)
         except ValueError:
-            raise ctx.err(f"{path}.{k}", "expected a response code key like \"0x05\"") from None
+            raise ctx.err(f"{path}.{k}", 'expected a response code key like "0x05"') from None
         if not 0 <= rc <= 0xFF:
             raise ctx.err(f"{path}.{k}", "response code must be 0x00-0xff")
         out.append((rc, ctx.number(p, f"{path}.{k}", 0.0, 1.0)))
@@ -230,12 +235,11 @@ _HW_KEYS = {"aqic_rc", "tapq_rc", "tapq_irq_enabled", "pin_fail"}
 def _hardware(ctx: _Ctx, v: Any, path: str, base: Hardware, override: bool) -> Hardware:
     t = ctx.table(v, path, _HW_KEYS | ({"adapters", "domains"} if override else set()))
     return Hardware(
-        aqic_rc=_rc_probs(ctx, t["aqic_rc"], f"{path}.aqic_rc") if "aqic_rc" in t
-        else base.aqic_rc,
-        tapq_rc=_rc_probs(ctx, t["tapq_rc"], f"{path}.tapq_rc") if "tapq_rc" in t
-        else base.tapq_rc,
-        tapq_irq_enabled=ctx.number(t.get("tapq_irq_enabled", base.tapq_irq_enabled),
-                                    f"{path}.tapq_irq_enabled", 0.0, 1.0),
+        aqic_rc=_rc_probs(ctx, t["aqic_rc"], f"{path}.aqic_rc") if "aqic_rc" in t else base.aqic_rc,
+        tapq_rc=_rc_probs(ctx, t["tapq_rc"], f"{path}.tapq_rc") if "tapq_rc" in t else base.tapq_rc,
+        tapq_irq_enabled=ctx.number(
+            t.get("tapq_irq_enabled", base.tapq_irq_enabled), f"{path}.tapq_irq_enabled", 0.0, 1.0
+        ),
         pin_fail=ctx.number(t.get("pin_fail", base.pin_fail), f"{path}.pin_fail", 0.0, 1.0),
         adapters=ctx.ints(t["adapters"], f"{path}.adapters", 255) if "adapters" in t else None,
         domains=ctx.ints(t["domains"], f"{path}.domains", 255) if "domains" in t else None,
@@ -243,8 +247,19 @@ def _hardware(ctx: _Ctx, v: Any, path: str, base: Hardware, override: bool) -> H
 
 
 def _host(ctx: _Ctx, v: Any) -> Host:
-    t = ctx.table(v, "host", {"variant", "lock_model", "ap_instructions_available", "apxa",
-                              "adapters", "domains", "hardware"})
+    t = ctx.table(
+        v,
+        "host",
+        {
+            "variant",
+            "lock_model",
+            "ap_instructions_available",
+            "apxa",
+            "adapters",
+            "domains",
+            "hardware",
+        },
+    )
     apxa = ctx.boolean(t.get("apxa", True), "host.apxa")
     variant = ctx.choice(t.get("variant", "upstream"), "host.variant", list(VARIANTS))
     adapters = ctx.ints(t.get("adapters", 4), "host.adapters", 255)
@@ -256,25 +271,35 @@ def _host(ctx: _Ctx, v: Any) -> Host:
             raise ctx.err("host.domains", f"APQI {max(domains)} is above 15 without APXA")
     hw_raw = t.get("hardware", {})
     hw_t = ctx.table(hw_raw, "host.hardware", _HW_KEYS | {"queues"})
-    base = _hardware(ctx, {k: x for k, x in hw_t.items() if k != "queues"}, "host.hardware",
-                     Hardware(), False)
+    base = _hardware(
+        ctx, {k: x for k, x in hw_t.items() if k != "queues"}, "host.hardware", Hardware(), False
+    )
     queues = hw_t.get("queues", [])
     if not isinstance(queues, list):
-        raise ctx.err("host.hardware.queues", "expected an array of tables [[host.hardware.queues]]")
-    overrides = tuple(_hardware(ctx, q, f"host.hardware.queues[{i}]", base, True)
-                      for i, q in enumerate(queues))
+        raise ctx.err(
+            "host.hardware.queues", "expected an array of tables [[host.hardware.queues]]"
+        )
+    overrides = tuple(
+        _hardware(ctx, q, f"host.hardware.queues[{i}]", base, True) for i, q in enumerate(queues)
+    )
     return Host(
         variant=variant,
         lock_model=ctx.choice(t.get("lock_model", "global"), "host.lock_model", LOCK_MODELS),
-        ap_instructions_available=ctx.boolean(t.get("ap_instructions_available", True),
-                                              "host.ap_instructions_available"),
-        apxa=apxa, adapters=adapters, domains=domains, hardware=base, queue_overrides=overrides,
+        ap_instructions_available=ctx.boolean(
+            t.get("ap_instructions_available", True), "host.ap_instructions_available"
+        ),
+        apxa=apxa,
+        adapters=adapters,
+        domains=domains,
+        hardware=base,
+        queue_overrides=overrides,
     )
 
 
 def _workload(ctx: _Ctx, v: Any, path: str) -> Workload:
-    t = ctx.table(v, path, {"kind", "rate_hz", "think", "enable_fraction", "isc", "nib",
-                            "start_ms"})
+    t = ctx.table(
+        v, path, {"kind", "rate_hz", "think", "enable_fraction", "isc", "nib", "start_ms"}
+    )
     kind = ctx.choice(t.get("kind", "poisson"), f"{path}.kind", WORKLOAD_KINDS)
     think = None
     rate = 0.0
@@ -285,8 +310,9 @@ def _workload(ctx: _Ctx, v: Any, path: str) -> Workload:
     else:
         if "rate_hz" in t:
             raise ctx.err(f"{path}.rate_hz", "a closed-loop workload has a think time, not a rate")
-        think = ctx.dist(t.get("think", {"dist": "exponential", "mean_ns": 10_000_000}),
-                         f"{path}.think", floor=0)
+        think = ctx.dist(
+            t.get("think", {"dist": "exponential", "mean_ns": 10_000_000}), f"{path}.think", floor=0
+        )
     nib = t.get("nib", Workload.nib)
     if isinstance(nib, str):
         try:
@@ -294,9 +320,12 @@ def _workload(ctx: _Ctx, v: Any, path: str) -> Workload:
         except ValueError:
             raise ctx.err(f"{path}.nib", f"expected an address, got {nib!r}") from None
     return Workload(
-        kind=kind, rate_hz=rate, think=think,
-        enable_fraction=ctx.number(t.get("enable_fraction", 1.0), f"{path}.enable_fraction",
-                                   0.0, 1.0),
+        kind=kind,
+        rate_hz=rate,
+        think=think,
+        enable_fraction=ctx.number(
+            t.get("enable_fraction", 1.0), f"{path}.enable_fraction", 0.0, 1.0
+        ),
         isc=ctx.integer(t.get("isc", 3), f"{path}.isc", 0, 7),
         nib=ctx.integer(nib, f"{path}.nib", 0, arch.MASK64),
         start_ms=ctx.number(t.get("start_ms", 0.0), f"{path}.start_ms"),
@@ -315,8 +344,20 @@ def _guests(ctx: _Ctx, v: Any, host: Host) -> tuple[GuestGroup, ...]:
     names: set[str] = set()
     for i, g in enumerate(v):
         path = f"guests[{i}]"
-        t = ctx.table(g, path, {"name", "count", "vcpus", "adapters", "domains_per_guest",
-                                "domains", "workload", *_GUEST_FLAGS})
+        t = ctx.table(
+            g,
+            path,
+            {
+                "name",
+                "count",
+                "vcpus",
+                "adapters",
+                "domains_per_guest",
+                "domains",
+                "workload",
+                *_GUEST_FLAGS,
+            },
+        )
         name = t.get("name", f"group{i}")
         if not isinstance(name, str) or not name or "[" in name:
             raise ctx.err(f"{path}.name", f"expected a name without brackets, got {_show(name)}")
@@ -329,21 +370,28 @@ def _guests(ctx: _Ctx, v: Any, host: Host) -> tuple[GuestGroup, ...]:
         adapters = host.adapters if ad_raw == "all" else ctx.ints(ad_raw, f"{path}.adapters", 255)
         for a in adapters:
             if a not in host.adapters:
-                raise ctx.err(f"{path}.adapters", f"adapter {a} is not one of the host's "
-                                                  f"{list(host.adapters)}")
-        flags = {f: ctx.boolean(t.get(f, host.apxa if f == "apxa" else f != "pv"),
-                                f"{path}.{f}") for f in _GUEST_FLAGS}
+                raise ctx.err(
+                    f"{path}.adapters",
+                    f"adapter {a} is not one of the host's {list(host.adapters)}",
+                )
+        flags = {
+            f: ctx.boolean(t.get(f, host.apxa if f == "apxa" else f != "pv"), f"{path}.{f}")
+            for f in _GUEST_FLAGS
+        }
         if "domains" in t:
             if "domains_per_guest" in t:
                 raise ctx.err(f"{path}.domains", "give domains or domains_per_guest, not both")
             dl = t["domains"]
             if not isinstance(dl, list) or len(dl) != count:
-                raise ctx.err(f"{path}.domains", f"expected a list of {count} domain lists "
-                                                 "(one per guest)")
+                raise ctx.err(
+                    f"{path}.domains", f"expected a list of {count} domain lists (one per guest)"
+                )
             per_guest = tuple(
                 (ctx.ints(d, f"{path}.domains[{j}]", 255) if d else ())
-                if isinstance(d, list) else ctx.ints([d], f"{path}.domains[{j}]", 255)
-                for j, d in enumerate(dl))
+                if isinstance(d, list)
+                else ctx.ints([d], f"{path}.domains[{j}]", 255)
+                for j, d in enumerate(dl)
+            )
             for d in {x for dd in per_guest for x in dd}:
                 if d in free:
                     free.remove(d)
@@ -351,10 +399,12 @@ def _guests(ctx: _Ctx, v: Any, host: Host) -> tuple[GuestGroup, ...]:
             dpg = ctx.integer(t.get("domains_per_guest", 1), f"{path}.domains_per_guest", 0)
             need = dpg * count
             if need > len(free):
-                raise ctx.err(f"{path}.domains_per_guest",
-                              f"{count} guests x {dpg} domains need {need} free domains; the "
-                              f"host has {len(free)} left of {len(host.domains)}")
-            per_guest = tuple(tuple(free[j * dpg:(j + 1) * dpg]) for j in range(count))
+                raise ctx.err(
+                    f"{path}.domains_per_guest",
+                    f"{count} guests x {dpg} domains need {need} free domains; the "
+                    f"host has {len(free)} left of {len(host.domains)}",
+                )
+            per_guest = tuple(tuple(free[j * dpg : (j + 1) * dpg]) for j in range(count))
             del free[:need]
         for j, doms in enumerate(per_guest):
             for d in doms:
@@ -366,21 +416,31 @@ def _guests(ctx: _Ctx, v: Any, host: Host) -> tuple[GuestGroup, ...]:
                     apqn = (a << 8) | d
                     who = f"{name}[{j}]"
                     if apqn in owner:
-                        raise ctx.err(f"{path}.domains",
-                                      f"APQN {a:02x}.{d:04x} is assigned to both {owner[apqn]} "
-                                      f"and {who}; vfio_ap does not share queues")
+                        raise ctx.err(
+                            f"{path}.domains",
+                            f"APQN {a:02x}.{d:04x} is assigned to both {owner[apqn]} "
+                            f"and {who}; vfio_ap does not share queues",
+                        )
                     owner[apqn] = who
             if not flags["apxa"] and any(a > arch.APID_MAX_NO_APXA for a in adapters):
                 raise ctx.err(f"{path}.adapters", "APID above 63 without APXA")
-        groups.append(GuestGroup(
-            name=name, count=count, vcpus=vcpus, adapters=tuple(adapters), domains=per_guest,
-            workload=_workload(ctx, t.get("workload", {}), f"{path}.workload"), **flags,
-        ))
+        groups.append(
+            GuestGroup(
+                name=name,
+                count=count,
+                vcpus=vcpus,
+                adapters=tuple(adapters),
+                domains=per_guest,
+                workload=_workload(ctx, t.get("workload", {}), f"{path}.workload"),
+                **flags,
+            )
+        )
     return tuple(groups)
 
 
-def _events(ctx: _Ctx, v: Any, groups: tuple[GuestGroup, ...], duration_ns: int
-            ) -> tuple[HostEvent, ...]:
+def _events(
+    ctx: _Ctx, v: Any, groups: tuple[GuestGroup, ...], duration_ns: int
+) -> tuple[HostEvent, ...]:
     if not isinstance(v, list):
         raise ctx.err("events", "expected an array of tables [[events]]")
     base: dict[str, int] = {}
@@ -428,13 +488,18 @@ def from_dict(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         raise ctx.err("run.duration_ms", "expected a positive duration")
     warmup = _ms(ctx, run, "warmup_ms", "run", 0.0)
     if warmup >= duration:
-        raise ctx.err("run.warmup_ms", f"warm-up ({warmup / NS_PER_MS:g} ms) must be shorter "
-                                       f"than the run ({duration / NS_PER_MS:g} ms)")
+        raise ctx.err(
+            "run.warmup_ms",
+            f"warm-up ({warmup / NS_PER_MS:g} ms) must be shorter "
+            f"than the run ({duration / NS_PER_MS:g} ms)",
+        )
     seed = ctx.integer(run.get("seed", 1), "run.seed", 0, 2**63 - 1)
     host = _host(ctx, raw.get("host", {}))
     costs_raw = ctx.table(raw.get("costs", {}), "costs", set(COSTS))
-    costs = {name: ctx.dist(costs_raw.get(name, spec.default), f"costs.{name}")
-             for name, spec in COSTS.items()}
+    costs = {
+        name: ctx.dist(costs_raw.get(name, spec.default), f"costs.{name}")
+        for name, spec in COSTS.items()
+    }
     guests = _guests(ctx, raw.get("guests", []), host)
     events = _events(ctx, raw.get("events", []), guests, duration)
     return Scenario(duration, warmup, seed, host, costs, guests, events, source, raw)
@@ -496,8 +561,9 @@ def load(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = ())
     return loads(text, source, sets)
 
 
-def loads(text: str, source: str = "<scenario>", sets: list[str] | tuple[str, ...] = ()
-          ) -> Scenario:
+def loads(
+    text: str, source: str = "<scenario>", sets: list[str] | tuple[str, ...] = ()
+) -> Scenario:
     """Parse and validate scenario text."""
     try:
         raw = tomllib.loads(text)
@@ -516,7 +582,8 @@ def resolved(s: Scenario) -> dict[str, Any]:
         d: dict[str, Any] = {
             "aqic_rc": {f"0x{rc:02x}": p for rc, p in h.aqic_rc},
             "tapq_rc": {f"0x{rc:02x}": p for rc, p in h.tapq_rc},
-            "tapq_irq_enabled": h.tapq_irq_enabled, "pin_fail": h.pin_fail,
+            "tapq_irq_enabled": h.tapq_irq_enabled,
+            "pin_fail": h.pin_fail,
         }
         if h.adapters is not None:
             d["adapters"] = list(h.adapters)
@@ -536,27 +603,42 @@ def resolved(s: Scenario) -> dict[str, Any]:
         else:
             assert w.think is not None
             wd["think"] = w.think.to_toml()
-        wd.update(enable_fraction=w.enable_fraction, isc=w.isc, nib=f"0x{w.nib:x}",
-                  start_ms=w.start_ms)
-        gd: dict[str, Any] = {"name": g.name, "count": g.count, "vcpus": g.vcpus,
-                              "adapters": list(g.adapters),
-                              "domains": [list(d) for d in g.domains]}
+        wd.update(
+            enable_fraction=w.enable_fraction, isc=w.isc, nib=f"0x{w.nib:x}", start_ms=w.start_ms
+        )
+        gd: dict[str, Any] = {
+            "name": g.name,
+            "count": g.count,
+            "vcpus": g.vcpus,
+            "adapters": list(g.adapters),
+            "domains": [list(d) for d in g.domains],
+        }
         gd.update({f: getattr(g, f) for f in _GUEST_FLAGS})
         gd["workload"] = wd
         guests.append(gd)
     out: dict[str, Any] = {
-        "run": {"duration_ms": s.duration_ns / NS_PER_MS, "warmup_ms": s.warmup_ns / NS_PER_MS,
-                "seed": s.seed},
-        "host": {"variant": s.host.variant, "lock_model": s.host.lock_model,
-                 "ap_instructions_available": s.host.ap_instructions_available,
-                 "apxa": s.host.apxa, "adapters": list(s.host.adapters),
-                 "domains": list(s.host.domains), "hardware": hwd},
+        "run": {
+            "duration_ms": s.duration_ns / NS_PER_MS,
+            "warmup_ms": s.warmup_ns / NS_PER_MS,
+            "seed": s.seed,
+        },
+        "host": {
+            "variant": s.host.variant,
+            "lock_model": s.host.lock_model,
+            "ap_instructions_available": s.host.ap_instructions_available,
+            "apxa": s.host.apxa,
+            "adapters": list(s.host.adapters),
+            "domains": list(s.host.domains),
+            "hardware": hwd,
+        },
         "costs": {k: d.to_toml() for k, d in s.costs.items()},
         "guests": guests,
     }
     if s.events:
-        out["events"] = [{"at_ms": e.at_ns / NS_PER_MS, "kind": e.kind.name.lower(),
-                          "guest": e.label} for e in s.events]
+        out["events"] = [
+            {"at_ms": e.at_ns / NS_PER_MS, "kind": e.kind.name.lower(), "guest": e.label}
+            for e in s.events
+        ]
     return out
 
 
@@ -583,12 +665,15 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
     lines: list[str] = []
     subs: list[tuple[str, Any]] = []
     for k, v in d.items():
-        if isinstance(v, dict) and any(isinstance(x, dict | list) for x in v.values()) or (
-            isinstance(v, dict) and prefix == "" and k in ("run", "host", "costs")
-        ):
-            subs.append((k, v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v) and k in (
-            "guests", "events", "queues"
+        if (
+            (isinstance(v, dict)
+            and any(isinstance(x, dict | list) for x in v.values()))
+            or (isinstance(v, dict) and prefix == "" and k in ("run", "host", "costs"))
+        ) or (
+            isinstance(v, list)
+            and v
+            and all(isinstance(x, dict) for x in v)
+            and k in ("guests", "events", "queues")
         ):
             subs.append((k, v))
         else:
@@ -640,12 +725,21 @@ def topology(s: Scenario) -> Topology:
             gg.append(gi)
             gl.append(j)
             gfv.append(vcpu)
-            apqns.append(np.array([(a << 8) | d for a in g.adapters for d in g.domains[j]],
-                                  np.uint16))
+            apqns.append(
+                np.array([(a << 8) | d for a in g.adapters for d in g.domains[j]], np.uint16)
+            )
             vg.extend([guest] * g.vcpus)
             vgr.extend([gi] * g.vcpus)
             vl.extend(range(j * g.vcpus, (j + 1) * g.vcpus))
             vcpu += g.vcpus
-    return Topology(np.array(gg, np.int32), np.array(gl, np.int32), np.array(gfv, np.int64),
-                    tuple(apqns), np.array(vg, np.int32), np.array(vgr, np.int32),
-                    np.array(vl, np.int64), np.array(gfg, np.int64), np.array(gfvc, np.int64))
+    return Topology(
+        np.array(gg, np.int32),
+        np.array(gl, np.int32),
+        np.array(gfv, np.int64),
+        tuple(apqns),
+        np.array(vg, np.int32),
+        np.array(vgr, np.int32),
+        np.array(vl, np.int64),
+        np.array(gfg, np.int64),
+        np.array(gfvc, np.int64),
+    )

@@ -22,18 +22,51 @@ from hostsim.rules import rule_code
 CHUNK = 65536
 
 
-def record_tuple(vcpu: int, guest: int, seq: int, t_arrival: int, t_issue: int, t_exit: int,
-                 t_decode: int, t_rwsem: int, t_mreq: int, t_grant: int, t_rel: int,
-                 t_resume: int, x: Intercept, d: Decision, path: int) -> tuple:
+def record_tuple(
+    vcpu: int,
+    guest: int,
+    seq: int,
+    t_arrival: int,
+    t_issue: int,
+    t_exit: int,
+    t_decode: int,
+    t_rwsem: int,
+    t_mreq: int,
+    t_grant: int,
+    t_rel: int,
+    t_resume: int,
+    x: Intercept,
+    d: Decision,
+    path: int,
+) -> tuple:
     """One request record as a tuple in :data:`RECORD_DTYPE` field order."""
     return (
-        vcpu, guest, seq, t_arrival, t_issue, t_exit, t_decode, t_rwsem, t_mreq, t_grant, t_rel,
-        t_resume, x.gpr0, x.gpr1, d.gr1, x.gpr0 & 0xFFFF, int(d.kind), path, rule_code(d.rule),
+        vcpu,
+        guest,
+        seq,
+        t_arrival,
+        t_issue,
+        t_exit,
+        t_decode,
+        t_rwsem,
+        t_mreq,
+        t_grant,
+        t_rel,
+        t_resume,
+        x.gpr0,
+        x.gpr1,
+        d.gr1,
+        x.gpr0 & 0xFFFF,
+        int(d.kind),
+        path,
+        rule_code(d.rule),
         -1 if d.response_code is None else d.response_code,
         -1 if d.guest_visible_rc is None else d.guest_visible_rc,
         -1 if d.cc is None else d.cc,
         -1 if d.pgm_code is None else d.pgm_code,
-        d.hw_aqic_calls, d.hw_tapq_calls, d.sleeps,
+        d.hw_aqic_calls,
+        d.hw_tapq_calls,
+        d.sleeps,
     )
 
 
