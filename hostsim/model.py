@@ -29,8 +29,21 @@ from hostsim.rules import Kind
 from hostsim.scenario import Hardware, HostEvent, HostEventKind, Scenario, Topology, topology
 from hostsim.variants import Variant, get_variant
 
-CHUNK_VCPUS = 64
-BLOCK_REQS = 8
+MAX_CHUNK_VCPUS = 1024
+BLOCK_TARGET = 8192  # requests per block (vCPUs x consecutive requests)
+
+
+def block_shape(n_vcpus: int) -> tuple[int, int]:
+    """(vCPUs per chunk, requests per block) for a group of ``n_vcpus`` vCPUs.
+
+    Large groups get wide, shallow blocks (many vCPUs, few requests each: AQIC is rare per vCPU);
+    small groups get deep ones. The shape is a function of the group size alone, so both engines
+    and every run of the scenario see the same blocks.
+    """
+    chunk = max(1, min(n_vcpus, MAX_CHUNK_VCPUS))
+    return chunk, max(4, min(512, BLOCK_TARGET // chunk))
+
+
 CACHE_BYTES = 512 * 1024 * 1024
 
 
@@ -67,7 +80,8 @@ def _profile(h: Hardware) -> _Profile:
 
 
 class Block:
-    """Draws of ``rows`` vCPUs x ``BLOCK_REQS`` requests: one array per column."""
+    """Draws of ``rows`` vCPUs x consecutive requests (:func:`block_shape`): one array per
+    column."""
 
     __slots__ = (
         "apqn",
@@ -98,6 +112,8 @@ class Model:
         self.n_guests = len(self.topo.guest_group)
         self._cache: OrderedDict[tuple[int, int, int], Block] = OrderedDict()
         self._cache_bytes = 0
+        self._queues: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.shapes = [block_shape(g.count * g.vcpus) for g in scenario.guests]
         base = _profile(scenario.host.hardware)
         self._profiles = [base] + [_profile(o) for o in scenario.host.queue_overrides]
         # Hardware profile of each guest's queues (later overrides win).
@@ -141,9 +157,10 @@ class Model:
         s = self.s
         g = s.guests[group]
         n_local = g.count * g.vcpus
-        lo = chunk * CHUNK_VCPUS
-        rows = min(CHUNK_VCPUS, n_local - lo)
-        shape = (rows, BLOCK_REQS)
+        cv, kb = self.shapes[group]
+        lo = chunk * cv
+        rows = min(cv, n_local - lo)
+        shape = (rows, kb)
         seed = s.seed
         key = (group, chunk, kblock)
         b = Block()
@@ -158,21 +175,13 @@ class Model:
         qidx_u = reg.random(shape)
         b.enable = reg.random(shape) < w.enable_fraction
         # Which of its guest's queues each request addresses.
-        first_guest = int(self.topo.group_first_guest[group])
-        local_vcpus = np.arange(lo, lo + rows)
-        guests = first_guest + local_vcpus // g.vcpus
-        apqn = np.zeros(shape, np.uint16)
-        prof = np.zeros(shape, np.int16)
-        assigned = np.zeros(shape, bool)
-        for r, gi in enumerate(guests):
-            own = self.topo.guest_apqns[gi]
-            if len(own):
-                qi = np.minimum((qidx_u[r] * len(own)).astype(np.int64), len(own) - 1)
-                apqn[r] = own[qi]
-                prof[r] = self.queue_profile[gi][qi]
-                assigned[r] = True
-        b.apqn = apqn
-        b.assigned = assigned
+        table, prof_table, nq = self._group_queues(group)
+        local_guest = (np.arange(lo, lo + rows) // g.vcpus)[:, None]
+        count = nq[local_guest]
+        qi = np.minimum((qidx_u * count).astype(np.int64), np.maximum(count - 1, 0))
+        b.apqn = table[local_guest, qi]
+        prof = prof_table[local_guest, qi]
+        b.assigned = np.broadcast_to(count > 0, shape).copy()
         hw = generator(seed, "hardware", *key)
         au = hw.random((*shape, AQIC_SLOTS))
         tu = hw.random((*shape, TAPQ_SLOTS))
@@ -207,12 +216,31 @@ class Model:
         b.nbytes = nbytes
         return b
 
+    def _group_queues(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per guest of ``group``: its APQNs and their hardware profiles, padded to a matrix."""
+        cached = self._queues.get(group)
+        if cached is not None:
+            return cached
+        first = int(self.topo.group_first_guest[group])
+        count = self.s.guests[group].count
+        own = self.topo.guest_apqns[first : first + count]
+        nq = np.array([len(a) for a in own], np.int64)
+        width = max(1, int(nq.max()))
+        table = np.zeros((count, width), np.uint16)
+        prof = np.zeros((count, width), np.int16)
+        for j, a in enumerate(own):
+            table[j, : len(a)] = a
+            prof[j, : len(a)] = self.queue_profile[first + j]
+        self._queues[group] = (table, prof, nq)
+        return table, prof, nq
+
     def locate(self, vcpu: int, k: int) -> tuple[Block, int, int]:
         """(block, row, column) of request ``k`` of global vCPU ``vcpu``."""
         group = int(self.topo.vcpu_group[vcpu])
         local = int(self.topo.vcpu_local[vcpu])
-        blk = self.block(group, local // CHUNK_VCPUS, k // BLOCK_REQS)
-        return blk, local % CHUNK_VCPUS, k % BLOCK_REQS
+        cv, kb = self.shapes[group]
+        blk = self.block(group, local // cv, k // kb)
+        return blk, local % cv, k % kb
 
     # --- registers and decode inputs --------------------------------------------------------
     def intercept(

@@ -666,8 +666,7 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
     subs: list[tuple[str, Any]] = []
     for k, v in d.items():
         if (
-            (isinstance(v, dict)
-            and any(isinstance(x, dict | list) for x in v.values()))
+            (isinstance(v, dict) and any(isinstance(x, dict | list) for x in v.values()))
             or (isinstance(v, dict) and prefix == "" and k in ("run", "host", "costs"))
         ) or (
             isinstance(v, list)

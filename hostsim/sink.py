@@ -76,7 +76,7 @@ class RecordSink:
     def __init__(self, emit: Callable[[np.ndarray], None], chunk: int = CHUNK) -> None:
         self._emit = emit
         self._chunk = chunk
-        self._rows: list[tuple] = []
+        self.rows: list[tuple] = []
         self._arrays: list[np.ndarray] = []
         self._ready: list[np.ndarray] = []
         self._ready_n = 0
@@ -84,7 +84,7 @@ class RecordSink:
 
     def add(self, row: tuple) -> None:
         """One finished request (a :func:`record_tuple`)."""
-        self._rows.append(row)
+        self.rows.append(row)
 
     def add_array(self, rows: np.ndarray) -> None:
         """Many finished requests at once (a :data:`RECORD_DTYPE` array)."""
@@ -92,13 +92,13 @@ class RecordSink:
 
     def pending(self) -> int:
         """Records held back, waiting for the watermark."""
-        return len(self._rows) + sum(len(a) for a in self._arrays)
+        return len(self.rows) + sum(len(a) for a in self._arrays)
 
     def flush(self, watermark: int | None) -> None:
         """Pass on every record issued before ``watermark`` (None: everything, at the end)."""
         parts = list(self._arrays)
-        if self._rows:
-            parts.append(np.array(self._rows, dtype=RECORD_DTYPE))
+        if self.rows:
+            parts.append(np.array(self.rows, dtype=RECORD_DTYPE))
         if not parts:
             self._drain(final=watermark is None)
             return
@@ -108,7 +108,7 @@ class RecordSink:
         else:
             cut = int(np.searchsorted(allrec["t_issue"], watermark, side="left"))
             done, keep = allrec[:cut], allrec[cut:]
-        self._rows = []
+        self.rows.clear()  # engines hold this list: empty it in place
         self._arrays = [keep] if len(keep) else []
         if len(done):
             self._ready.append(done)

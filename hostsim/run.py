@@ -1,0 +1,115 @@
+"""One simulation run, end to end: scenario -> engine -> records -> summary, files, report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hostsim import __version__
+from hostsim.model import Model
+from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
+from hostsim.report import Progress
+from hostsim.results import ResultWriter
+from hostsim.scenario import Scenario, resolved_toml
+from hostsim.sink import RecordSink
+from hostsim.summary import RunStats
+
+ENGINES = ("fast", "reference")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its summary, host events and where the files went (if anywhere)."""
+
+    summary: dict[str, Any]
+    host_events: np.ndarray
+    records: np.ndarray | None  # kept only when asked (tests, small runs)
+    out_dir: Path | None
+    n_records: int
+
+
+def make_engine(name: str, model: Model, sink: RecordSink) -> Any:
+    """The engine called ``name`` over ``model``, writing into ``sink``."""
+    if name == "reference":
+        from hostsim.engine_ref import ReferenceEngine
+
+        return ReferenceEngine(model, sink)
+    if name == "fast":
+        from hostsim.engine_fast import FastEngine
+
+        return FastEngine(model, sink)
+    raise ValueError(f"unknown engine {name!r}; expected one of {list(ENGINES)}")
+
+
+def meta(s: Scenario, engine: str) -> dict[str, Any]:
+    """The run description stored under ``"hostsim"`` in the summary (no wall-clock values)."""
+    return {
+        "version": __version__,
+        "engine": engine,
+        "scenario": s.source,
+        "seed": s.seed,
+        "variant": s.host.variant,
+        "lock_model": s.host.lock_model,
+        "guests": s.n_guests,
+        "vcpus": s.n_vcpus,
+        "duration_ns": s.duration_ns,
+        "warmup_ns": s.warmup_ns,
+    }
+
+
+def simulate(
+    s: Scenario,
+    engine: str = "fast",
+    out_dir: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    keep_records: bool = False,
+) -> RunResult:
+    """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
+
+    An interrupted run (an exception or Ctrl-C) leaves ``<out_dir>.partial`` with what it had
+    finished and a ``status.json`` that says why it stopped.
+    """
+    model = Model(s)
+    stats = RunStats(warmup_ns=s.warmup_ns, end_ns=s.duration_ns)
+    kept: list[np.ndarray] = []
+    writer = ResultWriter(out_dir, overwrite=overwrite) if out_dir is not None else None
+
+    def emit(chunk: np.ndarray) -> None:
+        stats.add_records(chunk)
+        if writer is not None:
+            writer.add_records(chunk)
+        if keep_records:
+            kept.append(chunk)
+
+    sink = RecordSink(emit)
+    bar = Progress(s.duration_ns, enabled=progress)
+    try:
+        if writer is not None:
+            writer.write_scenario(resolved_toml(s))
+        host = make_engine(engine, model, sink).run(bar if progress else None)
+        bar.close()
+        stats.add_host_events(host)
+        summary = stats.summary(meta(s, engine))
+        if writer is not None:
+            writer.add_host_events(host)
+            writer.write_summary(summary)
+            writer.write_hgrm(stats)
+            final = writer.close()
+        else:
+            final = None
+    except BaseException as e:
+        bar.close()
+        if writer is not None:
+            writer.abort(f"{type(e).__name__}: {e}")
+        raise
+    records = np.concatenate(kept) if kept else None
+    if keep_records and records is None:
+        records = np.zeros(0, dtype=RECORD_DTYPE)
+    return RunResult(
+        summary, host if len(host) else np.zeros(0, HOST_EVENT_DTYPE), records, final, sink.count
+    )
