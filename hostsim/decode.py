@@ -12,6 +12,7 @@ The host AQIC/TAPQ answers drive ``vfio_ap_irq_disable()``'s retry loop and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -232,192 +233,219 @@ class DecisionBatch:
         )
 
 
-def _first_match(table: tuple[Rule, ...], v: InterceptBatch, active: np.ndarray) -> np.ndarray:
-    """Index of the first row of ``table`` whose condition holds; -1 where not ``active``."""
-    idx = np.full(v.n, -1, np.int16)
-    undecided = active.copy()
+#: For every 16-bit pattern of rule outcomes, the index of its lowest set bit (-1 for none):
+#: the vectorised "first row that holds".
+_LOWEST_SET = np.full(1 << 16, -1, np.int8)
+for _bit in range(15, -1, -1):
+    _LOWEST_SET[(np.arange(1 << 16) >> _bit) & 1 == 1] = _bit
+del _bit
+
+
+def _first_match(table: tuple[Rule, ...], v: InterceptBatch) -> np.ndarray:
+    """Index of the first row of ``table`` whose condition holds, for every intercept.
+
+    Each row's condition becomes one bit of a 16-bit pattern; the first row that holds is the
+    pattern's lowest set bit, found by one table lookup.
+    """
+    assert len(table) <= 16, "a table of more than 16 rows needs a wider pattern"
+    pattern = np.zeros(v.n, np.uint16)
     for i, r in enumerate(table):
         cond = r.when(v)
-        hit = undecided if cond is True else undecided & cond
-        idx[hit] = i
-        undecided &= ~hit
-        if not undecided.any():
-            break
-    return idx
+        if cond is True:
+            pattern |= np.uint16(1 << i)
+        else:
+            pattern |= cond.view(np.uint8).astype(np.uint16) << np.uint16(i)
+    return _LOWEST_SET[pattern]
+
+
+def _rc_set(*codes: int) -> np.ndarray:
+    lut = np.zeros(1 << 16, bool)  # indexed by status >> 16 (RC in the low byte)
+    for c in codes:
+        lut[np.arange(256) << 8 | c] = True
+    return lut
+
+
+#: Response-code classes as lookup tables (one gather instead of several compares).
+_CLEARS = _rc_set(_RC_NORMAL, _RC_CHANGED)  # the disable AQIC is done: poll the IR bit
+_RETRIES = _rc_set(_RC_RESET, _RC_BUSY)  # the disable AQIC sleeps and retries
+_TAPQ_OK = np.zeros(256, bool)
+_TAPQ_OK[[_RC_NORMAL, _RC_RESET]] = True
+_TAPQ_BUSY = np.zeros(256, bool)
+_TAPQ_BUSY[_RC_BUSY] = True
 
 
 def _irqclear_batch(v: InterceptBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised vfio_ap_wait_for_irqclear() over row indices ``rows``."""
+    """Vectorised vfio_ap_wait_for_irqclear() over row indices ``rows``: (TAPQ calls, sleeps).
+
+    Each round works only on the rows still polling, so the rare long loops cost little.
+    """
     m = len(rows)
     tapq = np.zeros(m, np.uint8)
     sleeps = np.zeros(m, np.uint8)
-    polling = np.ones(m, bool)
-    rc_all = v.hw_tapq_rc[rows]
-    irq_all = v.hw_tapq_irq[rows]
+    live = np.arange(m)  # positions (into rows) still polling
     for j in range(TAPQ_SLOTS):
-        rc = rc_all[:, j]
-        ok = (rc == _RC_NORMAL) | (rc == _RC_RESET)
-        tapq += polling
-        slept = polling & ((ok & irq_all[:, j]) | (rc == _RC_BUSY))
-        sleeps += slept
-        polling = slept
-        if not polling.any():
+        r = rows[live]
+        rc = v.hw_tapq_rc[r, j]
+        tapq[live] += 1
+        slept = _TAPQ_OK[rc] & v.hw_tapq_irq[r, j] | _TAPQ_BUSY[rc]
+        live = live[slept]
+        if not len(live):
             break
+        sleeps[live] += 1
     return tapq, sleeps
 
 
 def _disable_batch(
-    v: InterceptBatch, rows: np.ndarray, first_call: int, out: DecisionBatch, keep_status: bool
-) -> None:
-    """Vectorised vfio_ap_irq_disable() for ``rows``; writes calls, sleeps (and the status)."""
+    v: InterceptBatch, rows: np.ndarray, first_call: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised vfio_ap_irq_disable() for ``rows``, starting at AQIC answer ``first_call``:
+    (status, AQIC calls, TAPQ calls, sleeps). Each round works only on the rows still looping."""
     m = len(rows)
     status = np.zeros(m, np.uint32)
     aqic = np.zeros(m, np.uint8)
     sleeps = np.zeros(m, np.uint8)
-    clear = np.zeros(m, bool)
-    looping = np.ones(m, bool)
-    answers = v.hw_aqic[rows]
+    cleared: list[np.ndarray] = []
+    live = np.arange(m)
     for i in range(arch.DISABLE_MAX_AQIC):
-        st = answers[:, min(first_call + i, AQIC_SLOTS - 1)]
-        status = np.where(looping, st, status)
-        aqic += looping
-        rc = (st >> arch.STATUS_RC_SHIFT) & 0xFF
-        clear |= looping & ((rc == _RC_NORMAL) | (rc == _RC_CHANGED))
-        busy = looping & ((rc == _RC_RESET) | (rc == _RC_BUSY))
-        sleeps += busy
-        looping = busy
-        if not looping.any():
+        st = v.hw_aqic[rows[live], min(first_call + i, AQIC_SLOTS - 1)]
+        status[live] = st
+        aqic[live] += 1
+        hi16 = st >> arch.STATUS_RC_SHIFT
+        cleared.append(live[_CLEARS[hi16]])
+        live = live[_RETRIES[hi16]]
+        if not len(live):
             break
+        sleeps[live] += 1
     tapq = np.zeros(m, np.uint8)
-    crow = np.nonzero(clear)[0]
+    crow = np.concatenate(cleared)
     if len(crow):
-        t, s = _irqclear_batch(v, rows[crow])
+        t, sl = _irqclear_batch(v, rows[crow])
         tapq[crow] = t
-        sleeps[crow] += s
-    out.hw_aqic_calls[rows] += aqic
-    out.hw_tapq_calls[rows] = tapq
-    out.sleeps[rows] = sleeps
-    if keep_status:
-        out.gr1[rows] = status
+        sleeps[crow] += sl
+    return status, aqic, tapq, sleeps
 
 
-def _codes(table: tuple[Rule, ...]) -> np.ndarray:
-    return np.array([rule_code(r.id) for r in table], np.int16)
+@cache
+def _compiled(variant: Variant) -> tuple:
+    """Per-row lookup arrays of the three tables of ``variant`` (acts, rule codes, RCs)."""
+
+    def arrays(table: tuple[Rule, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.array([int(r.act) for r in table], np.int8),
+            np.array([rule_code(r.id) for r in table], np.int16),
+            np.array([max(r.rc, 0) << arch.STATUS_RC_SHIFT for r in table], np.uint32),
+        )
+
+    et = enable_table(variant)
+    early = (
+        {"enable.nib_zero", "enable.nib_not_in_memslot"}
+        if variant.nib_check == "validate"
+        else set()
+    )
+    pin = np.array([r.id not in early for r in et], bool)
+    gisc = np.array([r.id in ("enable.gisc_register_failed", "enable.host_aqic") for r in et], bool)
+    return arrays(kvm_table(variant)), arrays(hook_table(variant)), arrays(et), pin, gisc
 
 
-def _acts(table: tuple[Rule, ...]) -> np.ndarray:
-    return np.array([int(r.act) for r in table], np.int8)
-
-
-def _rcs(table: tuple[Rule, ...]) -> np.ndarray:
-    return np.array([max(r.rc, 0) for r in table], np.uint64)
+_KIND_OF_KVM_ACT = np.zeros(16, np.uint8)
+_KIND_OF_KVM_ACT[[Act.USERSPACE]] = Kind.USERSPACE_EXIT
+_KIND_OF_KVM_ACT[[Act.PGM_PRIVILEGED, Act.PGM_SPECIFICATION]] = Kind.PROGRAM_INTERRUPT
+_KIND_OF_KVM_ACT[[Act.NO_HOOK]] = Kind.NO_HOOK_RC01
+_KIND_OF_KVM_ACT[[Act.SW_STATUS, Act.ENABLE, Act.DISABLE]] = Kind.HOOK_HANDLED
+_PGM_OF_ACT = np.full(16, -1, np.int16)
+_PGM_OF_ACT[Act.PGM_PRIVILEGED] = arch.PgmCode.PRIVILEGED_OP
+_PGM_OF_ACT[Act.PGM_SPECIFICATION] = arch.PgmCode.SPECIFICATION
 
 
 def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
-    """The vectorised evaluator: the same tables as :func:`decode_one`, over columns."""
+    """The vectorised evaluator: the same tables as :func:`decode_one`, over columns.
+
+    Every table is evaluated on every row (cheaper than selecting rows first); a row's outcome
+    is the act of the first table row that holds, followed through KVM -> hook -> enable.
+    """
     n = v.n
-    out = DecisionBatch(n, v.gpr1)
-    everyone = np.ones(n, bool)
+    (k_act, k_code, _), (h_act, h_code, h_st), (e_act, e_code, e_st), e_pin, e_gisc = _compiled(
+        variant
+    )
+    out = DecisionBatch.__new__(DecisionBatch)
 
-    kt = kvm_table(variant)
-    ki = _first_match(kt, v, everyone)
-    kact = _acts(kt)[ki]
-    out.rule[:] = _codes(kt)[ki]
-    out.kind[kact == Act.USERSPACE] = Kind.USERSPACE_EXIT
-    pgm2 = kact == Act.PGM_PRIVILEGED
-    pgm6 = kact == Act.PGM_SPECIFICATION
-    nohook = kact == Act.NO_HOOK
+    ki = _first_match(kvm_table(variant), v)
+    kact = k_act[ki]
     hook = kact == Act.CALL_HOOK
-    out.kind[pgm2 | pgm6] = Kind.PROGRAM_INTERRUPT
-    out.pgm_code[pgm2] = 2
-    out.pgm_code[pgm6] = 6
-    if nohook.any():
-        out.kind[nohook] = Kind.NO_HOOK_RC01
-        out.gr1[nohook] = np.uint64(NO_HOOK_GR1_HIGH) | (v.gpr1[nohook] & np.uint64(arch.MASK32))
-        out.cc[nohook] = 3
-        out.response_code[nohook] = 1
-        out.guest_visible_rc[nohook] = (out.gr1[nohook] >> np.uint64(16)) & np.uint64(0xFF)
-    if not hook.any():
-        return out
-
-    out.hook_called[hook] = True
-    ht = hook_table(variant)
-    hi = _first_match(ht, v, hook)
-    hsel = hi[hook]
-    hact = np.full(n, -1, np.int8)
-    hact[hook] = _acts(ht)[hsel]
-    out.rule[hook] = _codes(ht)[hsel]
-    h_user = hact == Act.USERSPACE
-    out.kind[h_user] = Kind.USERSPACE_EXIT
-    h2 = hact == Act.PGM_PRIVILEGED
-    h6 = hact == Act.PGM_SPECIFICATION
-    out.kind[h2 | h6] = Kind.PROGRAM_INTERRUPT
-    out.pgm_code[h2] = 2
-    out.pgm_code[h6] = 6
-    served = (hact == Act.SW_STATUS) | (hact == Act.ENABLE) | (hact == Act.DISABLE)
-    out.kind[served] = Kind.HOOK_HANDLED
-    out.mutex[served] = True
-
-    sw = hact == Act.SW_STATUS
-    if sw.any():
-        out.gr1[sw] = _rcs(ht)[hi[sw]] << np.uint64(arch.STATUS_RC_SHIFT)
-
-    dis = np.nonzero(hact == Act.DISABLE)[0]
+    rule = k_code[ki]
+    if hook.any():
+        hi = _first_match(hook_table(variant), v)
+        act = np.where(hook, h_act[hi], kact)
+        rule = np.where(hook, h_code[hi], rule)
+        status = h_st[hi]
+    else:
+        act = kact
+        status = np.zeros(n, np.uint32)
+    en = act == Act.ENABLE
+    aqic = np.zeros(n, np.uint8)
+    tapq = np.zeros(n, np.uint8)
+    sleeps = np.zeros(n, np.uint8)
+    out.pin = out.gisc = np.zeros(n, bool)
+    dis = np.flatnonzero(act == Act.DISABLE)
     if len(dis):
-        out.rule[dis] = rule_code("disable.done")
-        _disable_batch(v, dis, 0, out, keep_status=True)
-
-    en = hact == Act.ENABLE
+        rule[dis] = rule_code("disable.done")
+        st, a, t, sl = _disable_batch(v, dis, 0)
+        status[dis] = st
+        aqic[dis] = a
+        tapq[dis] = t
+        sleeps[dis] = sl
     if en.any():
-        et = enable_table(variant)
-        ei = _first_match(et, v, en)
-        esel = ei[en]
-        eact = np.full(n, -1, np.int8)
-        eact[en] = _acts(et)[esel]
-        out.rule[en] = _codes(et)[esel]
-        ids = [r.id for r in et]
-        early = [
-            i
-            for i, rid in enumerate(ids)
-            if rid in ("enable.nib_zero", "enable.nib_not_in_memslot")
-        ]
-        if variant.nib_check == "pin":
-            early = []
-        out.pin[en] = ~np.isin(esel, early)
-        gisc_rows = [
-            i
-            for i, rid in enumerate(ids)
-            if rid in ("enable.gisc_register_failed", "enable.host_aqic")
-        ]
-        out.gisc[en] = np.isin(esel, gisc_rows)
-        esw = eact == Act.SW_STATUS
-        out.gr1[esw] = _rcs(et)[ei[esw]] << np.uint64(arch.STATUS_RC_SHIFT)
-        host = eact == Act.HOST_AQIC
-        if host.any():
+        ei = _first_match(enable_table(variant), v)
+        eact = e_act[ei]
+        out.pin = en & e_pin[ei]
+        out.gisc = en & e_gisc[ei]
+        rule = np.where(en, e_code[ei], rule)
+        status = np.where(en, e_st[ei], status)
+        host = np.flatnonzero(en & (eact == Act.HOST_AQIC))
+        if len(host):
             st = v.hw_aqic[host, 0]
-            out.gr1[host] = st
-            out.hw_aqic_calls[host] = 1
+            status[host] = st
+            aqic[host] = 1
             rc = (st >> arch.STATUS_RC_SHIFT) & 0xFF
-            hrows = np.nonzero(host)[0]
-            codes = np.where(
-                rc == _RC_NORMAL,
+            normal = rc == _RC_NORMAL
+            changed = rc == _RC_CHANGED
+            rule[host] = np.where(
+                normal,
                 rule_code("enable.aqic_normal"),
                 np.where(
-                    rc == _RC_CHANGED,
+                    changed,
                     rule_code("enable.aqic_otherwise_changed"),
                     rule_code("enable.aqic_failed_then_disable"),
                 ),
             )
-            out.rule[hrows] = codes
-            failed = hrows[(rc != _RC_NORMAL) & (rc != _RC_CHANGED)]
-            if len(failed):
-                _disable_batch(v, failed, 1, out, keep_status=False)
+            failed = host[~(normal | changed)]
+            if len(failed):  # a failed enable keeps the enable's status
+                _, a, t, sl = _disable_batch(v, failed, 1)
+                aqic[failed] += a
+                tapq[failed] = t
+                sleeps[failed] = sl
 
-    g = served
-    out.gr1[g] &= np.uint64(arch.MASK32)
-    rc = ((out.gr1[g] >> np.uint64(16)) & np.uint64(0xFF)).astype(np.int16)
-    out.response_code[g] = rc
-    out.guest_visible_rc[g] = rc
+    kind = _KIND_OF_KVM_ACT[act]
+    served = kind == Kind.HOOK_HANDLED
+    nohook = act == Act.NO_HOOK
+    gr1 = np.where(served, status.astype(np.uint64), v.gpr1)
+    if nohook.any():
+        gr1 = np.where(nohook, np.uint64(NO_HOOK_GR1_HIGH) | (v.gpr1 & np.uint64(arch.MASK32)), gr1)
+    rc16 = ((gr1 >> np.uint64(16)) & np.uint64(0xFF)).astype(np.int16)
+    written = served | nohook
+    out.kind = kind
+    out.rule = rule.astype(np.int16, copy=False)
+    out.gr1 = gr1
+    out.pgm_code = _PGM_OF_ACT[act]
+    out.guest_visible_rc = np.where(written, rc16, np.int16(-1))
+    out.response_code = np.where(served, rc16, np.where(nohook, np.int16(1), np.int16(-1)))
     ok_cc = 0 if variant.cc_zero_on_success else -1
-    out.cc[g] = np.where(rc != 0, 3, ok_cc)
+    out.cc = np.where(
+        served, np.where(rc16 != 0, np.int8(3), np.int8(ok_cc)), np.where(nohook, 3, -1)
+    ).astype(np.int8)
+    out.hw_aqic_calls = aqic
+    out.hw_tapq_calls = tapq
+    out.sleeps = sleeps
+    out.hook_called = hook
+    out.mutex = served
     return out
