@@ -24,10 +24,13 @@ from hostsim.intercept import (
     TAPQ_SLOTS,
     Intercept,
     InterceptBatch,
+    pad_answers,
 )
 from hostsim.rules import Kind
 from hostsim.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 
+_FLAG_SET = frozenset(FLAG_DEFAULTS)
+_REGISTER_SET = frozenset(REGISTER_NAMES)
 NO_ID = object()  # marks a line without an "id" key (an explicit null id is copied)
 INPUT_KEYS = frozenset({*REGISTER_NAMES, *FLAG_DEFAULTS, "variant", "hw_aqic", "hw_tapq", "id"})
 OUTPUT_KEYS = (
@@ -115,19 +118,20 @@ def _tapq_list(value: Any) -> list[tuple[int, bool]]:
 
 def parse_line(
     text: str, source: str, lineno: int, variant_override: str | None
-) -> tuple[Intercept, str, Any]:
-    """One input line as (intercept, variant name, id or None); raises DecodeInputError."""
+) -> tuple[dict[str, Any], str, Any]:
+    """One input line as (intercept fields, variant name, id or NO_ID); raises
+    DecodeInputError. The fields are :class:`Intercept` keyword arguments."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise DecodeInputError(source, lineno, None, f"not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict):
         raise DecodeInputError(source, lineno, None, "expected a JSON object")
-    for key in obj:
-        if key not in INPUT_KEYS:
-            raise DecodeInputError(
-                source, lineno, key, f"unknown key; expected one of {sorted(INPUT_KEYS)}"
-            )
+    if not obj.keys() <= INPUT_KEYS:
+        key = next(k for k in obj if k not in INPUT_KEYS)
+        raise DecodeInputError(
+            source, lineno, key, f"unknown key; expected one of {sorted(INPUT_KEYS)}"
+        )
     if "gpr0" not in obj:
         raise DecodeInputError(source, lineno, "gpr0", "missing (gpr0 is required)")
     kw: dict[str, Any] = {}
@@ -135,10 +139,12 @@ def parse_line(
     try:
         for key in REGISTER_NAMES:
             if key in obj:
-                kw[key] = _register(obj[key], key)
-        for key in FLAG_DEFAULTS:
-            if key in obj:
-                kw[key] = _flag(obj[key])
+                val = obj[key]
+                kw[key] = (
+                    val if type(val) is int and 0 <= val <= arch.MASK64 else _register(val, key)
+                )
+        for key in obj.keys() & _FLAG_SET:
+            kw[key] = _flag(obj[key])
         key = "hw_aqic"
         if key in obj:
             kw[key] = _aqic_list(obj[key])
@@ -151,7 +157,7 @@ def parse_line(
             raise ValueError(f"unknown variant {name!r}; expected one of {list(VARIANTS)}")
     except ValueError as e:
         raise DecodeInputError(source, lineno, key, str(e)) from None
-    return Intercept(**kw), variant_override or name, obj.get("id", NO_ID)
+    return kw, variant_override or name, obj.get("id", NO_ID)
 
 
 def decision_to_json(d: Decision, ident: Any = NO_ID) -> dict[str, Any]:
@@ -171,51 +177,90 @@ def decision_to_json(d: Decision, ident: Any = NO_ID) -> dict[str, Any]:
     return out
 
 
-def _batch_lines(b: DecisionBatch, idx: np.ndarray) -> list[dict[str, Any]]:
-    """Output objects for the rows of a decided batch, built column-wise for speed."""
-    kinds = [Kind(k).name for k in range(4)]
+_KIND_NAMES = [Kind(k).name for k in range(len(Kind))]
 
-    def col(a: np.ndarray) -> list[Any]:
-        return [None if x < 0 else x for x in a[idx].tolist()]
 
+def _json_int(x: int) -> str:
+    return "null" if x < 0 else str(x)
+
+
+def _batch_lines(b: DecisionBatch, ids: list[Any]) -> list[str]:
+    """Output lines of a decided batch, formatted column-wise for speed (same text as
+    :func:`decision_to_json` encoded with ``json.dumps``)."""
     cols = zip(
-        [kinds[k] for k in b.kind[idx].tolist()],
-        b.gr1[idx].tolist(),
-        col(b.cc),
-        col(b.pgm_code),
-        col(b.response_code),
-        col(b.guest_visible_rc),
-        b.hw_aqic_calls[idx].tolist(),
-        b.hw_tapq_calls[idx].tolist(),
-        (b.sleeps[idx].astype(np.int64) * arch.HOOK_SLEEP_MS).tolist(),
+        ids,
+        b.kind.tolist(),
+        b.gr1.tolist(),
+        b.cc.tolist(),
+        b.pgm_code.tolist(),
+        b.response_code.tolist(),
+        b.guest_visible_rc.tolist(),
+        b.hw_aqic_calls.tolist(),
+        b.hw_tapq_calls.tolist(),
+        (b.sleeps.astype(np.int64) * arch.HOOK_SLEEP_MS).tolist(),
         strict=True,
     )
-    return [dict(zip(OUTPUT_KEYS, row, strict=True)) for row in cols]
+    out = []
+    for ident, kind, gr1, cc, pgm, rc, gv, aq, tq, ms in cols:
+        if ident is NO_ID:
+            head = "{"
+        elif type(ident) is int:
+            head = f'{{"id": {ident}, '
+        else:
+            head = '{"id": ' + json.dumps(ident) + ", "
+        out.append(
+            f'{head}"kind": "{_KIND_NAMES[kind]}", "gr1": {gr1}, "cc": {_json_int(cc)}, '
+            f'"pgm_code": {_json_int(pgm)}, "response_code": {_json_int(rc)}, '
+            f'"guest_visible_rc": {_json_int(gv)}, "hw_aqic_calls": {aq}, '
+            f'"hw_tapq_calls": {tq}, "sleep_ms": {ms}}}'
+        )
+    return out
 
 
-def decode_many(items: list[tuple[Intercept, str, Any]]) -> list[dict[str, Any]]:
-    """Decode a chunk: vectorised per variant where it pays, scalar for the few."""
-    out: list[dict[str, Any] | None] = [None] * len(items)
+def _batch_from_fields(kws: list[dict[str, Any]]) -> InterceptBatch:
+    """Columns straight from parsed lines (no per-line Intercept objects)."""
+    n = len(kws)
+    cols: dict[str, np.ndarray] = {
+        name: np.fromiter((kw.get(name, 0) for kw in kws), np.uint64, n) for name in REGISTER_NAMES
+    }
+    aq = np.zeros((n, AQIC_SLOTS), np.uint32)
+    trc = np.zeros((n, TAPQ_SLOTS), np.uint8)
+    tirq = np.zeros((n, TAPQ_SLOTS), bool)
+    flags = {name: np.full(n, default) for name, default in FLAG_DEFAULTS.items()}
+    for i, kw in enumerate(kws):
+        if len(kw) > len(kw.keys() & _REGISTER_SET):
+            for key, val in kw.items():
+                if key in _FLAG_SET:
+                    flags[key][i] = val
+                elif key == "hw_aqic":
+                    aq[i] = pad_answers(val, AQIC_SLOTS)
+                elif key == "hw_tapq":
+                    tp = pad_answers(val, TAPQ_SLOTS)
+                    trc[i] = [a for a, _ in tp]
+                    tirq[i] = [b for _, b in tp]
+    return InterceptBatch(n, **cols, **flags, hw_aqic=aq, hw_tapq_rc=trc, hw_tapq_irq=tirq)
+
+
+def decode_many(items: list[tuple[dict[str, Any], str, Any]]) -> list[str]:
+    """Decode a chunk of parsed lines to output lines, in input order: vectorised per variant
+    where it pays, scalar for the few."""
+    out: list[str | None] = [None] * len(items)
     by_variant: dict[str, list[int]] = {}
     for k, (_, name, _) in enumerate(items):
         by_variant.setdefault(name, []).append(k)
+    dumps = json.JSONEncoder(separators=(", ", ": ")).encode
     for name, rows in by_variant.items():
         variant = get_variant(name)
         if len(rows) < SCALAR_BELOW:
             for k in rows:
-                out[k] = decision_to_json(decode_one(items[k][0], variant))
+                kw, _, ident = items[k]
+                out[k] = dumps(decision_to_json(decode_one(Intercept(**kw), variant), ident))
             continue
-        batch = InterceptBatch.from_intercepts([items[k][0] for k in rows])
-        decided = decode_batch(batch, variant)
-        for k, obj in zip(rows, _batch_lines(decided, np.arange(len(rows))), strict=True):
-            out[k] = obj
-    result = []
-    for k, obj in enumerate(out):
-        assert obj is not None
-        if items[k][2] is not NO_ID:
-            obj = {"id": items[k][2], **obj}
-        result.append(obj)
-    return result
+        decided = decode_batch(_batch_from_fields([items[k][0] for k in rows]), variant)
+        lines = _batch_lines(decided, [items[k][2] for k in rows])
+        for k, line in zip(rows, lines, strict=True):
+            out[k] = line
+    return out  # type: ignore[return-value]
 
 
 def _chunks(lines: Iterable[str]) -> Iterator[list[tuple[int, str]]]:
@@ -235,9 +280,8 @@ def run_decode(stream: IO[str], source: str, out: IO[str], variant: str | None =
     """Decode every line of ``stream`` to ``out``; return the exit code (0, or 2 on bad input)."""
     if variant is not None:
         get_variant(variant)
-    dumps = json.JSONEncoder(separators=(", ", ": ")).encode
     for chunk in _chunks(stream):
-        items: list[tuple[Intercept, str, Any]] = []
+        items: list[tuple[dict[str, Any], str, Any]] = []
         error: DecodeInputError | None = None
         for lineno, text in chunk:
             try:
@@ -246,7 +290,7 @@ def run_decode(stream: IO[str], source: str, out: IO[str], variant: str | None =
                 error = e
                 break
         if items:
-            out.write("".join(dumps(o) + "\n" for o in decode_many(items)))
+            out.write("".join(line + "\n" for line in decode_many(items)))
             out.flush()
         if error is not None:
             print(f"hostsim decode: {error}", file=sys.stderr)
