@@ -57,6 +57,83 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from hostsim.scenario import ScenarioError
+    from hostsim.sweep import SweepError, format_knees, format_sweep, load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(args.sweep)
+    except (SweepError, ScenarioError) as e:
+        print(f"hostsim sweep: {e}", file=sys.stderr)
+        return 2
+    out = args.out or str(Path("hostsim-results") / f"sweep-{Path(args.sweep).stem}")
+    progress = not args.quiet and (args.progress or sys.stderr.isatty())
+    try:
+        res = run_sweep(
+            spec, out, workers=args.workers, scheduler=args.scheduler, progress=progress
+        )
+    except KeyboardInterrupt:
+        print(
+            f"hostsim sweep: interrupted; finished runs are kept in {out}/runs and the table of "
+            "what finished is written. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    except (SweepError, ScenarioError) as e:
+        print(f"hostsim sweep: {e}", file=sys.stderr)
+        return 1 if Path(out, "runs").is_dir() else 2
+    if not args.quiet:
+        print(format_sweep(spec, res.table))
+        if res.knees:
+            print(
+                f"Knee ({spec.knee_path} p99 > {spec.knee_multiple:g} x its value at the lowest"
+                f" load, or throughput growth < {spec.knee_growth:g} x offered-load growth):"
+            )
+            print(format_knees(spec, res.knees))
+        print(
+            f"runs: {res.total} ({res.computed} simulated, {res.resumed} resumed)  "
+            f"results: {res.out_dir}"
+        )
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from hostsim.plot import PlotError, plot_path
+
+    try:
+        made, notes = plot_path(args.result, args.out)
+    except PlotError as e:
+        print(f"hostsim plot: {e}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for path in made:
+        print(path)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from hostsim.compare import CompareError, compare, format_compare, write_compare
+    from hostsim.scenario import ScenarioError
+
+    sets = list(args.set or [])
+    if args.seed is not None:
+        sets.append(f"run.seed={args.seed}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    locks = [m.strip() for m in args.lock_models.split(",") if m.strip()]
+    stem = Path(args.scenario).stem if args.scenario else "default"
+    out = args.out or str(Path("hostsim-results") / f"compare-{stem}")
+    try:
+        cmp = compare(args.scenario, variants, locks, sets=sets, engine=args.engine, out_dir=out)
+    except (CompareError, ScenarioError) as e:
+        print(f"hostsim compare: {e}", file=sys.stderr)
+        return 2
+    files = write_compare(cmp, out, plot=not args.no_plot)
+    print(format_compare(cmp))
+    print("written: " + "  ".join(str(f) for f in files))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="hostsim", description=__doc__)
@@ -85,6 +162,49 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
     r.add_argument("--progress", action="store_true", help="show progress even when not a TTY")
     r.set_defaults(func=_cmd_run)
+
+    w = sub.add_parser(
+        "sweep", help="run a capacity sweep (factors x replications) on a local pool or Dask"
+    )
+    w.add_argument("sweep", help="sweep TOML file ([sweep] base, factors, replications, seed)")
+    w.add_argument(
+        "--out", help="sweep folder (default: hostsim-results/sweep-<name>); reused to resume"
+    )
+    w.add_argument(
+        "--workers", type=int, help="local worker processes (default: CPU count; 1: inline)"
+    )
+    w.add_argument("--scheduler", metavar="ADDRESS", help="run on this dask.distributed scheduler")
+    w.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    w.add_argument("--progress", action="store_true", help="show progress even when not a TTY")
+    w.set_defaults(func=_cmd_sweep)
+
+    pl = sub.add_parser("plot", help="PNG plots of a result folder or a sweep folder")
+    pl.add_argument(
+        "result", help="a result folder (hostsim run) or a sweep folder (hostsim sweep)"
+    )
+    pl.add_argument("--out", help="folder for the PNG files (default: <result>/plots)")
+    pl.set_defaults(func=_cmd_plot)
+
+    c = sub.add_parser(
+        "compare", help="one scenario and seed under several kernel variants and lock models"
+    )
+    c.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
+    c.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated kernel variants (default: {','.join(VARIANTS)})",
+    )
+    c.add_argument(
+        "--lock-models",
+        default="global",
+        help="comma-separated: global, per-mdev (default: global)",
+    )
+    c.add_argument("--seed", type=int, help="override run.seed")
+    c.add_argument("--engine", choices=["fast", "reference"], default="fast")
+    c.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a value")
+    c.add_argument("--out", help="output folder (default: hostsim-results/compare-<name>)")
+    c.add_argument("--no-plot", action="store_true", help="do not write compare.png")
+    c.set_defaults(func=_cmd_compare)
     return p
 
 

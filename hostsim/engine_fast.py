@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from hostsim import arch
 from hostsim.decode import decode_batch, decode_one
 from hostsim.intercept import InterceptBatch
 from hostsim.model import Model, exit_cost, hold_ns, path_of
@@ -35,6 +34,15 @@ from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE, Path
 from hostsim.rules import Kind, rule_code
 from hostsim.scenario import HostEventKind
 from hostsim.sink import RecordSink, record_tuple
+from hostsim.streams import (
+    GuestState,
+    VState,
+    after,
+    apply_host_effect,
+    intercept,
+    next_request,
+    start_of,
+)
 
 # Event kinds, in the order they break exact ties after (time, priority, class, id).
 _ADVANCE, _HOST_START, _MREQ_HOST, _WRITER_RELEASE, _MREQ, _READ, _RW_DECIDE, _WRITER_GRANT = range(
@@ -110,12 +118,13 @@ class FastEngine:
         self.host_rows: list[tuple] = []
         self.group_mdev = [g.mdev for g in s.guests]
         self.guest_mdev = [self.group_mdev[int(gi)] for gi in topo.guest_group]
-        # Guests whose configuration changes during the run are decoded one by one.
-        self.dynamic = [False] * model.n_guests
+        # Guests whose configuration changes during the run, and vCPUs whose stream is more
+        # than a plain steady one, are simulated one request at a time.
+        dyn_guest = [g in model.views for g in range(model.n_guests)]
         self.flips: dict[int, list[tuple[int, bool]]] = {}
         self.rw: dict[int, _Rw] = {}
         for ev in s.events:
-            self.dynamic[ev.guest] = True
+            dyn_guest[ev.guest] = True
             if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
                 if model.rwsem:
                     self.rw.setdefault(ev.guest, _Rw())
@@ -123,8 +132,25 @@ class FastEngine:
                     self.flips.setdefault(ev.guest, []).append(
                         (ev.at_ns, ev.kind == HostEventKind.ATTACH)
                     )
-        self.hook = list(self.guest_mdev)  # current hook pointer (rwsem variants)
-        self.mdev_kvm = list(self.guest_mdev)
+        self.gstate = [
+            GuestState(mdev, model.initial_matrix[j]) for j, mdev in enumerate(self.guest_mdev)
+        ]
+        plain = [
+            g.workload.kind in ("poisson", "closed")
+            and g.workload.retry == "none"
+            and not model.replay
+            for g in s.guests
+        ]
+        self.vdyn = [
+            dyn_guest[self.vguest[v]] or not plain[self.vgroup[v]] or v in model.scripts
+            for v in range(n)
+        ]
+        self.vst: dict[int, VState] = {}
+        for v in range(n):
+            if self.vdyn[v]:
+                start = start_of(model, v)
+                self.vst[v] = VState(resume=start, arrival=start)
+        self.parked: dict[int, Any] = {}
         self.host_work = [model.host_event_work(i, ev) for i, ev in enumerate(s.events)]
         self.host_times: dict[int, list[int]] = {}
         self.now = 0
@@ -209,11 +235,8 @@ class FastEngine:
         g = m.s.guests[group]
         rows, kbn = blk.gap.shape
         n = rows * kbn
-        apqn = blk.apqn.reshape(n).astype(np.uint64)
-        enable = blk.enable.reshape(n)
-        w = g.workload
-        gpr0 = apqn | np.uint64(arch.FunctionCode.AQIC << arch.GR0_FC_SHIFT)
-        gpr1 = np.where(enable, np.uint64(arch.GR1_IR_BIT), np.uint64(0)) | np.uint64(w.isc)
+        regs = {name: a.reshape(n) for name, a in blk.regs.items()}
+        gpr0, gpr1 = regs["gpr0"], regs["gpr1"]
         flags = {
             "ap_instructions_available": m.s.host.ap_instructions_available,
             "eca_apie": g.eca_apie,
@@ -229,8 +252,8 @@ class FastEngine:
             n,
             gpr0=gpr0,
             gpr1=gpr1,
-            gpr2=np.full(n, w.nib, np.uint64),
-            psw_mask=np.full(n, arch.PSW_DEFAULT_SUPERVISOR, np.uint64),
+            gpr2=regs["gpr2"],
+            psw_mask=regs["psw_mask"],
             queue_assigned=blk.assigned.reshape(n),
             pin_ok=blk.pin_ok.reshape(n),
             hw_aqic=blk.aqic.reshape(n, -1),
@@ -275,6 +298,8 @@ class FastEngine:
         tail = np.zeros(n, TAIL_DTYPE)
         tail["gpr0"] = gpr0
         tail["gpr1"] = gpr1
+        tail["gpr2"] = regs["gpr2"]
+        tail["psw_mask"] = regs["psw_mask"]
         tail["gpr1_out"] = d.gr1
         tail["apqn"] = blk.apqn.reshape(n)
         tail["kind"] = kind
@@ -313,10 +338,10 @@ class FastEngine:
     # --- vCPUs ---------------------------------------------------------------------------------
     def _advance(self, v: int) -> None:
         """Issue vCPU ``v``'s requests until one needs a shared resource or runs ahead."""
-        guest, group, chunk, row, kbn, poisson = self.vstat[v]
-        if self.dynamic[guest]:
+        if self.vdyn[v]:
             self._advance_dynamic(v)
             return
+        guest, group, chunk, row, kbn, poisson = self.vstat[v]
         rwsem = self.m.rwsem
         duration = self.duration
         horizon = self.now + HORIZON_NS
@@ -409,10 +434,10 @@ class FastEngine:
 
     def _mreq(self, v: int, t: int) -> None:
         """Vcpu ``v``'s mutex request reaches the head of the FIFO: grant, hold, resume."""
-        guest = self.vstat[v][0]
-        if self.dynamic[guest]:
+        if self.vdyn[v]:
             self._mreq_dynamic(v, t)
             return
+        guest = self.vstat[v][0]
         plan, i, arrival, issue, t_exit, t_decode, t_rw, t_mreq = self.inflight[v]
         mx = self.mutex_of_guest[guest]
         free = self.free[mx]
@@ -454,37 +479,32 @@ class FastEngine:
         return state
 
     def _advance_dynamic(self, v: int) -> None:
+        """Requests of a vCPU whose stream or guest changes: one at a time, through the same
+        stream and decode calls as the reference engine."""
         m = self.m
         guest = self.vguest[v]
-        w = m.s.guests[self.vgroup[v]].workload
+        gs = self.gstate[guest]
+        st = self.vst[v]
         horizon = self.now + HORIZON_NS
         while True:
-            k = self.k[v]
-            resume, arrival = self.resume[v], self.arrival[v]
-            blk, r, c = m.locate(v, k)
-            gap = int(blk.gap[r, c])
-            if w.kind == "poisson":
-                arrival += gap
-                issue = max(arrival, resume)
-            else:
-                issue = resume + gap
-                arrival = issue
-            if issue >= self.duration:
+            req = self.parked.pop(v, None) or next_request(m, v, st)
+            if req is None:
                 self.cur_issue[v] = 1 << 62
                 return
+            issue = req.issue
+            self.cur_issue[v] = issue
             if issue > horizon:
-                self.cur_issue[v] = issue
+                self.parked[v] = req
                 self._push(issue, NORMAL, VCPU, v, _ADVANCE)
                 return
-            self.arrival[v] = arrival
-            self.cur_issue[v] = issue
+            blk, r, c = req.blk, req.r, req.c
             cost = blk.costs
             t_exit = issue + int(cost["sie_exit"][r, c])
             t_decode = t_exit + int(cost["kvm_decode"][r, c])
-            hook = self._hook_at(guest, t_decode) if not m.rwsem else self.hook[guest]
-            x = m.intercept(v, blk, r, c, hook, True, False)
+            hook = self._hook_at(guest, t_decode) if not m.rwsem else gs.hook
+            x = intercept(m, v, req, hook, gs.mdev_kvm, False, gs.matrix)
             d = decode_one(x, m.variant)
-            self.inflight[v] = [blk, r, c, arrival, issue, t_exit, t_decode, x, d, -1, -1]
+            self.inflight[v] = [req, t_exit, t_decode, x, d, -1, -1]
             if not d.hook_called and d.kind != Kind.NO_HOOK_RC01:
                 self._finish(v, t_decode + exit_cost(d, blk, r, c) + int(cost["sie_entry"][r, c]))
                 continue
@@ -500,13 +520,14 @@ class FastEngine:
         m = self.m
         guest = self.vguest[v]
         st = self.inflight[v]
-        blk, r, c, _, _, _, t_decode, x, d = st[:9]
+        req, _, t_decode, x, d = st[:5]
+        blk, r, c = req.blk, req.r, req.c
         cost = blk.costs
         rw = self.rw.get(guest)
         if m.rwsem:
-            x.hook_registered = self.hook[guest]
-            d = st[8] = decode_one(x, m.variant)
-        st[9] = t_rw
+            x.hook_registered = self.gstate[guest].hook
+            d = st[4] = decode_one(x, m.variant)
+        st[5] = t_rw
         t_h = (t_rw if m.rwsem else t_decode) + int(cost["rwsem_read"][r, c])
         entry = int(cost["sie_entry"][r, c])
         if d.kind == Kind.NO_HOOK_RC01:
@@ -522,21 +543,23 @@ class FastEngine:
             return True
         if rw is not None:
             rw.unknown += 1
-        st[10] = t_h + int(cost["hook_entry"][r, c])
-        self._push(st[10], NORMAL, VCPU, v, _MREQ)
+        st[6] = t_h + int(cost["hook_entry"][r, c])
+        self._push(st[6], NORMAL, VCPU, v, _MREQ)
         return False
 
     def _mreq_dynamic(self, v: int, t: int) -> None:
         m = self.m
         guest = self.vguest[v]
+        gs = self.gstate[guest]
         st = self.inflight[v]
-        blk, r, c = st[:3]
-        x, t_mreq = st[7], st[10]
+        req, x, t_mreq = st[0], st[3], st[6]
+        blk, r, c = req.blk, req.r, req.c
         mx = self.mutex_of_guest[guest]
         grant = max(t, self.free[mx])
-        x.mdev_has_kvm = self.mdev_kvm[guest]
+        x.mdev_has_kvm = gs.mdev_kvm
         x.hook_cleared_in_flight = not m.rwsem and not self._hook_at(guest, grant)
-        d = st[8] = decode_one(x, m.variant)
+        x.queue_assigned = (x.gpr0 & 0xFFFF) in gs.matrix
+        d = st[4] = decode_one(x, m.variant)
         rel = grant + hold_ns(d, blk, r, c)
         self.free[mx] = rel
         rw = self.rw.get(guest)
@@ -550,16 +573,15 @@ class FastEngine:
     def _finish(
         self, v: int, resume: int, t_mreq: int = -1, grant: int = -1, rel: int = -1
     ) -> None:
-        st = self.inflight[v]
-        _, _, _, arrival, issue, t_exit, t_decode, x, d, t_rw = st[:10]
-        k = self.k[v]
+        req, t_exit, t_decode, x, d, t_rw = self.inflight[v][:6]
+        st = self.vst[v]
         self.sink.rows.append(
             record_tuple(
                 v,
                 self.vguest[v],
-                k,
-                arrival,
-                issue,
+                st.k,
+                req.arrival,
+                req.issue,
                 t_exit,
                 t_decode,
                 t_rw,
@@ -573,8 +595,7 @@ class FastEngine:
             )
         )
         self.inflight[v] = None
-        self.k[v] = k + 1
-        self.resume[v] = resume
+        after(self.m, v, st, req, d, resume)
 
     # --- the rwsem of guests with writers -------------------------------------------------------
     def _read(self, v: int, t: int) -> None:
@@ -603,7 +624,7 @@ class FastEngine:
     def _writer_release(self, i: int, t: int) -> None:
         ev = self.m.s.events[i]
         rw = self.rw[ev.guest]
-        self.hook[ev.guest] = ev.kind == HostEventKind.ATTACH
+        self.gstate[ev.guest].hook = ev.kind == HostEventKind.ATTACH
         rw.active = False
         rw.waiting.pop(0)
         self.host_times[i].append(t)
@@ -634,15 +655,18 @@ class FastEngine:
 
     def _mreq_host(self, i: int, t: int) -> None:
         ev = self.m.s.events[i]
+        if ev.kind == HostEventKind.GUEST_RESET:  # the guest's own business: no host lock
+            _, _, aqic, tapq, sleeps = self.host_work[i]
+            self.host_rows.append(
+                (i, int(ev.kind), ev.guest, ev.at_ns, -1, -1, -1, -1, -1, -1, aqic, tapq, sleeps)
+            )
+            return
         mx = self.mutex_of_guest[ev.guest]
         grant = max(t, self.free[mx])
         _, hold, aqic, tapq, sleeps = self.host_work[i]
         rel = grant + hold
         self.free[mx] = rel
-        if ev.kind == HostEventKind.ATTACH:
-            self.mdev_kvm[ev.guest] = True
-        elif ev.kind == HostEventKind.DETACH:
-            self.mdev_kvm[ev.guest] = False
+        apply_host_effect(self.m, i, ev, self.gstate[ev.guest])
         rw_times = tuple(self.host_times.get(i, (-1, -1, -1)))
         self.host_rows.append(
             (i, int(ev.kind), ev.guest, ev.at_ns, *rw_times, t, grant, rel, aqic, tapq, sleeps)

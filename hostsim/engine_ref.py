@@ -30,6 +30,15 @@ from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
 from hostsim.scenario import HostEventKind
 from hostsim.sink import RecordSink, record_tuple
+from hostsim.streams import (
+    GuestState,
+    VState,
+    after,
+    apply_host_effect,
+    intercept,
+    next_request,
+    start_of,
+)
 
 LATE = 2
 URGENT = 0
@@ -126,12 +135,11 @@ class RwSem:
         self.waiting_readers.clear()
 
 
-class _Guest:
-    __slots__ = ("hook", "mdev_kvm", "rwsem")
+class _Guest(GuestState):
+    __slots__ = ("rwsem",)
 
-    def __init__(self, env: simpy.Environment, mdev: bool) -> None:
-        self.hook = mdev
-        self.mdev_kvm = mdev
+    def __init__(self, env: simpy.Environment, mdev: bool, matrix: frozenset[int]) -> None:
+        super().__init__(mdev, matrix)
         self.rwsem = RwSem(env)
 
 
@@ -143,7 +151,10 @@ class ReferenceEngine:
         self.sink = sink
         self.env = simpy.Environment()
         s = model.s
-        self.guests = [_Guest(self.env, s.guests[int(gi)].mdev) for gi in model.topo.guest_group]
+        self.guests = [
+            _Guest(self.env, s.guests[int(gi)].mdev, model.initial_matrix[j])
+            for j, gi in enumerate(model.topo.guest_group)
+        ]
         self.locks = [FifoLock(self.env) for _ in range(model.n_mutexes)]
         self.next_issue = np.full(model.n_vcpus, np.iinfo(np.int64).max, np.int64)
         self.host_rows: list[tuple] = []
@@ -180,30 +191,22 @@ class ReferenceEngine:
         guest = int(m.topo.vcpu_guest[v])
         gs = self.guests[guest]
         lock = self.locks[int(m.mutex_of_guest[guest])]
-        w = m.s.guests[int(m.topo.guest_group[guest])].workload
-        duration = m.s.duration_ns
-        start = round(w.start_ms * 1_000_000)
-        resume = arrival = start
-        k = 0
+        st = VState()
+        st.resume = st.arrival = start_of(m, v)
         while True:
-            blk, r, c = m.locate(v, k)
-            cost = blk.costs
-            gap = int(blk.gap[r, c])
-            if w.kind == "poisson":
-                arrival += gap
-                issue = max(arrival, resume)
-            else:
-                issue = resume + gap
-                arrival = issue
-            if issue >= duration:
+            req = next_request(m, v, st)
+            if req is None:
                 self.next_issue[v] = np.iinfo(np.int64).max
                 return
+            issue = req.issue
             self.next_issue[v] = issue
+            blk, r, c = req.blk, req.r, req.c
+            cost = blk.costs
             t_exit = issue + int(cost["sie_exit"][r, c])
             t_decode = t_exit + int(cost["kvm_decode"][r, c])
             entry = int(cost["sie_entry"][r, c])
             yield env.timeout(t_decode - env.now)
-            x = m.intercept(v, blk, r, c, gs.hook, gs.mdev_kvm, False)
+            x = intercept(m, v, req, gs.hook, gs.mdev_kvm, False, gs.matrix)
             d = decode_one(x, variant)
             t_rw = t_mreq = t_grant = t_rel = -1
             if not d.hook_called and d.kind != Kind.NO_HOOK_RC01:
@@ -234,6 +237,7 @@ class ReferenceEngine:
                     t_grant = env.now
                     x.mdev_has_kvm = gs.mdev_kvm
                     x.hook_cleared_in_flight = not m.rwsem and not gs.hook
+                    x.queue_assigned = (x.gpr0 & 0xFFFF) in gs.matrix
                     d = decode_one(x, variant)
                     yield env.timeout(hold_ns(d, blk, r, c))
                     t_rel = env.now
@@ -246,8 +250,8 @@ class ReferenceEngine:
                 record_tuple(
                     v,
                     guest,
-                    k,
-                    arrival,
+                    st.k,
+                    req.arrival,
                     issue,
                     t_exit,
                     t_decode,
@@ -261,7 +265,7 @@ class ReferenceEngine:
                     path_of(d),
                 )
             )
-            k += 1
+            after(m, v, st, req, d, resume)
 
     def _host(self, i: int, ev: Any) -> Generator[simpy.Event, Any, None]:
         m, env = self.m, self.env
@@ -278,14 +282,16 @@ class ReferenceEngine:
             gs.hook = ev.kind == HostEventKind.ATTACH
             gs.rwsem.write_release()
             rw = (t_req, t_g, env.now)
+        if ev.kind == HostEventKind.GUEST_RESET:  # the guest's own business: no host lock
+            self.host_rows.append(
+                (i, int(ev.kind), ev.guest, ev.at_ns, *rw, -1, -1, -1, aqic, tapq, sleeps)
+            )
+            return
         t_mreq = env.now
         yield lock.request(HOST, i)
         t_grant = env.now
         yield env.timeout(hold)
-        if ev.kind == HostEventKind.ATTACH:
-            gs.mdev_kvm = True
-        elif ev.kind == HostEventKind.DETACH:
-            gs.mdev_kvm = False
+        apply_host_effect(m, i, ev, gs)
         lock.release()
         self.host_rows.append(
             (i, int(ev.kind), ev.guest, ev.at_ns, *rw, t_mreq, t_grant, env.now, aqic, tapq, sleeps)

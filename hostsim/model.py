@@ -28,6 +28,9 @@ from hostsim.records import Path
 from hostsim.rules import Kind
 from hostsim.scenario import Hardware, HostEvent, HostEventKind, Scenario, Topology, topology
 from hostsim.variants import Variant, get_variant
+from workloads.bursts import boot_time, enable_burst, rescan_delay
+from workloads.registers import compose
+from workloads.steady import BURSTY_UNIT_MEAN_NS, BurstyClock
 
 MAX_CHUNK_VCPUS = 1024
 BLOCK_TARGET = 8192  # requests per block (vCPUs x consecutive requests)
@@ -81,19 +84,28 @@ def _profile(h: Hardware) -> _Profile:
 
 class Block:
     """Draws of ``rows`` vCPUs x consecutive requests (:func:`block_shape`): one array per
-    column."""
+    column. Hardware answers are kept as uniforms (``au`` ...) so that they can be mapped
+    through the profile of whichever queue a request really addresses; ``aqic``/``tapq_*``/
+    ``pin_ok`` are that mapping for the block's own APQN choice."""
 
     __slots__ = (
         "apqn",
         "aqic",
         "assigned",
+        "au",
         "costs",
         "enable",
         "gap",
+        "iu",
         "nbytes",
         "pin_ok",
+        "poll",
+        "pu",
+        "qu",
+        "regs",
         "tapq_irq",
         "tapq_rc",
+        "tu",
     )
 
     def __init__(self) -> None:
@@ -130,12 +142,141 @@ class Model:
                     sel &= np.isin(dm, o.domains)
                 prof[sel] = i
             self.queue_profile.append(prof)
+        self._profile_of: dict[int, int] = {}
+        for apqns, prof in zip(self.topo.guest_apqns, self.queue_profile, strict=True):
+            self._profile_of.update(zip(apqns.tolist(), prof.tolist(), strict=True))
+        self._build_dynamics()
         self.mutex_of_guest = (
             np.zeros(self.n_guests, np.int32)
             if scenario.host.lock_model == "global"
             else np.arange(self.n_guests, dtype=np.int32)
         )
         self.n_mutexes = int(self.mutex_of_guest.max()) + 1 if self.n_guests else 0
+
+    # --- what changes during the run: scripts, matrices, views, bursty clocks -----------------
+    def _build_dynamics(self) -> None:
+        """Scripts (boot, reset and hot-plug bursts), the guests' matrices over the events, the
+        guests' own views of them, and the bursty groups' on/off clocks."""
+        s, topo = self.s, self.topo
+        self.replay = False
+        rows: dict[int, list[np.ndarray]] = {}
+        matrix = [set(a.tolist()) for a in topo.guest_apqns]
+        self.initial_matrix = [frozenset(m) for m in matrix]
+        #: per guest: [(time, frozenset of APQNs the guest uses from then on)]
+        self.views: dict[int, list[tuple[int, frozenset[int]]]] = {}
+        #: per host event: the guest's matrix when it runs (for its per-queue work)
+        self.event_queues: list[np.ndarray] = []
+
+        def burst(guest: int, apqns: list[int], t: int, key: tuple[int, ...]) -> None:
+            g = s.guests[int(topo.guest_group[guest])]
+            w = g.workload
+            assert w.gap is not None
+            gaps = w.gap.sample(generator(s.seed, "script-gap", *key), max(len(apqns), 1))
+            v0 = int(topo.guest_first_vcpu[guest])
+            arr = np.array(sorted(apqns), np.uint16)
+            rows.setdefault(v0, []).append(enable_burst(arr, t, gaps[: len(arr)], w.isc, w.nib))
+
+        for gi, g in enumerate(s.guests):
+            if g.workload.kind != "boot":
+                continue
+            w = g.workload
+            for j in range(g.count):
+                guest = int(topo.group_first_guest[gi]) + j
+                t = boot_time(
+                    generator(s.seed, "boot", gi, j),
+                    round(w.boot_at_ms * 1e6),
+                    round(w.spread_ms * 1e6),
+                )
+                burst(guest, sorted(matrix[guest]), t, (gi, j))
+        for i, ev in enumerate(s.events):
+            gm = matrix[ev.guest]
+            self.event_queues.append(np.array(sorted(gm), np.uint16))
+            if ev.kind == HostEventKind.GUEST_RESET or ev.kind == HostEventKind.REBOOT:
+                burst(ev.guest, sorted(gm), ev.at_ns + round(ev.delay_ms * 1e6), (1 << 20, i))
+            elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
+                g = s.guests[int(topo.guest_group[ev.guest])]
+                changed = {(a << 8) | d for a in g.adapters for d in ev.domains}
+                if ev.kind == HostEventKind.ASSIGN:
+                    new = changed - gm
+                    gm |= changed
+                else:
+                    new = set()
+                    gm -= changed
+                seen = ev.at_ns + rescan_delay(generator(s.seed, "rescan", i), ev.rescan)
+                self.views.setdefault(ev.guest, [(0, self.initial_matrix[ev.guest])]).append(
+                    (seen, frozenset(gm))
+                )
+                if new:
+                    burst(ev.guest, sorted(new), seen, (1 << 20, i))
+        for v in self.views.values():
+            v.sort(key=lambda tv: tv[0])
+        self.scripts: dict[int, np.ndarray] = {}
+        for v, parts in rows.items():
+            allrows = np.concatenate(parts)
+            self.scripts[v] = allrows[np.argsort(allrows["t"], kind="stable")]
+        self.clocks: dict[int, BurstyClock] = {}
+        for gi, g in enumerate(s.guests):
+            w = g.workload
+            if w.kind == "bursty":
+                self.clocks[gi] = BurstyClock(
+                    generator(s.seed, "bursty", gi),
+                    s.duration_ns,
+                    w.on_ms * 1e6,
+                    w.off_ms * 1e6,
+                    w.rate_on_hz,
+                    w.rate_off_hz,
+                )
+        #: vCPUs with a steady stream (boot and idle groups have none)
+        self.steady_group = [g.workload.kind in ("poisson", "closed", "bursty") for g in s.guests]
+
+    def use_replay(self, scripts: dict[int, np.ndarray]) -> None:
+        """Drive the model with recorded arrivals only: no steady streams, no generated bursts,
+        no retries (they are in the recording)."""
+        self.replay = True
+        self.scripts = scripts
+        self.steady_group = [False] * len(self.s.guests)
+
+    def view_at(self, guest: int, t: int) -> frozenset[int] | None:
+        """The APQNs guest ``guest`` uses at time ``t`` (None: its initial matrix, unchanged)."""
+        sched = self.views.get(guest)
+        if sched is None:
+            return None
+        current = sched[0][1]
+        for at, apqns in sched:
+            if at <= t:
+                current = apqns
+        return current
+
+    def profile_index(self, apqn: np.ndarray) -> np.ndarray:
+        """Hardware profile of each APQN (queues not owned by anyone: the default)."""
+        get = self._profile_of.get
+        return np.fromiter((get(int(a), 0) for a in apqn.ravel()), np.int16, apqn.size).reshape(
+            apqn.shape
+        )
+
+    def _answers(
+        self, prof: np.ndarray, au: np.ndarray, tu: np.ndarray, iu: np.ndarray, pu: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Hardware answers (AQIC status words, TAPQ RCs and I bits, pin success) from uniforms
+        through each request's queue profile."""
+        aqic = np.zeros(au.shape, np.uint32)
+        trc = np.zeros(tu.shape, np.uint8)
+        tirq = np.zeros(iu.shape, bool)
+        pin_ok = np.ones(pu.shape, bool)
+        for pi, p in enumerate(self._profiles):
+            m = prof == pi
+            if not m.any():
+                continue
+            rc = p.aqic_rc[
+                np.searchsorted(p.aqic_cdf, au[m], side="right").clip(0, len(p.aqic_rc) - 1)
+            ]
+            aqic[m] = rc << arch.STATUS_RC_SHIFT
+            trc[m] = p.tapq_rc[
+                np.searchsorted(p.tapq_cdf, tu[m], side="right").clip(0, len(p.tapq_rc) - 1)
+            ]
+            tirq[m] = iu[m] < p.tapq_irq
+            pin_ok[m] = pu[m] >= p.pin_fail
+        return aqic, trc, tirq, pin_ok
 
     # --- keyed draws ----------------------------------------------------------------------
     def block(self, group: int, chunk: int, kblock: int) -> Block:
@@ -167,45 +308,56 @@ class Model:
         w = g.workload
         wl = generator(seed, "arrival", *key)
         if w.kind == "poisson":
-            b.gap = np.maximum(np.rint(wl.exponential(1e9 / w.rate_hz, shape)), 0).astype(np.int64)
-        else:
+            b.gap = np.rint(wl.exponential(1e9 / w.rate_hz, shape)).astype(np.int64)
+        elif w.kind == "bursty":
+            b.gap = np.rint(wl.exponential(BURSTY_UNIT_MEAN_NS, shape)).astype(np.int64)
+        elif w.kind == "closed":
             assert w.think is not None
             b.gap = w.think.sample(wl, shape)
+        else:  # boot, idle: no steady stream
+            b.gap = np.zeros(shape, np.int64)
+        assert w.retry_poll is not None
+        b.poll = w.retry_poll.sample(generator(seed, "retry-poll", *key), shape)
         reg = generator(seed, "registers", *key)
-        qidx_u = reg.random(shape)
+        b.qu = reg.random(shape)
         b.enable = reg.random(shape) < w.enable_fraction
         # Which of its guest's queues each request addresses.
-        table, prof_table, nq = self._group_queues(group)
+        table, _, nq = self._group_queues(group)
         local_guest = (np.arange(lo, lo + rows) // g.vcpus)[:, None]
         count = nq[local_guest]
-        qi = np.minimum((qidx_u * count).astype(np.int64), np.maximum(count - 1, 0))
+        qi = np.minimum((b.qu * count).astype(np.int64), np.maximum(count - 1, 0))
         b.apqn = table[local_guest, qi]
-        prof = prof_table[local_guest, qi]
-        b.assigned = np.broadcast_to(count > 0, shape).copy()
+        b.regs = compose(reg, shape, b.apqn, b.enable, w.isc, w.nib, w.fc_mix, w.adversarial)
+        b.apqn = (b.regs["gpr0"] & np.uint64(0xFFFF)).astype(np.uint16)
+        own = table[local_guest[:, 0]]  # (rows, width): each row's guest's APQNs
+        valid = np.arange(own.shape[1])[None, :] < count
+        b.assigned = ((own[:, None, :] == b.apqn[:, :, None]) & valid[:, None, :]).any(-1)
         hw = generator(seed, "hardware", *key)
-        au = hw.random((*shape, AQIC_SLOTS))
-        tu = hw.random((*shape, TAPQ_SLOTS))
-        iu = hw.random((*shape, TAPQ_SLOTS))
-        pu = hw.random(shape)
-        b.aqic = np.zeros((*shape, AQIC_SLOTS), np.uint32)
-        b.tapq_rc = np.zeros((*shape, TAPQ_SLOTS), np.uint8)
-        b.tapq_irq = np.zeros((*shape, TAPQ_SLOTS), bool)
-        b.pin_ok = np.ones(shape, bool)
-        for pi, p in enumerate(self._profiles):
-            m = prof == pi
-            if not m.any():
-                continue
-            rc = p.aqic_rc[
-                np.searchsorted(p.aqic_cdf, au[m], side="right").clip(0, len(p.aqic_rc) - 1)
-            ]
-            b.aqic[m] = rc << arch.STATUS_RC_SHIFT
-            b.tapq_rc[m] = p.tapq_rc[
-                np.searchsorted(p.tapq_cdf, tu[m], side="right").clip(0, len(p.tapq_rc) - 1)
-            ]
-            b.tapq_irq[m] = iu[m] < p.tapq_irq
-            b.pin_ok[m] = pu[m] >= p.pin_fail
+        b.au = hw.random((*shape, AQIC_SLOTS))
+        b.tu = hw.random((*shape, TAPQ_SLOTS))
+        b.iu = hw.random((*shape, TAPQ_SLOTS))
+        b.pu = hw.random(shape)
+        b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = self._answers(
+            self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu
+        )
         nbytes = sum(
-            a.nbytes for a in (b.gap, b.enable, b.apqn, b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok)
+            a.nbytes
+            for a in (
+                b.gap,
+                b.enable,
+                b.apqn,
+                b.aqic,
+                b.tapq_rc,
+                b.tapq_irq,
+                b.pin_ok,
+                b.au,
+                b.tu,
+                b.iu,
+                b.pu,
+                b.qu,
+                b.poll,
+                *b.regs.values(),
+            )
         )
         for name in COSTS:
             width = PER_CALL_COSTS.get(name)
@@ -288,16 +440,33 @@ class Model:
         """
         s = self.s
         g = generator(s.seed, "host-event", index)
-        apqns = self.topo.guest_apqns[ev.guest]
+        apqns = self.event_queues[index]
         c = s.costs
         rw = int(c["rwsem_write"].sample(g, 1)[0])
         hold = int(c["mutex_acquire"].sample(g, 1)[0])
         aqic = tapq = sleeps = 0
-        if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
+        kind = ev.kind
+        if kind == HostEventKind.GUEST_RESET:
+            return rw, 0, 0, 0, 0
+        if kind in (
+            HostEventKind.ATTACH,
+            HostEventKind.DETACH,
+            HostEventKind.ASSIGN,
+            HostEventKind.UNASSIGN,
+        ):
             hold += int(c["mdev_kvm_update"].sample(g, 1)[0])
-        per_queue_disable = ev.kind in (HostEventKind.DETACH, HostEventKind.IRQ_DISABLE)
-        per_queue_reset = ev.kind in (HostEventKind.DETACH, HostEventKind.RESET)
-        prof_of = self.queue_profile[ev.guest]
+        if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
+            grp = s.guests[int(self.topo.guest_group[ev.guest])]
+            changed = {(a << 8) | d for a in grp.adapters for d in ev.domains}
+            apqns = np.array(sorted(changed), np.uint16)
+        per_queue_disable = kind in (HostEventKind.DETACH, HostEventKind.IRQ_DISABLE)
+        per_queue_reset = kind in (
+            HostEventKind.DETACH,
+            HostEventKind.RESET,
+            HostEventKind.REBOOT,
+            HostEventKind.UNASSIGN,
+        )
+        prof_of = self.profile_index(apqns)
         for qi in range(len(apqns)):
             p = self._profiles[int(prof_of[qi])]
             if per_queue_disable:

@@ -42,6 +42,8 @@ RECORD_DTYPE = np.dtype(
         ("t_resume", np.int64),  # SIE re-entered: the vCPU runs again
         ("gpr0", np.uint64),
         ("gpr1", np.uint64),
+        ("gpr2", np.uint64),
+        ("psw_mask", np.uint64),
         ("gpr1_out", np.uint64),  # GR1 the guest sees afterwards
         ("apqn", np.uint16),
         ("kind", np.uint8),  # hostsim.rules.Kind

@@ -24,7 +24,18 @@ from hostsim.variants import VARIANTS
 
 NS_PER_MS = 1_000_000
 LOCK_MODELS = ("global", "per-mdev")
-WORKLOAD_KINDS = ("poisson", "closed")
+WORKLOAD_KINDS = ("poisson", "closed", "bursty", "boot", "idle")
+RETRY_POLICIES = ("none", "on_idle")
+#: Malformed register states the adversarial mix can produce (see workloads.registers).
+ADVERSARIAL = (
+    "problem_state",
+    "reserved_bits",
+    "t_bit",
+    "apxa_range",
+    "other_fc",
+    "nib_zero",
+    "unassigned",
+)
 
 
 class ScenarioError(ValueError):
@@ -38,6 +49,10 @@ class HostEventKind(IntEnum):
     DETACH = 1  # vfio_ap_mdev_unset_kvm: rwsem write clears the hook, then disable + reset
     RESET = 2  # reset every queue of the guest under the mutex
     IRQ_DISABLE = 3  # host-side vfio_ap_irq_disable of every queue (teardown, DMA unmap)
+    GUEST_RESET = 4  # the guest resets its queues (interpreted) and re-enables interruptions
+    REBOOT = 5  # host resets every queue under the mutex; the guest boots and enables again
+    ASSIGN = 6  # hot-plug: domains assigned to the mdev under the mutex; the guest enables them
+    UNASSIGN = 7  # hot-unplug: domains unassigned (and reset) under the mutex
 
 
 @dataclass(frozen=True)
@@ -68,15 +83,26 @@ class Host:
 
 @dataclass(frozen=True)
 class Workload:
-    """What each vCPU of a guest group issues: steady open-loop or closed-loop AQICs."""
+    """What the vCPUs of a guest group issue (see ``workloads/`` and docs/scenario.md)."""
 
     kind: str = "poisson"
     rate_hz: float = 100.0  # per vCPU (poisson)
     think: Dist | None = None  # closed loop
+    rate_on_hz: float = 0.0  # bursty: per-vCPU rate while the group is "on"
+    rate_off_hz: float = 0.0  # bursty: ... and while "off"
+    on_ms: float = 0.0  # bursty: mean length of an on period (exponential)
+    off_ms: float = 0.0  # bursty: mean length of an off period (exponential)
+    boot_at_ms: float = 0.0  # boot: when the first guest boots
+    spread_ms: float = 0.0  # boot: guests boot uniformly over [boot_at, boot_at + spread]
+    gap: Dist | None = None  # boot and re-enable bursts: guest time between two AQICs
     enable_fraction: float = 1.0  # P(IR = 1): enable; else disable
     isc: int = 3
     nib: int = 0x0000_0000_1234_5000
     start_ms: float = 0.0
+    retry: str = "none"  # "on_idle": re-issue a BUSY / RESET-IN-PROGRESS enable (Linux 6.7+)
+    retry_poll: Dist | None = None  # guest poll interval between retries
+    adversarial: tuple[tuple[str, float], ...] = ()  # malformed register states, by probability
+    fc_mix: tuple[tuple[int, float], ...] = ((3, 1.0),)  # nested: function codes intercepted
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,9 @@ class HostEvent:
     kind: HostEventKind
     guest: int  # global guest index
     label: str  # "group[i]"
+    domains: tuple[int, ...] = ()  # assign / unassign: the APQIs, on the guest's adapters
+    rescan: str = "immediate"  # assign: "immediate" (CRW/SEI) or "periodic" (AP bus 30 s scan)
+    delay_ms: float = 0.0  # guest_reset: reset wait before re-enabling; reboot: boot time
 
 
 @dataclass(frozen=True)
@@ -296,39 +325,95 @@ def _host(ctx: _Ctx, v: Any) -> Host:
     )
 
 
+_DEFAULT_GAP = {"dist": "uniform", "low_ns": 10_000, "high_ns": 250_000}
+_DEFAULT_POLL = {"dist": "fixed", "ns": 250_000}
+
+
 def _workload(ctx: _Ctx, v: Any, path: str) -> Workload:
-    t = ctx.table(
-        v, path, {"kind", "rate_hz", "think", "enable_fraction", "isc", "nib", "start_ms"}
-    )
-    kind = ctx.choice(t.get("kind", "poisson"), f"{path}.kind", WORKLOAD_KINDS)
-    think = None
-    rate = 0.0
+    common = {
+        "kind",
+        "enable_fraction",
+        "isc",
+        "nib",
+        "start_ms",
+        "retry",
+        "retry_poll",
+        "adversarial",
+        "fc_mix",
+        "gap",
+    }
+    per_kind = {
+        "poisson": {"rate_hz"},
+        "closed": {"think"},
+        "bursty": {"rate_on_hz", "rate_off_hz", "on_ms", "off_ms"},
+        "boot": {"boot_at_ms", "spread_ms"},
+        "idle": set(),
+    }
+    if not isinstance(v, dict):
+        raise ctx.err(path, f"expected a table, got {_show(v)}")
+    kind = ctx.choice(v.get("kind", "poisson"), f"{path}.kind", WORKLOAD_KINDS)
+    for k in v:
+        if k not in common | per_kind[kind]:
+            other = [n for n, keys in per_kind.items() if k in keys]
+            why = (
+                f"{k!r} belongs to a {other[0]!r} workload, this one is {kind!r}"
+                if other
+                else f"unknown key; expected one of {sorted(common | per_kind[kind])}"
+            )
+            raise ctx.err(f"{path}.{k}", why)
+    t = v
+    kw: dict[str, Any] = {"kind": kind}
     if kind == "poisson":
-        if "think" in t:
-            raise ctx.err(f"{path}.think", "only a closed-loop workload has a think time")
-        rate = ctx.number(t.get("rate_hz", 100.0), f"{path}.rate_hz", 0.0, strict=True)
-    else:
-        if "rate_hz" in t:
-            raise ctx.err(f"{path}.rate_hz", "a closed-loop workload has a think time, not a rate")
-        think = ctx.dist(
+        kw["rate_hz"] = ctx.number(t.get("rate_hz", 100.0), f"{path}.rate_hz", 0.0, strict=True)
+    elif kind == "closed":
+        kw["think"] = ctx.dist(
             t.get("think", {"dist": "exponential", "mean_ns": 10_000_000}), f"{path}.think", floor=0
         )
+    elif kind == "bursty":
+        kw["rate_on_hz"] = ctx.number(
+            t.get("rate_on_hz", 1000.0), f"{path}.rate_on_hz", 0.0, strict=True
+        )
+        kw["rate_off_hz"] = ctx.number(t.get("rate_off_hz", 0.0), f"{path}.rate_off_hz", 0.0)
+        kw["on_ms"] = ctx.number(t.get("on_ms", 10.0), f"{path}.on_ms", 0.0, strict=True)
+        kw["off_ms"] = ctx.number(t.get("off_ms", 90.0), f"{path}.off_ms", 0.0, strict=True)
+    elif kind == "boot":
+        kw["boot_at_ms"] = ctx.number(t.get("boot_at_ms", 0.0), f"{path}.boot_at_ms")
+        kw["spread_ms"] = ctx.number(t.get("spread_ms", 1000.0), f"{path}.spread_ms")
+    kw["gap"] = ctx.dist(t.get("gap", _DEFAULT_GAP), f"{path}.gap", floor=0)
     nib = t.get("nib", Workload.nib)
     if isinstance(nib, str):
         try:
             nib = int(nib, 0)
         except ValueError:
             raise ctx.err(f"{path}.nib", f"expected an address, got {nib!r}") from None
+    adv = t.get("adversarial", {})
+    if not isinstance(adv, dict):
+        raise ctx.err(f"{path}.adversarial", "expected a table of category -> probability")
+    for k in adv:
+        if k not in ADVERSARIAL:
+            raise ctx.err(
+                f"{path}.adversarial.{k}", f"unknown category; expected one of {list(ADVERSARIAL)}"
+            )
+    adversarial = tuple(
+        (k, ctx.number(adv[k], f"{path}.adversarial.{k}", 0.0, 1.0))
+        for k in ADVERSARIAL
+        if k in adv
+    )
+    if sum(p for _, p in adversarial) > 1.0 + 1e-9:
+        raise ctx.err(f"{path}.adversarial", "probabilities sum to more than 1")
+    fc_mix = _rc_probs(ctx, t["fc_mix"], f"{path}.fc_mix") if "fc_mix" in t else ((3, 1.0),)
     return Workload(
-        kind=kind,
-        rate_hz=rate,
-        think=think,
+        **kw,
         enable_fraction=ctx.number(
             t.get("enable_fraction", 1.0), f"{path}.enable_fraction", 0.0, 1.0
         ),
         isc=ctx.integer(t.get("isc", 3), f"{path}.isc", 0, 7),
         nib=ctx.integer(nib, f"{path}.nib", 0, arch.MASK64),
         start_ms=ctx.number(t.get("start_ms", 0.0), f"{path}.start_ms"),
+        retry=ctx.choice(t.get("retry", "none"), f"{path}.retry", RETRY_POLICIES),
+        retry_poll=ctx.dist(t.get("retry_poll", _DEFAULT_POLL), f"{path}.retry_poll", floor=0),
+        adversarial=adversarial,
+        fc_mix=fc_mix,
     )
 
 
@@ -439,7 +524,7 @@ def _guests(ctx: _Ctx, v: Any, host: Host) -> tuple[GuestGroup, ...]:
 
 
 def _events(
-    ctx: _Ctx, v: Any, groups: tuple[GuestGroup, ...], duration_ns: int
+    ctx: _Ctx, v: Any, groups: tuple[GuestGroup, ...], duration_ns: int, seed: int
 ) -> tuple[HostEvent, ...]:
     if not isinstance(v, list):
         raise ctx.err("events", "expected an array of tables [[events]]")
@@ -449,33 +534,84 @@ def _events(
         base[g.name] = n
         n += g.count
     counts = {g.name: g.count for g in groups}
+    by_name = {g.name: g for g in groups}
+    owned = {(a << 8) | d for g in groups for doms in g.domains for d in doms for a in g.adapters}
     out = []
     for i, e in enumerate(v):
         path = f"events[{i}]"
-        t = ctx.table(e, path, {"at_ms", "kind", "guest"})
+        t = ctx.table(
+            e, path, {"at_ms", "kind", "guest", "spread_ms", "domains", "rescan", "delay_ms"}
+        )
         if "at_ms" not in t:
             raise ctx.err(f"{path}.at_ms", "missing: when the event happens, in ms")
         at = _ms(ctx, t, "at_ms", path, 0)
         if at >= duration_ns:
             raise ctx.err(f"{path}.at_ms", "the event is at or after the end of the run")
+        spread = _ms(ctx, t, "spread_ms", path, 0)
         kinds = [k.name.lower() for k in HostEventKind]
         kind = HostEventKind[ctx.choice(t.get("kind"), f"{path}.kind", kinds).upper()]
         label = t.get("guest")
         if not isinstance(label, str):
             raise ctx.err(f"{path}.guest", f'expected "group[index]", got {_show(label)}')
         gname, _, rest = label.partition("[")
-        idx = 0
-        if rest:
-            try:
-                idx = int(rest.rstrip("]"))
-            except ValueError:
-                raise ctx.err(f"{path}.guest", f'expected "group[index]", got {label!r}') from None
         if gname not in base:
             raise ctx.err(f"{path}.guest", f"no guest group {gname!r}; groups: {list(base)}")
-        if not 0 <= idx < counts[gname]:
-            raise ctx.err(f"{path}.guest", f"{gname} has {counts[gname]} guests; got index {idx}")
-        out.append(HostEvent(at, kind, base[gname] + idx, f"{gname}[{idx}]"))
-    return tuple(sorted(out, key=lambda e: e.at_ns))
+        rest = rest.rstrip("]")
+        if rest == "*":
+            indices = list(range(counts[gname]))
+        else:
+            try:
+                indices = [int(rest)] if rest else [0]
+            except ValueError:
+                raise ctx.err(
+                    f"{path}.guest", f'expected "group[index]" or "group[*]", got {label!r}'
+                ) from None
+            if not 0 <= indices[0] < counts[gname]:
+                raise ctx.err(
+                    f"{path}.guest", f"{gname} has {counts[gname]} guests; got index {indices[0]}"
+                )
+        domains: tuple[int, ...] = ()
+        if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
+            if "domains" not in t:
+                raise ctx.err(f"{path}.domains", f"missing: the domains to {kind.name.lower()}")
+            domains = ctx.ints(t["domains"], f"{path}.domains", 255)
+        elif "domains" in t:
+            raise ctx.err(f"{path}.domains", "only assign and unassign take domains")
+        rescan = ctx.choice(
+            t.get("rescan", "immediate"), f"{path}.rescan", ("immediate", "periodic")
+        )
+        default_delay = 40.0 if kind == HostEventKind.GUEST_RESET else 1000.0
+        delay = ctx.number(t.get("delay_ms", default_delay), f"{path}.delay_ms")
+        g = by_name[gname]
+        jitter = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xE7, i)))
+        offsets = jitter.integers(0, spread + 1, len(indices)) if spread else [0] * len(indices)
+        for idx, off in zip(indices, offsets, strict=True):
+            for d in domains:
+                if not g.apxa and d > arch.APQI_MAX_NO_APXA:
+                    raise ctx.err(f"{path}.domains", f"APQI {d} is above 15 without APXA")
+                for a in g.adapters:
+                    apqn = (a << 8) | d
+                    mine = {(a2 << 8) | d2 for d2 in g.domains[idx] for a2 in g.adapters}
+                    if kind == HostEventKind.ASSIGN and apqn in owned and apqn not in mine:
+                        raise ctx.err(
+                            f"{path}.domains",
+                            f"APQN {a:02x}.{d:04x} belongs to "
+                            "another guest; vfio_ap does not share",
+                        )
+                    if kind == HostEventKind.ASSIGN:
+                        owned.add(apqn)
+            out.append(
+                HostEvent(
+                    min(at + int(off), duration_ns - 1),
+                    kind,
+                    base[gname] + idx,
+                    f"{gname}[{idx}]",
+                    domains,
+                    rescan,
+                    delay,
+                )
+            )
+    return tuple(sorted(out, key=lambda e: (e.at_ns, e.guest)))
 
 
 def from_dict(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
@@ -501,7 +637,7 @@ def from_dict(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         for name, spec in COSTS.items()
     }
     guests = _guests(ctx, raw.get("guests", []), host)
-    events = _events(ctx, raw.get("events", []), guests, duration)
+    events = _events(ctx, raw.get("events", []), guests, duration, seed)
     return Scenario(duration, warmup, seed, host, costs, guests, events, source, raw)
 
 
@@ -600,12 +736,28 @@ def resolved(s: Scenario) -> dict[str, Any]:
         wd: dict[str, Any] = {"kind": w.kind}
         if w.kind == "poisson":
             wd["rate_hz"] = w.rate_hz
-        else:
+        elif w.kind == "closed":
             assert w.think is not None
             wd["think"] = w.think.to_toml()
+        elif w.kind == "bursty":
+            wd.update(
+                rate_on_hz=w.rate_on_hz, rate_off_hz=w.rate_off_hz, on_ms=w.on_ms, off_ms=w.off_ms
+            )
+        elif w.kind == "boot":
+            wd.update(boot_at_ms=w.boot_at_ms, spread_ms=w.spread_ms)
+        assert w.gap is not None and w.retry_poll is not None
         wd.update(
-            enable_fraction=w.enable_fraction, isc=w.isc, nib=f"0x{w.nib:x}", start_ms=w.start_ms
+            gap=w.gap.to_toml(),
+            enable_fraction=w.enable_fraction,
+            isc=w.isc,
+            nib=f"0x{w.nib:x}",
+            start_ms=w.start_ms,
+            retry=w.retry,
+            retry_poll=w.retry_poll.to_toml(),
+            fc_mix={f"0x{fc:02x}": p for fc, p in w.fc_mix},
         )
+        if w.adversarial:
+            wd["adversarial"] = dict(w.adversarial)
         gd: dict[str, Any] = {
             "name": g.name,
             "count": g.count,
@@ -635,10 +787,20 @@ def resolved(s: Scenario) -> dict[str, Any]:
         "guests": guests,
     }
     if s.events:
-        out["events"] = [
-            {"at_ms": e.at_ns / NS_PER_MS, "kind": e.kind.name.lower(), "guest": e.label}
-            for e in s.events
-        ]
+        out["events"] = []
+        for e in s.events:
+            ed: dict[str, Any] = {
+                "at_ms": e.at_ns / NS_PER_MS,
+                "kind": e.kind.name.lower(),
+                "guest": e.label,
+            }
+            if e.domains:
+                ed["domains"] = list(e.domains)
+            if e.kind == HostEventKind.ASSIGN:
+                ed["rescan"] = e.rescan
+            if e.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT):
+                ed["delay_ms"] = e.delay_ms
+            out["events"].append(ed)
     return out
 
 

@@ -55,6 +55,8 @@ def record_tuple(
         t_resume,
         x.gpr0,
         x.gpr1,
+        x.gpr2,
+        x.psw_mask,
         d.gr1,
         x.gpr0 & 0xFFFF,
         int(d.kind),

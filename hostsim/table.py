@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -66,7 +67,7 @@ def t_quantile_975(df: int) -> float:
     if df <= 30:
         return _T975[df - 1]
     anchors = (*_T975_TAIL, (math.inf, _Z975))
-    for (d0, q0), (d1, q1) in zip(anchors, anchors[1:], strict=False):
+    for (d0, q0), (d1, q1) in itertools.pairwise(anchors):
         if d0 <= df <= d1:
             x0, x1, x = 1 / d0, (0.0 if math.isinf(d1) else 1 / d1), 1 / df
             return q0 + (q1 - q0) * (x0 - x) / (x0 - x1)
@@ -200,8 +201,10 @@ def aggregate(
 
 # --- files --------------------------------------------------------------------------------------
 def _cell(v: Any) -> str:
+    if v is None:
+        return ""
     if isinstance(v, float):
-        return "" if math.isnan(v) else repr(v)
+        return "" if math.isnan(v) else repr(float(f"{v:.12g}"))
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)

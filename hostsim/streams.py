@@ -1,0 +1,234 @@
+"""What a vCPU issues next: the one place both engines ask, so both issue the same requests.
+
+A vCPU's requests come from its steady stream (Poisson, closed loop or bursty, one keyed draw
+per request), from its script (boot, reset and hot-plug bursts, or a replayed recording), and
+from its retries (a Linux 6.7+ guest re-issues an enable that answered BUSY or RESET IN
+PROGRESS at its next idle poll). Rules, in order:
+
+1. a pending retry goes first, ``retry_poll`` after the previous request resumed;
+2. else the next script row, if it would issue no later than the steady candidate;
+3. else the steady candidate: open loop ``max(arrival, resume)``, closed loop
+   ``resume + think``.
+
+Request ``k`` of a vCPU always uses the keyed draws of index ``k`` (costs, hardware answers),
+whichever of the three it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hostsim import arch
+from hostsim.decode import Decision
+from hostsim.intercept import Intercept
+from hostsim.model import Block, Model
+from hostsim.rules import Kind
+from hostsim.scenario import HostEventKind
+
+_RETRY_RC = (arch.RC.BUSY, arch.RC.RESET_IN_PROGRESS)
+
+
+@dataclass(slots=True)
+class VState:
+    """Where a vCPU's stream stands."""
+
+    resume: int = 0  # when its last request resumed (or its start)
+    arrival: int = 0  # its steady stream's last arrival (open loop)
+    k: int = 0  # next request index
+    pos: int = 0  # next script row
+    retry: tuple[int, int, int, int] | None = None  # registers to re-issue
+
+
+@dataclass(slots=True)
+class Req:
+    """One request as issued: its times, registers and draws."""
+
+    arrival: int
+    issue: int
+    gpr0: int
+    gpr1: int
+    gpr2: int
+    psw_mask: int
+    blk: Block
+    r: int
+    c: int
+    from_block: bool  # registers are the block's own (not a script, retry or view change)
+
+
+def start_of(m: Model, v: int) -> int:
+    """When vCPU ``v``'s stream starts."""
+    w = m.s.guests[int(m.topo.vcpu_group[v])].workload
+    return round(w.start_ms * 1_000_000)
+
+
+def next_request(m: Model, v: int, st: VState) -> Req | None:
+    """The next request of vCPU ``v`` (None: it issues nothing more in this run)."""
+    blk, r, c = m.locate(v, st.k)
+    group = int(m.topo.vcpu_group[v])
+    w = m.s.guests[group].workload
+    if st.retry is not None:
+        issue = st.resume + int(blk.poll[r, c])
+        if issue >= m.s.duration_ns:
+            return None
+        g0, g1, g2, psw = st.retry
+        return Req(issue, issue, g0, g1, g2, psw, blk, r, c, False)
+    s_issue = s_arr = None
+    if m.steady_group[group]:
+        gap = int(blk.gap[r, c])
+        if w.kind == "poisson":
+            s_arr = st.arrival + gap
+            s_issue = max(s_arr, st.resume)
+        elif w.kind == "bursty":
+            s_arr = m.clocks[group].next_arrival(st.arrival, gap, _unit_mean())
+            s_issue = max(s_arr, st.resume)
+        else:
+            s_issue = s_arr = st.resume + gap
+    script = m.scripts.get(v)
+    if script is not None and st.pos < len(script):
+        row = script[st.pos]
+        r_issue = max(int(row["t"]), st.resume + int(row["think"]))
+        if s_issue is None or r_issue <= s_issue:
+            if r_issue >= m.s.duration_ns:
+                return None
+            st.pos += 1
+            arrival = int(row["t"]) if m.replay else r_issue
+            return Req(
+                arrival,
+                r_issue,
+                int(row["gpr0"]),
+                int(row["gpr1"]),
+                int(row["gpr2"]),
+                int(row["psw_mask"]),
+                blk,
+                r,
+                c,
+                False,
+            )
+    if s_issue is None or s_issue >= m.s.duration_ns:
+        return None
+    st.arrival = s_arr
+    regs = blk.regs
+    g0 = int(regs["gpr0"][r, c])
+    from_block = True
+    guest = int(m.topo.vcpu_guest[v])
+    view = m.view_at(guest, s_issue) if guest in m.views else None
+    if view is not None and blk.assigned[r, c]:
+        # The guest uses the queues it knows of now (hot-plug): pick among them.
+        apqns = sorted(view)
+        if apqns:
+            apqn = apqns[min(int(float(blk.qu[r, c]) * len(apqns)), len(apqns) - 1)]
+            g0 = (g0 & ~0xFFFF) | apqn
+            from_block = False
+    return Req(
+        s_arr,
+        s_issue,
+        g0,
+        int(regs["gpr1"][r, c]),
+        int(regs["gpr2"][r, c]),
+        int(regs["psw_mask"][r, c]),
+        blk,
+        r,
+        c,
+        from_block,
+    )
+
+
+def _unit_mean() -> float:
+    from workloads.steady import BURSTY_UNIT_MEAN_NS
+
+    return BURSTY_UNIT_MEAN_NS
+
+
+def intercept(
+    m: Model,
+    v: int,
+    req: Req,
+    hook: bool,
+    mdev_kvm: bool,
+    cleared: bool,
+    matrix: frozenset[int] | set[int],
+) -> Intercept:
+    """The decode input of ``req`` with the guest's configuration as it is now."""
+    guest = int(m.topo.vcpu_guest[v])
+    g = m.s.guests[int(m.topo.guest_group[guest])]
+    blk, r, c = req.blk, req.r, req.c
+    apqn = req.gpr0 & 0xFFFF
+    if req.from_block:
+        aq, trc, tirq, pin = blk.aqic[r, c], blk.tapq_rc[r, c], blk.tapq_irq[r, c], blk.pin_ok[r, c]
+    else:
+        import numpy as np
+
+        prof = m.profile_index(np.array([apqn], np.uint16))
+        a, t, i, p = m._answers(
+            prof, blk.au[r, c][None], blk.tu[r, c][None], blk.iu[r, c][None], blk.pu[r, c][None]
+        )
+        aq, trc, tirq, pin = a[0], t[0], i[0], p[0]
+    return Intercept(
+        gpr0=req.gpr0,
+        gpr1=req.gpr1,
+        gpr2=req.gpr2,
+        psw_mask=req.psw_mask,
+        ap_instructions_available=m.s.host.ap_instructions_available,
+        eca_apie=g.eca_apie,
+        eca_aiv=g.eca_aiv,
+        facility15=g.facility15,
+        facility65=g.facility65,
+        apxa=g.apxa,
+        hook_registered=hook,
+        hook_module_alive=True,
+        hook_cleared_in_flight=cleared,
+        mdev_has_kvm=mdev_kvm,
+        queue_assigned=apqn in matrix,
+        nib_in_memslot=True,
+        pin_ok=bool(pin),
+        pv_guest=g.pv,
+        nib_shared=True,
+        gisc_register_ok=True,
+        hw_aqic=[int(x) for x in aq],
+        hw_tapq=[(int(a), bool(b)) for a, b in zip(trc, tirq, strict=True)],
+    )
+
+
+def after(m: Model, v: int, st: VState, req: Req, d: Decision, resume: int) -> None:
+    """Advance the stream past a finished request (and arm a retry if the guest would)."""
+    st.k += 1
+    st.resume = resume
+    w = m.s.guests[int(m.topo.vcpu_group[v])].workload
+    if (
+        w.retry == "on_idle"
+        and not m.replay
+        and d.kind == Kind.HOOK_HANDLED
+        and d.guest_visible_rc in _RETRY_RC
+        and arch.fc(req.gpr0) == arch.FunctionCode.AQIC
+        and arch.ir(req.gpr1)
+    ):
+        st.retry = (req.gpr0, req.gpr1, req.gpr2, req.psw_mask)
+    else:
+        st.retry = None
+
+
+class GuestState:
+    """A guest's configuration as the host sees it now (changed by host events)."""
+
+    __slots__ = ("hook", "matrix", "mdev_kvm")
+
+    def __init__(self, mdev: bool, matrix: frozenset[int]) -> None:
+        self.hook = mdev  # the hook pointer (rwsem variants; module variants use a schedule)
+        self.mdev_kvm = mdev
+        self.matrix = set(matrix)
+
+
+def apply_host_effect(m: Model, i: int, ev: Any, gs: Any) -> None:
+    """What host event ``i`` changes, at the release of its mutex section (both engines)."""
+    if ev.kind == HostEventKind.ATTACH:
+        gs.mdev_kvm = True
+    elif ev.kind == HostEventKind.DETACH:
+        gs.mdev_kvm = False
+    elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
+        g = m.s.guests[int(m.topo.guest_group[ev.guest])]
+        changed = {(a << 8) | d for a in g.adapters for d in ev.domains}
+        if ev.kind == HostEventKind.ASSIGN:
+            gs.matrix |= changed
+        else:
+            gs.matrix -= changed
