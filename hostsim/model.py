@@ -17,6 +17,7 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -159,6 +160,7 @@ class Model:
         guests' own views of them, and the bursty groups' on/off clocks."""
         s, topo = self.s, self.topo
         self.replay = False
+        self._feed: Any = None
         rows: dict[int, list[np.ndarray]] = {}
         matrix = [set(a.tolist()) for a in topo.guest_apqns]
         self.initial_matrix = [frozenset(m) for m in matrix]
@@ -229,12 +231,21 @@ class Model:
         #: vCPUs with a steady stream (boot and idle groups have none)
         self.steady_group = [g.workload.kind in ("poisson", "closed", "bursty") for g in s.guests]
 
-    def use_replay(self, scripts: dict[int, np.ndarray]) -> None:
+    def use_replay(self, feed: Any) -> None:
         """Drive the model with recorded arrivals only: no steady streams, no generated bursts,
-        no retries (they are in the recording)."""
+        no retries (they are in the recording). ``feed`` is a dict of per-vCPU script arrays or
+        an object with ``row(vcpu, pos)`` (a streamed recording)."""
         self.replay = True
-        self.scripts = scripts
+        self.scripts = feed if isinstance(feed, dict) else {}
+        self._feed = None if isinstance(feed, dict) else feed
         self.steady_group = [False] * len(self.s.guests)
+
+    def script_row(self, v: int, pos: int) -> Any:
+        """Row ``pos`` of vCPU ``v``'s script, or None when it has no more."""
+        if self._feed is not None:
+            return self._feed.row(v, pos)
+        script = self.scripts.get(v)
+        return script[pos] if script is not None and pos < len(script) else None
 
     def view_at(self, guest: int, t: int) -> frozenset[int] | None:
         """The APQNs guest ``guest`` uses at time ``t`` (None: its initial matrix, unchanged)."""

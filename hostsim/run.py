@@ -68,13 +68,26 @@ def simulate(
     overwrite: bool = False,
     progress: bool = False,
     keep_records: bool = False,
+    record: str | Path | None = None,
+    replay: Any = None,
+    trace_out: Any = None,
 ) -> RunResult:
     """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
 
     An interrupted run (an exception or Ctrl-C) leaves ``<out_dir>.partial`` with what it had
-    finished and a ``status.json`` that says why it stopped.
+    finished and a ``status.json`` that says why it stopped. ``record``: write the run's
+    arrivals there (native replay format); ``replay``: drive the vCPUs with a recording (a
+    :class:`workloads.replay.ReplayFeed` or a dict of per-vCPU script arrays) instead of the
+    scenario's workloads; ``trace_out``: an object with ``add(chunk)`` (a trace writer).
     """
     model = Model(s)
+    if replay is not None:
+        model.use_replay(replay)
+    recorder = None
+    if record is not None:
+        from workloads.replay import ArrivalWriter
+
+        recorder = ArrivalWriter(record, {"seed": s.seed, "scenario": s.source})
     stats = RunStats(warmup_ns=s.warmup_ns, end_ns=s.duration_ns)
     kept: list[np.ndarray] = []
     writer = ResultWriter(out_dir, overwrite=overwrite) if out_dir is not None else None
@@ -83,6 +96,10 @@ def simulate(
         stats.add_records(chunk)
         if writer is not None:
             writer.add_records(chunk)
+        if recorder is not None:
+            recorder.add(chunk)
+        if trace_out is not None:
+            trace_out.add(chunk)
         if keep_records:
             kept.append(chunk)
 
@@ -95,6 +112,8 @@ def simulate(
         bar.close()
         stats.add_host_events(host)
         summary = stats.summary(meta(s, engine))
+        if recorder is not None:
+            recorder.close()
         if writer is not None:
             writer.add_host_events(host)
             writer.write_summary(summary)
@@ -104,6 +123,8 @@ def simulate(
             final = None
     except BaseException as e:
         bar.close()
+        if recorder is not None:
+            recorder.abort()
         if writer is not None:
             writer.abort(f"{type(e).__name__}: {e}")
         raise

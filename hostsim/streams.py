@@ -84,9 +84,8 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
             s_issue = max(s_arr, st.resume)
         else:
             s_issue = s_arr = st.resume + gap
-    script = m.scripts.get(v)
-    if script is not None and st.pos < len(script):
-        row = script[st.pos]
+    row = m.script_row(v, st.pos)
+    if row is not None:
         r_issue = max(int(row["t"]), st.resume + int(row["think"]))
         if s_issue is None or r_issue <= s_issue:
             if r_issue >= m.s.duration_ns:

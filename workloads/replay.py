@@ -1,0 +1,257 @@
+"""hostsim's native arrival format: what each vCPU issued and when, to replay a run exactly.
+
+One PQAP issue per row: ``t_ns`` (when the vCPU wanted to issue: the open-loop arrival, or the
+issue time), ``guest``, ``vcpu`` (global indices, as in the records), ``gpr0``, ``gpr1``,
+``gpr2`` and ``psw`` (hex strings), and optionally ``issue_ns`` (when the recorded run issued
+it). Rows are in issue order, so each vCPU's rows are in its request order. A vCPU's times must
+not go backwards: its ``issue_ns`` (or, without it, its ``t_ns``) never decrease, and ``t_ns``
+never exceeds ``issue_ns`` (an open-loop arrival may wait for its vCPU, so without ``issue_ns``
+an arrival that waited cannot be told from one out of order: recordings always carry it).
+Two encodings, chosen by the file name:
+
+* JSON Lines (``.jsonl``): a header line ``{"format": "hostsim-arrivals", "version": 1, ...}``,
+  then one object per row;
+* CSV (``.csv``): a header line ``# hostsim-arrivals version 1``, the column names, the rows.
+
+Replaying drives each vCPU with its rows: a row issues at ``max(t_ns, previous resume)``. A run
+recorded with ``hostsim run --record`` and replayed with the same scenario gives identical records.
+Reading is streamed: a first pass validates (and, with ``skip_bad``, notes the bad lines), the
+second feeds the engine lazily, so a trace is never read whole into memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from workloads.bursts import SCRIPT_DTYPE
+
+FORMAT = "hostsim-arrivals"
+VERSION = 1
+COLUMNS = ("t_ns", "guest", "vcpu", "gpr0", "gpr1", "gpr2", "psw")
+OPTIONAL = ("issue_ns",)
+CSV_MAGIC = f"# {FORMAT} version {VERSION}"
+
+
+class ReplayError(ValueError):
+    """A recording that cannot be replayed: names the file and line."""
+
+
+def _encoding(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise ReplayError(f"{path}: unknown arrival format {suffix!r}; use .jsonl or .csv")
+
+
+class ArrivalWriter:
+    """Writes the arrivals of a run (fed record chunks in canonical order), atomically."""
+
+    def __init__(self, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.enc = _encoding(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.fh: TextIO = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        if self.enc == "jsonl":
+            head = {
+                "format": FORMAT,
+                "version": VERSION,
+                "columns": list(COLUMNS + OPTIONAL),
+                **(meta or {}),
+            }
+            self.fh.write(json.dumps(head, sort_keys=True) + "\n")
+        else:
+            self.fh.write(CSV_MAGIC + "\n" + ",".join(COLUMNS + OPTIONAL) + "\n")
+        self.rows = 0
+
+    def add(self, rec: np.ndarray) -> None:
+        """Append the arrivals of a chunk of request records."""
+        cols = zip(
+            rec["t_arrival"].tolist(),
+            rec["guest"].tolist(),
+            rec["vcpu"].tolist(),
+            rec["gpr0"].tolist(),
+            rec["gpr1"].tolist(),
+            rec["gpr2"].tolist(),
+            rec["psw_mask"].tolist(),
+            rec["t_issue"].tolist(),
+            strict=True,
+        )
+        if self.enc == "jsonl":
+            lines = [
+                f'{{"t_ns": {t}, "guest": {g}, "vcpu": {v}, "gpr0": "0x{a:x}", '
+                f'"gpr1": "0x{b:x}", "gpr2": "0x{c:x}", "psw": "0x{p:x}", "issue_ns": {i}}}\n'
+                for t, g, v, a, b, c, p, i in cols
+            ]
+        else:
+            lines = [
+                f"{t},{g},{v},0x{a:x},0x{b:x},0x{c:x},0x{p:x},{i}\n"
+                for t, g, v, a, b, c, p, i in cols
+            ]
+        self.fh.write("".join(lines))
+        self.rows += len(rec)
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, parsed row or None, error or None) for every data line."""
+    enc = _encoding(path)
+    with open(path, encoding="utf-8", newline="") as fh:
+        first = fh.readline()
+        if enc == "jsonl":
+            try:
+                head = json.loads(first)
+            except json.JSONDecodeError:
+                head = None
+            if not isinstance(head, dict) or head.get("format") != FORMAT:
+                raise ReplayError(f"{path}:1: not a {FORMAT} file (no header line)")
+            if head.get("version") != VERSION:
+                raise ReplayError(
+                    f"{path}:1: unsupported version {head.get('version')!r}; "
+                    f"this hostsim reads version {VERSION}"
+                )
+            for n, line in enumerate(fh, 2):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield n, None, f"corrupt or truncated line ({e.msg})"
+                    continue
+                yield n, obj, None
+        else:
+            if first.strip() != CSV_MAGIC:
+                raise ReplayError(f"{path}:1: not a {FORMAT} CSV file (expected {CSV_MAGIC!r})")
+            names = tuple(fh.readline().strip().split(","))
+            if names not in (COLUMNS, COLUMNS + OPTIONAL):
+                raise ReplayError(
+                    f"{path}:2: expected columns {','.join(COLUMNS)}[,{','.join(OPTIONAL)}]"
+                )
+            for n, fields in enumerate(csv.reader(fh), 3):
+                if not fields:
+                    continue
+                if len(fields) != len(names):
+                    yield n, None, f"expected {len(names)} fields, got {len(fields)}"
+                    continue
+                yield n, dict(zip(names, fields, strict=True)), None
+
+
+def _parse(row: dict[str, Any]) -> tuple[int, ...]:
+    """(t_ns, guest, vcpu, gpr0, gpr1, gpr2, psw, issue_ns or -1) of one row."""
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object")
+    missing = [c for c in COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"missing key {missing[0]!r}")
+    unknown = [c for c in row if c not in COLUMNS + OPTIONAL]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}")
+    out = []
+    for c in COLUMNS + OPTIONAL:
+        if c not in row:
+            out.append(-1)
+            continue
+        v = row[c]
+        if isinstance(v, bool):
+            raise ValueError(f"{c}: expected an integer")
+        try:
+            x = v if isinstance(v, int) else int(str(v), 0)
+        except ValueError:
+            raise ValueError(f"{c}: expected an integer, got {v!r}") from None
+        if x < 0 or x >= 1 << 64:
+            raise ValueError(f"{c}: {x} is out of range")
+        out.append(x)
+    return tuple(out)
+
+
+class ReplayFeed:
+    """Per-vCPU script rows read lazily from a validated recording (see module docstring)."""
+
+    def __init__(self, path: str | Path, vcpu_guest: np.ndarray, skip_bad: bool = False) -> None:
+        self.path = Path(path)
+        self.vcpu_guest = vcpu_guest
+        self.skipped: list[str] = []
+        self.bad: set[int] = set()
+        self.rows = 0
+        self._validate(skip_bad)
+        self._it = self._good_rows()
+        self._buf: dict[int, collections.deque] = collections.defaultdict(collections.deque)
+        self._base: dict[int, int] = collections.defaultdict(int)
+        self._eof = False
+
+    def _check(self, row: Any, last: dict[int, int]) -> str | None:
+        """Why a parsed row cannot be replayed (None: it can)."""
+        try:
+            t, g, v, *_, issue = _parse(row)
+        except ValueError as e:
+            return str(e)
+        if v >= len(self.vcpu_guest):
+            return f"unknown vCPU {v}: the scenario has {len(self.vcpu_guest)}"
+        if int(self.vcpu_guest[v]) != g:
+            return f"vCPU {v} belongs to guest {int(self.vcpu_guest[v])}, not {g}"
+        if issue >= 0 and t > issue:
+            return f"t_ns {t} is after issue_ns {issue}"
+        order = issue if issue >= 0 else t
+        if order < last.get(v, 0):
+            return f"time goes backwards for vCPU {v} ({order} < {last[v]})"
+        last[v] = order
+        return None
+
+    def _validate(self, skip_bad: bool) -> None:
+        last: dict[int, int] = {}
+        for n, row, err in _rows(self.path):
+            err = err or self._check(row, last)
+            if err is not None:
+                msg = f"{self.path}:{n}: {err}"
+                if not skip_bad:
+                    raise ReplayError(msg)
+                self.bad.add(n)
+                if len(self.skipped) < 5:
+                    self.skipped.append(msg)
+                continue
+            self.rows += 1
+        self.n_skipped = len(self.bad)
+
+    def _good_rows(self) -> Iterator[tuple[int, ...]]:
+        for n, row, _ in _rows(self.path):
+            if n not in self.bad:
+                yield _parse(row)  # type: ignore[arg-type]
+
+    def row(self, v: int, pos: int) -> np.void | None:
+        """Row ``pos`` of vCPU ``v`` (None after its last); earlier rows are forgotten."""
+        buf = self._buf[v]
+        base = self._base[v]
+        while pos >= base + len(buf) and not self._eof:
+            try:
+                t, _, vv, g0, g1, g2, psw, _ = next(self._it)
+            except StopIteration:
+                self._eof = True
+                break
+            r = np.zeros((), SCRIPT_DTYPE)
+            r["t"], r["gpr0"], r["gpr1"], r["gpr2"], r["psw_mask"] = t, g0, g1, g2, psw
+            self._buf[vv].append(r)
+        while base < pos and buf:
+            buf.popleft()
+            base += 1
+        self._base[v] = base
+        i = pos - base
+        return buf[i] if 0 <= i < len(buf) else None
