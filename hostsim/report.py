@@ -85,10 +85,18 @@ def format_report(summary: Mapping[str, Any]) -> str:
     if counts.get("incomplete"):
         out.append(f"Incomplete: {counts['incomplete']} requests had not resumed at the end")
 
+    span = summary.get("span", {})
+    if span.get("last_resume_ns", -1) >= 0:
+        first, last = span["first_issue_ns"] / 1e9, span["last_resume_ns"] / 1e9
+        out.append(
+            f"Span: first issue {first:.6f} s, last resume {last:.6f} s "
+            f"(workload done in {last - first:.6f} s)"
+        )
     mutex = summary["mutex"]
+    per_mdev = summary.get("hostsim", {}).get("lock_model") == "per-mdev"
     out += [
         "",
-        "Global vfio_ap mutex:",
+        "Per-mdev vfio_ap mutexes (all together):" if per_mdev else "Global vfio_ap mutex:",
         f"  Utilisation:   {100.0 * mutex['utilisation']:.2f}%  "
         f"(held {mutex.get('busy_ns', 0) / 1e9:.6f} s of {duration_s:.6f} s)",
         f"  Wait (us):     {_dist(mutex['wait_ns'])}",

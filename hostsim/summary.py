@@ -256,6 +256,8 @@ class RunStats:
         self.busy_ns = 0  # mutex held, clipped to the window (known-end part)
         self._open_grants: list[int] = []  # holds without release when end_ns is unknown
         self._last_ns = 0  # latest timestamp seen
+        self.first_issue_ns = -1  # earliest issue of any request (warm-up included)
+        self.last_resume_ns = -1  # latest resume of any request: when the workload was done
         self._longest: tuple[int, int, int, dict[str, Any]] | None = None  # (hold, -grant, -type)
         self.kind_counts: dict[int, int] = {}
         self.rc_counts: dict[int, int] = {}
@@ -275,6 +277,10 @@ class RunStats:
             self._last_ns = max(self._last_ns, int(rec[col].max()))
 
         done = rec["t_resume"] >= 0
+        first = int(rec["t_issue"].min())
+        self.first_issue_ns = first if self.first_issue_ns < 0 else min(self.first_issue_ns, first)
+        if done.any():
+            self.last_resume_ns = max(self.last_resume_ns, int(rec["t_resume"][done].max()))
         self.n_completed_in_window += self._count_in_window(rec["t_resume"][done])
         self._add_busy(rec["t_mutex_grant"], rec["t_mutex_rel"])
 
@@ -418,6 +424,7 @@ class RunStats:
         return {
             "hostsim": dict(meta or {}),
             "window": {"start_ns": start, "end_ns": end, "duration_ns": duration},
+            "span": {"first_issue_ns": self.first_issue_ns, "last_resume_ns": self.last_resume_ns},
             "paths": {
                 name: {"N": mom.count, "lat_ns": mom.lat_ns()} for name, mom in self.latency.items()
             },
