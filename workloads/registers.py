@@ -30,7 +30,8 @@ def compose(
     adversarial mix turns a fraction of the issues into one malformed category each:
     ``problem_state`` (PSW bit 15), ``reserved_bits`` (GR0 bits 41-47), ``t_bit`` (GR0 bit 40),
     ``apxa_range`` (APID >= 64 or APQI >= 16), ``other_fc``, ``nib_zero`` (GR2 = 0) and
-    ``unassigned`` (an APQN outside the guest's matrix: APQI 0xff on APID 0xff).
+    ``unassigned`` (another domain on the same adapter: APQI bit 3 flipped, which stays within
+    the non-APXA range; usually outside the guest's matrix, and then the hook answers RC 01).
     """
     u64 = np.uint64
     a = apqn.astype(u64)
@@ -70,5 +71,5 @@ def compose(
             elif name == "nib_zero":
                 gpr2[m] = 0
             elif name == "unassigned":
-                gpr0[m] = (gpr0[m] & ~u64(0xFFFF)) | u64(0xFFFF)
+                gpr0[m] ^= u64(0x0008)
     return {"gpr0": gpr0, "gpr1": gpr1, "gpr2": gpr2, "psw_mask": psw}
