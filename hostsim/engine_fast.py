@@ -21,17 +21,15 @@ records.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
-from heapq import heappush
 from typing import Any
 
 import numpy as np
 
-from hostsim.decode import decode_batch, decode_one
-from hostsim.intercept import InterceptBatch
+from hostsim.decode import decode_one
+from hostsim.fleet import Fleet
 from hostsim.model import Model, exit_cost, hold_ns, path_of
-from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE, Path
-from hostsim.rules import Kind, rule_code
+from hostsim.records import HOST_EVENT_DTYPE
+from hostsim.rules import Kind
 from hostsim.scenario import HostEventKind
 from hostsim.sink import RecordSink, record_tuple
 from hostsim.streams import (
@@ -48,24 +46,11 @@ from hostsim.streams import (
 _ADVANCE, _HOST_START, _MREQ_HOST, _WRITER_RELEASE, _MREQ, _READ, _RW_DECIDE, _WRITER_GRANT = range(
     8
 )
-_TIME_FIELDS = RECORD_DTYPE.names[:12]  # vcpu ... t_resume
-TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
-# Categories of a statically decoded request.
-_CAT_EARLY, _CAT_NOHOOK, _CAT_HOOK_NOMUTEX, _CAT_MUTEX = range(4)
 NORMAL, LATE = 1, 2
 HOST, VCPU = 0, 1
 #: How far (simulated ns) a vCPU may run ahead inline before it is parked in the heap.
 HORIZON_NS = 2_000_000
-PLAN_CACHE = 4096
 FLUSH_EVERY = 50_000
-
-
-class _Plan:
-    """A statically decoded block: per request, a tuple of durations (gap, sie_exit,
-    kvm_decode, category, rwsem_read, hook_entry, exit cost, sie_entry, mutex hold) and the
-    id of the record's static tail (the decode's fields), kept in ``FastEngine.tails``."""
-
-    __slots__ = ("id", "req")
 
 
 class _Rw:
@@ -90,31 +75,14 @@ class FastEngine:
         self.sink = sink
         s = model.s
         topo = model.topo
-        n = model.n_vcpus
         self.duration = s.duration_ns
         self.vguest = topo.vcpu_guest.tolist()
         self.vgroup = topo.vcpu_group.tolist()
-        self.vlocal = topo.vcpu_local.tolist()
         self.mutex_of_guest = model.mutex_of_guest.tolist()
         self.free = [0] * model.n_mutexes
-        self.k = [0] * n
-        self.resume = [0] * n
-        self.arrival = [0] * n
-        self.cur_issue = [0] * n
-        self.inflight: list[Any] = [None] * n
+        self.cur_issue: dict[int, int] = {}  # dynamic vCPUs: the issue of their next request
+        self.inflight: dict[int, Any] = {}
         self.heap: list[tuple] = []
-        self.poisson = [g.workload.kind == "poisson" for g in s.guests]
-        self.vstat = []
-        for v in range(n):
-            group = self.vgroup[v]
-            cv, kbn = model.shapes[group]
-            chunk, row = divmod(self.vlocal[v], cv)
-            self.vstat.append((self.vguest[v], group, chunk, row, kbn, self.poisson[group]))
-        self.vplan: list[tuple[int, Any]] = [(-1, None)] * n
-        self.rows: list[tuple] = []  # static-path rows: 12 times, plan id, index
-        self.tails: dict[int, np.ndarray] = {}
-        self.n_plans = 0
-        self.plans: OrderedDict[tuple[int, int, int], _Plan] = OrderedDict()
         self.host_rows: list[tuple] = []
         self.group_mdev = [g.mdev for g in s.guests]
         self.guest_mdev = [self.group_mdev[int(gi)] for gi in topo.guest_group]
@@ -141,15 +109,17 @@ class FastEngine:
             and not model.replay
             for g in s.guests
         ]
-        self.vdyn = [
-            dyn_guest[self.vguest[v]] or not plain[self.vgroup[v]] or v in model.scripts
-            for v in range(n)
-        ]
+        vdyn = np.array([plain[g] for g in range(len(s.guests))], bool)[topo.vcpu_group] ^ True
+        vdyn |= np.array(dyn_guest, bool)[topo.vcpu_guest]
+        for v in model.scripts:
+            vdyn[v] = True
+        self.vdyn = vdyn.tolist()
         self.vst: dict[int, VState] = {}
-        for v in range(n):
-            if self.vdyn[v]:
-                start = start_of(model, v)
-                self.vst[v] = VState(resume=start, arrival=start)
+        for v in np.flatnonzero(vdyn).tolist():
+            start = start_of(model, v)
+            self.vst[v] = VState(resume=start, arrival=start)
+            self.cur_issue[v] = start
+        self.fleet = Fleet(model, np.flatnonzero(~vdyn), self.free)
         self.parked: dict[int, Any] = {}
         self.host_work = [model.host_event_work(i, ev) for i, ev in enumerate(s.events)]
         self.host_times: dict[int, list[int]] = {}
@@ -164,310 +134,67 @@ class FastEngine:
         m = self.m
         for i, ev in enumerate(m.s.events):
             self._push(ev.at_ns, NORMAL, HOST, i, _HOST_START)
-        for v in range(m.n_vcpus):
-            g = m.s.guests[self.vgroup[v]]
-            start = round(g.workload.start_ms * 1_000_000)
-            self.resume[v] = self.arrival[v] = start
-            self.cur_issue[v] = start
-            self._push(start, NORMAL, VCPU, v, _ADVANCE)
+        for v, st in self.vst.items():
+            self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
         heap = self.heap
         pop = heapq.heappop
+        fleet = self.fleet
+        sink = self.sink
         step = max(self.duration // 200, 1)
         next_progress = step
-        while heap:
-            t, _, _, ident, kind = pop(heap)
-            self.now = t
-            if kind == _MREQ:
-                self._mreq(ident, t)
-            elif kind == _ADVANCE:
-                self._advance(ident)
-            elif kind == _READ:
-                self._read(ident, t)
-            elif kind == _MREQ_HOST:
-                self._mreq_host(ident, t)
-            elif kind == _HOST_START:
-                self._host_start(ident, t)
-            elif kind == _WRITER_RELEASE:
-                self._writer_release(ident, t)
-            elif kind == _RW_DECIDE:
-                self._rw_decide(ident, t)
-            else:
-                self._writer_grant(ident, t)
-            if len(self.rows) + len(self.sink.rows) >= FLUSH_EVERY:
-                self._flush(min(self.cur_issue))
-            if progress is not None and t >= next_progress:
-                progress.update(t, self.sink.count + self.sink.pending())
-                next_progress = t + step
-        self._flush(None)
+        inf = 1 << 63
+        while True:
+            top = heap[0][0] if heap else inf
+            bound = min(fleet.bound(), top)
+            if not fleet.batch(bound):
+                kmin, vmin = fleet.min_key()
+                if not heap and kmin >= inf - 1:
+                    break
+                if heap and heap[0] <= (kmin, NORMAL, VCPU, vmin, _MREQ):
+                    t, _, _, ident, kind = pop(heap)
+                    self.now = t
+                    self._event(t, ident, kind)
+                else:
+                    fleet.process(np.array([vmin]))
+            if fleet.n_done + len(sink.rows) >= FLUSH_EVERY:
+                self._flush()
+            if progress is not None and bound >= next_progress:
+                progress.update(min(bound, self.duration), sink.count + sink.pending())
+                next_progress = bound + step
+        self._flush(final=True)
         return np.array(sorted(self.host_rows), dtype=HOST_EVENT_DTYPE)
 
-    def _flush(self, watermark: int | None) -> None:
-        """Turn static-path rows into records (times + the plan's tail), hand them on."""
-        if self.rows:
-            a = np.array(self.rows, np.int64)
-            self.rows.clear()
-            rec = np.empty(len(a), RECORD_DTYPE)
-            for j, name in enumerate(_TIME_FIELDS):
-                rec[name] = a[:, j]
-            ids = a[:, 12]
-            for pid in np.unique(ids).tolist():
-                sel = ids == pid
-                tail = self.tails[pid][a[sel, 13]]
-                sub = rec[sel]
-                for name in TAIL_DTYPE.names:
-                    sub[name] = tail[name]
-                rec[sel] = sub
+    def _flush(self, final: bool = False) -> None:
+        """Hand on every record issued before anything still in flight."""
+        rec = self.fleet.records()
+        if rec is not None:
             self.sink.add_array(rec)
-            live = {p.id for p in self.plans.values()}
-            live.update(p.id for _, p in self.vplan if p is not None)
-            for pid in [p for p in self.tails if p not in live]:
-                del self.tails[pid]
-        self.sink.flush(watermark)
-
-    # --- static decode by block ----------------------------------------------------------------
-    def _plan(self, group: int, chunk: int, kblock: int) -> _Plan:
-        key = (group, chunk, kblock)
-        p = self.plans.get(key)
-        if p is not None:
-            return p
-        m = self.m
-        blk = m.block(group, chunk, kblock)
-        g = m.s.guests[group]
-        rows, kbn = blk.gap.shape
-        n = rows * kbn
-        regs = {name: a.reshape(n) for name, a in blk.regs.items()}
-        gpr0, gpr1 = regs["gpr0"], regs["gpr1"]
-        flags = {
-            "ap_instructions_available": m.s.host.ap_instructions_available,
-            "eca_apie": g.eca_apie,
-            "eca_aiv": g.eca_aiv,
-            "facility15": g.facility15,
-            "facility65": g.facility65,
-            "apxa": g.apxa,
-            "hook_registered": g.mdev,
-            "mdev_has_kvm": g.mdev,
-            "pv_guest": g.pv,
-        }
-        batch = InterceptBatch(
-            n,
-            gpr0=gpr0,
-            gpr1=gpr1,
-            gpr2=regs["gpr2"],
-            psw_mask=regs["psw_mask"],
-            queue_assigned=blk.assigned.reshape(n),
-            pin_ok=blk.pin_ok.reshape(n),
-            hw_aqic=blk.aqic.reshape(n, -1),
-            hw_tapq_rc=blk.tapq_rc.reshape(n, -1),
-            hw_tapq_irq=blk.tapq_irq.reshape(n, -1),
-            **{k: np.full(n, v, bool) for k, v in flags.items()},
-        )
-        d = decode_batch(batch, m.variant)
-        c = {name: a.reshape(n, *a.shape[2:]) for name, a in blk.costs.items()}
-        kind = d.kind
-        hook_called = d.hook_called
-        cat = np.full(n, _CAT_EARLY, np.int8)
-        cat[kind == Kind.NO_HOOK_RC01] = _CAT_NOHOOK
-        cat[hook_called & ~d.mutex] = _CAT_HOOK_NOMUTEX
-        cat[d.mutex] = _CAT_MUTEX
-
-        def firsts(cost: np.ndarray, count: np.ndarray) -> np.ndarray:
-            cs = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(cost, axis=1)], axis=1)
-            return np.take_along_axis(cs, count.astype(np.int64)[:, None], axis=1)[:, 0]
-
-        hold = (
-            c["mutex_acquire"]
-            + c["lookup"]
-            + np.where(d.pin, c["pin"], 0)
-            + np.where(d.gisc, c["gisc_register"], 0)
-            + firsts(c["host_aqic"], d.hw_aqic_calls)
-            + firsts(c["host_tapq"], d.hw_tapq_calls)
-            + firsts(c["msleep20"], d.sleeps)
-        )
-        exitc = np.where(
-            kind == Kind.USERSPACE_EXIT,
-            c["userspace_exit"],
-            np.where(kind == Kind.PROGRAM_INTERRUPT, c["pgm_inject"], 0),
-        )
-        path = np.full(n, Path.HOOK_SOFTWARE, np.uint8)
-        path[kind == Kind.USERSPACE_EXIT] = Path.USERSPACE_EXIT
-        path[kind == Kind.PROGRAM_INTERRUPT] = Path.PROGRAM_CHECK
-        path[kind == Kind.NO_HOOK_RC01] = Path.NO_HOOK_RC01
-        served = kind == Kind.HOOK_HANDLED
-        path[served & (d.hw_aqic_calls > 0)] = Path.HOOK_ENABLE
-        path[served & (d.rule == rule_code("disable.done"))] = Path.HOOK_DISABLE
-        tail = np.zeros(n, TAIL_DTYPE)
-        tail["gpr0"] = gpr0
-        tail["gpr1"] = gpr1
-        tail["gpr2"] = regs["gpr2"]
-        tail["psw_mask"] = regs["psw_mask"]
-        tail["gpr1_out"] = d.gr1
-        tail["apqn"] = blk.apqn.reshape(n)
-        tail["kind"] = kind
-        tail["path"] = path
-        tail["rule"] = d.rule
-        tail["response_code"] = d.response_code
-        tail["guest_visible_rc"] = d.guest_visible_rc
-        tail["cc"] = d.cc
-        tail["pgm_code"] = d.pgm_code
-        tail["hw_aqic_calls"] = d.hw_aqic_calls
-        tail["hw_tapq_calls"] = d.hw_tapq_calls
-        tail["sleeps"] = d.sleeps
-        p = _Plan()
-        p.req = list(
-            zip(
-                blk.gap.reshape(n).tolist(),
-                c["sie_exit"].tolist(),
-                c["kvm_decode"].tolist(),
-                cat.tolist(),
-                c["rwsem_read"].tolist(),
-                c["hook_entry"].tolist(),
-                exitc.tolist(),
-                c["sie_entry"].tolist(),
-                hold.tolist(),
-                strict=True,
-            )
-        )
-        self.n_plans += 1
-        p.id = self.n_plans
-        self.tails[p.id] = tail
-        self.plans[key] = p
-        if len(self.plans) > PLAN_CACHE:
-            self.plans.popitem(last=False)
-        return p
-
-    # --- vCPUs ---------------------------------------------------------------------------------
-    def _advance(self, v: int) -> None:
-        """Issue vCPU ``v``'s requests until one needs a shared resource or runs ahead."""
-        if self.vdyn[v]:
-            self._advance_dynamic(v)
+        if final:
+            self.sink.flush(None)
             return
-        guest, group, chunk, row, kbn, poisson = self.vstat[v]
-        rwsem = self.m.rwsem
-        duration = self.duration
-        horizon = self.now + HORIZON_NS
-        rows = self.rows
-        k = self.k[v]
-        resume = self.resume[v]
-        arrival = self.arrival[v]
-        pblock, plan = self.vplan[v]
-        while True:
-            kb, col = divmod(k, kbn)
-            if kb != pblock:
-                plan = self._plan(group, chunk, kb)
-                pblock = kb
-                self.vplan[v] = (kb, plan)
-            i = row * kbn + col
-            gap, sie, kvm, cat, rw, he, exitc, entry, _ = plan.req[i]
-            if poisson:
-                arrival += gap
-                issue = arrival if arrival > resume else resume
-            else:
-                issue = resume + gap
-                arrival = issue
-            if issue >= duration:
-                self.cur_issue[v] = 1 << 62
-                self.k[v], self.resume[v], self.arrival[v] = k, resume, arrival
-                return
-            t_exit = issue + sie
-            t_decode = t_exit + kvm
-            if cat == _CAT_MUTEX:
-                t_rw = t_decode if rwsem else -1
-                t_mreq = t_decode + rw + he
-                self.cur_issue[v] = issue
-                self.k[v], self.resume[v], self.arrival[v] = k, resume, arrival
-                self.inflight[v] = (plan, i, arrival, issue, t_exit, t_decode, t_rw, t_mreq)
-                heappush(self.heap, (t_mreq, NORMAL, VCPU, v, _MREQ))
-                return
-            if issue > horizon:
-                # Requests that touch nothing shared are computed inline, but only up to the
-                # horizon, so records wait in memory for a bounded time; park the rest.
-                self.cur_issue[v] = issue
-                self.k[v], self.resume[v] = k, resume
-                self.arrival[v] = arrival - gap if poisson else arrival
-                heappush(self.heap, (issue, NORMAL, VCPU, v, _ADVANCE))
-                return
-            if cat == _CAT_EARLY:
-                resume = t_decode + exitc + entry
-                rows.append(
-                    (
-                        v,
-                        guest,
-                        k,
-                        arrival,
-                        issue,
-                        t_exit,
-                        t_decode,
-                        -1,
-                        -1,
-                        -1,
-                        -1,
-                        resume,
-                        plan.id,
-                        i,
-                    )
-                )
-                k += 1
-                continue
-            t_rw = t_decode if rwsem else -1
-            t_h = t_decode + rw
-            # _CAT_NOHOOK: the read side only; _CAT_HOOK_NOMUTEX: the hook sent it elsewhere.
-            resume = t_h + entry if cat == _CAT_NOHOOK else t_h + he + exitc + entry
-            rows.append(
-                (
-                    v,
-                    guest,
-                    k,
-                    arrival,
-                    issue,
-                    t_exit,
-                    t_decode,
-                    t_rw,
-                    -1,
-                    -1,
-                    -1,
-                    resume,
-                    plan.id,
-                    i,
-                )
-            )
-            k += 1
+        marks = [int(self.fleet.issue.min())]
+        if self.cur_issue:
+            marks.append(min(self.cur_issue.values()))
+        self.sink.flush(min(marks))
 
-    def _mreq(self, v: int, t: int) -> None:
-        """Vcpu ``v``'s mutex request reaches the head of the FIFO: grant, hold, resume."""
-        if self.vdyn[v]:
-            self._mreq_dynamic(v, t)
-            return
-        guest = self.vstat[v][0]
-        plan, i, arrival, issue, t_exit, t_decode, t_rw, t_mreq = self.inflight[v]
-        mx = self.mutex_of_guest[guest]
-        free = self.free[mx]
-        grant = t if t > free else free
-        req = plan.req[i]
-        rel = grant + req[8]
-        self.free[mx] = rel
-        resume = rel + req[7]
-        k = self.k[v]
-        self.rows.append(
-            (
-                v,
-                guest,
-                k,
-                arrival,
-                issue,
-                t_exit,
-                t_decode,
-                t_rw,
-                t_mreq,
-                grant,
-                rel,
-                resume,
-                plan.id,
-                i,
-            )
-        )
-        self.k[v] = k + 1
-        self.resume[v] = resume
-        self._advance(v)
+    def _event(self, t: int, ident: int, kind: int) -> None:
+        """One heap event (dynamic vCPUs, host events, the rwsem)."""
+        if kind == _MREQ:
+            self._mreq(ident, t)
+        elif kind == _ADVANCE:
+            self._advance(ident)
+        elif kind == _READ:
+            self._read(ident, t)
+        elif kind == _MREQ_HOST:
+            self._mreq_host(ident, t)
+        elif kind == _HOST_START:
+            self._host_start(ident, t)
+        elif kind == _WRITER_RELEASE:
+            self._writer_release(ident, t)
+        elif kind == _RW_DECIDE:
+            self._rw_decide(ident, t)
+        else:
+            self._writer_grant(ident, t)
 
     # --- guests whose configuration changes: one request at a time ------------------------------
     def _hook_at(self, guest: int, t: int) -> bool:
@@ -478,7 +205,7 @@ class FastEngine:
                 state = value
         return state
 
-    def _advance_dynamic(self, v: int) -> None:
+    def _advance(self, v: int) -> None:
         """Requests of a vCPU whose stream or guest changes: one at a time, through the same
         stream and decode calls as the reference engine."""
         m = self.m
@@ -489,7 +216,7 @@ class FastEngine:
         while True:
             req = self.parked.pop(v, None) or next_request(m, v, st)
             if req is None:
-                self.cur_issue[v] = 1 << 62
+                self.cur_issue.pop(v, None)
                 return
             issue = req.issue
             self.cur_issue[v] = issue
@@ -547,7 +274,7 @@ class FastEngine:
         self._push(st[6], NORMAL, VCPU, v, _MREQ)
         return False
 
-    def _mreq_dynamic(self, v: int, t: int) -> None:
+    def _mreq(self, v: int, t: int) -> None:
         m = self.m
         guest = self.vguest[v]
         gs = self.gstate[guest]
@@ -594,7 +321,7 @@ class FastEngine:
                 path_of(d),
             )
         )
-        self.inflight[v] = None
+        del self.inflight[v]
         after(self.m, v, st, req, d, resume)
 
     # --- the rwsem of guests with writers -------------------------------------------------------

@@ -14,6 +14,7 @@ the arithmetic is the same integer arithmetic in both.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hostsim import arch
-from hostsim.costs import COSTS, PER_CALL_COSTS
+from hostsim.costs import PER_CALL_COSTS
 from hostsim.decode import Decision, _disable_one
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
 from hostsim.records import Path
@@ -33,19 +34,35 @@ from workloads.bursts import boot_time, enable_burst, rescan_delay
 from workloads.registers import compose
 from workloads.steady import BURSTY_UNIT_MEAN_NS, BurstyClock
 
-MAX_CHUNK_VCPUS = 1024
-BLOCK_TARGET = 8192  # requests per block (vCPUs x consecutive requests)
+MAX_CHUNK_VCPUS = 1 << 20
+BLOCK_TARGET = 1 << 20  # requests per block (vCPUs x consecutive requests)
 
 
-def block_shape(n_vcpus: int) -> tuple[int, int]:
-    """(vCPUs per chunk, requests per block) for a group of ``n_vcpus`` vCPUs.
+def block_shape(n_vcpus: int, expected: float = 1e9) -> tuple[int, int]:
+    """(vCPUs per chunk, requests per block) for a group of ``n_vcpus`` vCPUs that each issue
+    about ``expected`` requests in the run.
 
-    Large groups get wide, shallow blocks (many vCPUs, few requests each: AQIC is rare per vCPU);
-    small groups get deep ones. The shape is a function of the group size alone, so both engines
-    and every run of the scenario see the same blocks.
+    A block covers every vCPU of the group (up to 2**20) and a few consecutive requests: about a
+    third of what a vCPU issues in the run, so that a run needs a handful of blocks and few
+    draws go unused. The shape depends on the scenario alone, so both engines and every run of
+    the scenario see the same blocks.
     """
     chunk = max(1, min(n_vcpus, MAX_CHUNK_VCPUS))
-    return chunk, max(4, min(512, BLOCK_TARGET // chunk))
+    per_block = math.ceil(max(expected, 1.0) / 3)
+    return chunk, max(2, min(512, BLOCK_TARGET // chunk, per_block))
+
+
+def expected_requests(w: Any, duration_ns: int) -> float:
+    """About how many requests one vCPU of a workload issues in the run (for block sizes)."""
+    secs = duration_ns / 1e9
+    if w.kind == "poisson":
+        return w.rate_hz * secs
+    if w.kind == "bursty":
+        mean = (w.rate_on_hz * w.on_ms + w.rate_off_hz * w.off_ms) / max(w.on_ms + w.off_ms, 1e-9)
+        return mean * secs
+    if w.kind == "closed":
+        return duration_ns / max(w.think.mean_ns, 1000.0)
+    return 2.0
 
 
 CACHE_BYTES = 512 * 1024 * 1024
@@ -83,11 +100,57 @@ def _profile(h: Hardware) -> _Profile:
     return _Profile(a, ac, t, tc, h.tapq_irq_enabled, h.pin_fail)
 
 
+class Costs:
+    """The cost draws of one block, generated on first use, one keyed generator per column.
+
+    ``costs[name]`` is ``(rows, requests)`` for a per-request cost and ``(rows, requests,
+    slots)`` for a per-call cost (host AQIC, TAPQ, sleeps); :meth:`slot` gives one call slot
+    alone, so a vectorised caller draws the later slots only when some request needs them.
+    A fixed cost is a broadcast constant: no draw at all.
+    """
+
+    def __init__(self, model: Model, key: tuple[int, int, int], shape: tuple[int, int]) -> None:
+        self._m = model
+        self._key = key
+        self._shape = shape
+        self._cols: dict[str, np.ndarray] = {}
+        self.nbytes = 0
+
+    def _draw(self, family: str, name: str) -> np.ndarray:
+        cached = self._cols.get(family)
+        if cached is None:
+            dist = self._m.s.costs[name]
+            if dist.kind == "fixed":
+                value = max(round(dist.p("ns")), dist.floor_ns)
+                cached = np.broadcast_to(np.int64(value), self._shape)
+            else:
+                cached = dist.sample(generator(self._m.s.seed, family, *self._key), self._shape)
+                self.nbytes += cached.nbytes
+            self._cols[family] = cached
+        return cached
+
+    def slot(self, name: str, j: int) -> np.ndarray:
+        """Call slot ``j`` of a per-call cost."""
+        return self._draw(f"cost:{name}:{j}", name)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        width = PER_CALL_COSTS.get(name)
+        if width is None:
+            return self._draw(f"cost:{name}", name)
+        family = f"cost:{name}:*"
+        cached = self._cols.get(family)
+        if cached is None:
+            cached = np.stack([self.slot(name, j) for j in range(width)], axis=-1)
+            self._cols[family] = cached
+        return cached
+
+
 class Block:
     """Draws of ``rows`` vCPUs x consecutive requests (:func:`block_shape`): one array per
-    column. Hardware answers are kept as uniforms (``au`` ...) so that they can be mapped
-    through the profile of whichever queue a request really addresses; ``aqic``/``tapq_*``/
-    ``pin_ok`` are that mapping for the block's own APQN choice."""
+    column. Hardware answers are kept as uniforms (``au`` ...; None when every queue answers
+    deterministically) so that they can be mapped through the profile of whichever queue a
+    request really addresses; ``aqic``/``tapq_*``/``pin_ok`` are that mapping for the block's
+    own APQN choice."""
 
     __slots__ = (
         "apqn",
@@ -109,9 +172,6 @@ class Block:
         "tu",
     )
 
-    def __init__(self) -> None:
-        self.costs: dict[str, np.ndarray] = {}
-
 
 class Model:
     """A scenario made ready to simulate: topology, variant, keyed draws and the timing rules."""
@@ -126,9 +186,17 @@ class Model:
         self._cache: OrderedDict[tuple[int, int, int], Block] = OrderedDict()
         self._cache_bytes = 0
         self._queues: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.shapes = [block_shape(g.count * g.vcpus) for g in scenario.guests]
+        self.shapes = [
+            block_shape(g.count * g.vcpus, expected_requests(g.workload, scenario.duration_ns))
+            for g in scenario.guests
+        ]
         base = _profile(scenario.host.hardware)
         self._profiles = [base] + [_profile(o) for o in scenario.host.queue_overrides]
+        #: every queue answers the same way every time: no hardware draws are needed
+        self.deterministic_hw = all(
+            len(p.aqic_rc) == 1 and len(p.tapq_rc) == 1 and p.tapq_irq in (0.0, 1.0)
+            and p.pin_fail in (0.0, 1.0) for p in self._profiles
+        )
         # Hardware profile of each guest's queues (later overrides win).
         self.queue_profile: list[np.ndarray] = []
         for apqns in self.topo.guest_apqns:
@@ -146,6 +214,9 @@ class Model:
         self._profile_of: dict[int, int] = {}
         for apqns, prof in zip(self.topo.guest_apqns, self.queue_profile, strict=True):
             self._profile_of.update(zip(apqns.tolist(), prof.tolist(), strict=True))
+        self._profile_lut = np.zeros(1 << 16, np.int16)
+        for a, pidx in self._profile_of.items():
+            self._profile_lut[a] = pidx
         self._build_dynamics()
         self.mutex_of_guest = (
             np.zeros(self.n_guests, np.int32)
@@ -260,23 +331,32 @@ class Model:
 
     def profile_index(self, apqn: np.ndarray) -> np.ndarray:
         """Hardware profile of each APQN (queues not owned by anyone: the default)."""
-        get = self._profile_of.get
-        return np.fromiter((get(int(a), 0) for a in apqn.ravel()), np.int16, apqn.size).reshape(
-            apqn.shape
-        )
+        return self._profile_lut[apqn.astype(np.int64)]
 
     def _answers(
-        self, prof: np.ndarray, au: np.ndarray, tu: np.ndarray, iu: np.ndarray, pu: np.ndarray
+        self,
+        prof: np.ndarray,
+        au: np.ndarray | None,
+        tu: np.ndarray | None,
+        iu: np.ndarray | None,
+        pu: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Hardware answers (AQIC status words, TAPQ RCs and I bits, pin success) from uniforms
         through each request's queue profile."""
-        aqic = np.zeros(au.shape, np.uint32)
-        trc = np.zeros(tu.shape, np.uint8)
-        tirq = np.zeros(iu.shape, bool)
-        pin_ok = np.ones(pu.shape, bool)
+        shape = prof.shape
+        aqic = np.zeros((*shape, AQIC_SLOTS), np.uint32)
+        trc = np.zeros((*shape, TAPQ_SLOTS), np.uint8)
+        tirq = np.zeros((*shape, TAPQ_SLOTS), bool)
+        pin_ok = np.ones(shape, bool)
         for pi, p in enumerate(self._profiles):
             m = prof == pi
             if not m.any():
+                continue
+            if au is None:  # deterministic: the one answer of each kind
+                aqic[m] = p.aqic_rc[0] << arch.STATUS_RC_SHIFT
+                trc[m] = p.tapq_rc[0]
+                tirq[m] = p.tapq_irq == 1.0
+                pin_ok[m] = p.pin_fail == 0.0
                 continue
             rc = p.aqic_rc[
                 np.searchsorted(p.aqic_cdf, au[m], side="right").clip(0, len(p.aqic_rc) - 1)
@@ -343,40 +423,23 @@ class Model:
         own = table[local_guest[:, 0]]  # (rows, width): each row's guest's APQNs
         valid = np.arange(own.shape[1])[None, :] < count
         b.assigned = ((own[:, None, :] == b.apqn[:, :, None]) & valid[:, None, :]).any(-1)
-        hw = generator(seed, "hardware", *key)
-        b.au = hw.random((*shape, AQIC_SLOTS))
-        b.tu = hw.random((*shape, TAPQ_SLOTS))
-        b.iu = hw.random((*shape, TAPQ_SLOTS))
-        b.pu = hw.random(shape)
+        if self.deterministic_hw:
+            b.au = b.tu = b.iu = b.pu = None
+        else:
+            hw = generator(seed, "hardware", *key)
+            b.au = hw.random((*shape, AQIC_SLOTS))
+            b.tu = hw.random((*shape, TAPQ_SLOTS))
+            b.iu = hw.random((*shape, TAPQ_SLOTS))
+            b.pu = hw.random(shape)
         b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = self._answers(
             self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu
         )
-        nbytes = sum(
+        b.costs = Costs(self, key, shape)
+        b.nbytes = sum(
             a.nbytes
-            for a in (
-                b.gap,
-                b.enable,
-                b.apqn,
-                b.aqic,
-                b.tapq_rc,
-                b.tapq_irq,
-                b.pin_ok,
-                b.au,
-                b.tu,
-                b.iu,
-                b.pu,
-                b.qu,
-                b.poll,
-                *b.regs.values(),
-            )
-        )
-        for name in COSTS:
-            width = PER_CALL_COSTS.get(name)
-            cg = generator(seed, f"cost:{name}", *key)
-            arr = s.costs[name].sample(cg, shape if width is None else (*shape, width))
-            b.costs[name] = arr
-            nbytes += arr.nbytes
-        b.nbytes = nbytes
+            for a in (b.gap, b.enable, b.apqn, b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok, b.qu,
+                      b.poll, b.assigned, *b.regs.values())
+        ) + sum(a.nbytes for a in (b.au, b.tu, b.iu, b.pu) if a is not None)
         return b
 
     def _group_queues(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -528,12 +591,10 @@ def hold_ns(d: Decision, blk: Block, r: int, c: int) -> int:
         h += int(cost["pin"][r, c])
     if d.gisc:
         h += int(cost["gisc_register"][r, c])
-    if d.hw_aqic_calls:
-        h += int(cost["host_aqic"][r, c, : d.hw_aqic_calls].sum())
-    if d.hw_tapq_calls:
-        h += int(cost["host_tapq"][r, c, : d.hw_tapq_calls].sum())
-    if d.sleeps:
-        h += int(cost["msleep20"][r, c, : d.sleeps].sum())
+    for name, n in (("host_aqic", d.hw_aqic_calls), ("host_tapq", d.hw_tapq_calls),
+                    ("msleep20", d.sleeps)):
+        for j in range(n):
+            h += int(cost.slot(name, j)[r, c])
     return h
 
 

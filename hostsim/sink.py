@@ -80,6 +80,7 @@ class RecordSink:
         self._chunk = chunk
         self.rows: list[tuple] = []
         self._arrays: list[np.ndarray] = []
+        self._array_rows = 0
         self._ready: list[np.ndarray] = []
         self._ready_n = 0
         self.count = 0
@@ -91,10 +92,11 @@ class RecordSink:
     def add_array(self, rows: np.ndarray) -> None:
         """Many finished requests at once (a :data:`RECORD_DTYPE` array)."""
         self._arrays.append(rows)
+        self._array_rows += len(rows)
 
     def pending(self) -> int:
         """Records held back, waiting for the watermark."""
-        return len(self.rows) + sum(len(a) for a in self._arrays)
+        return len(self.rows) + self._array_rows
 
     def flush(self, watermark: int | None) -> None:
         """Pass on every record issued before ``watermark`` (None: everything, at the end)."""
@@ -112,6 +114,7 @@ class RecordSink:
             done, keep = allrec[:cut], allrec[cut:]
         self.rows.clear()  # engines hold this list: empty it in place
         self._arrays = [keep] if len(keep) else []
+        self._array_rows = len(keep)
         if len(done):
             self._ready.append(done)
             self._ready_n += len(done)

@@ -159,9 +159,11 @@ def intercept(
         import numpy as np
 
         prof = m.profile_index(np.array([apqn], np.uint16))
-        a, t, i, p = m._answers(
-            prof, blk.au[r, c][None], blk.tu[r, c][None], blk.iu[r, c][None], blk.pu[r, c][None]
-        )
+        if blk.au is None:
+            a, t, i, p = m._answers(prof, None, None, None, None)
+        else:
+            a, t, i, p = m._answers(prof, blk.au[r, c][None], blk.tu[r, c][None],
+                                    blk.iu[r, c][None], blk.pu[r, c][None])
         aq, trc, tirq, pin = a[0], t[0], i[0], p[0]
     return Intercept(
         gpr0=req.gpr0,
