@@ -43,16 +43,93 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = args.out or _default_out(args, s.seed)
     overwrite = args.overwrite or args.out is None
     progress = not args.quiet and (args.progress or sys.stderr.isatty())
+    trace = None
+    if args.trace_out:
+        from workloads.trace import TraceWriter
+
+        trace_tmp = Path(args.trace_out).with_name(f".{Path(args.trace_out).name}.tmp")
+        trace_fh = open(trace_tmp, "w", encoding="utf-8")  # noqa: SIM115
+        trace = TraceWriter(trace_fh, s, args.trace_format)
     try:
-        res = simulate(s, args.engine, out, overwrite=overwrite, progress=progress)
-    except FileExistsError as e:
+        res = simulate(
+            s,
+            args.engine,
+            out,
+            overwrite=overwrite,
+            progress=progress,
+            record=args.record,
+            trace_out=trace,
+        )
+    except (FileExistsError, ValueError) as e:
         print(f"hostsim run: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hostsim run: interrupted; finished work kept in {out}.partial", file=sys.stderr)
         return 130
+    finally:
+        if trace is not None:
+            trace.close()
+            trace_fh.close()
+    if trace is not None:
+        trace_tmp.replace(args.trace_out)
     if not args.quiet:
         print(format_report(res.summary))
+        print(f"results: {res.out_dir}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from hostsim.report import format_report
+    from hostsim.run import simulate
+    from hostsim.scenario import ScenarioError, load, topology
+    from workloads.replay import ReplayError, ReplayFeed
+
+    sets = list(args.set or [])
+    if args.seed is not None:
+        sets.append(f"run.seed={args.seed}")
+    from workloads import trace as tr
+
+    native = Path(args.file).suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv")
+    imported = None
+    try:
+        s = load(args.scenario, sets)
+        if native:
+            feed: object = ReplayFeed(args.file, topology(s).vcpu_guest, skip_bad=args.skip_bad)
+        else:  # kernel trace text (trace-cmd report / perf script)
+            imported = tr.read_trace(args.file, s, skip_bad=args.skip_bad)
+            feed = {v: a for v, a in imported.arrivals.items() if len(a)}
+    except (ScenarioError, ReplayError, tr.TraceError, OSError) as e:
+        print(f"hostsim replay: {e}", file=sys.stderr)
+        return 2
+    out = args.out or str(Path("hostsim-results") / f"replay-{Path(args.file).stem}")
+    try:
+        res = simulate(
+            s,
+            args.engine,
+            out,
+            overwrite=args.overwrite or args.out is None,
+            progress=not args.quiet and sys.stderr.isatty(),
+            replay=feed,
+            keep_records=imported is not None,
+        )
+    except (FileExistsError, ValueError) as e:
+        print(f"hostsim replay: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(format_report(res.summary))
+        if imported is not None:
+            print(tr.format_import(imported))
+            simulated = tr.measured_from_records(res.records)
+            print("Measured in the trace vs simulated (per outcome class):")
+            print(tr.format_calibration(imported.measured, simulated))
+        else:
+            assert isinstance(feed, ReplayFeed)
+            print(
+                f"replayed {feed.rows} arrivals from {args.file}"
+                + (f"; skipped {feed.n_skipped} bad lines" if feed.n_skipped else "")
+            )
+            for msg in feed.skipped:
+                print(f"  skipped: {msg}")
         print(f"results: {res.out_dir}")
     return 0
 
@@ -86,8 +163,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(format_sweep(spec, res.table))
         if res.knees:
             print(
-                f"Knee ({spec.knee_path} p99 > {spec.knee_multiple:g} x its value at the lowest"
-                f" load, or throughput growth < {spec.knee_growth:g} x offered-load growth):"
+                f"Knee ({spec.knee_path} {spec.knee_percentile} > {spec.knee_multiple:g} x its"
+                " value at the lowest load, or throughput growth <"
+                f" {spec.knee_growth:g} x offered-load growth):"
             )
             print(format_knees(spec, res.knees))
         print(
@@ -105,10 +183,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     except PlotError as e:
         print(f"hostsim plot: {e}", file=sys.stderr)
         return 2
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     for path in made:
         print(path)
+    sys.stdout.flush()
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -161,7 +240,39 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
     r.add_argument("--progress", action="store_true", help="show progress even when not a TTY")
+    r.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write the run's arrivals (.jsonl or .csv) for hostsim replay",
+    )
+    r.add_argument(
+        "--trace-out",
+        metavar="FILE",
+        help="write kvm-s390 tracepoint text of the run (trace-cmd report or perf "
+        "script form) that hostsim replay reads back",
+    )
+    r.add_argument("--trace-format", choices=["trace-cmd", "perf"], default="trace-cmd")
     r.set_defaults(func=_cmd_run)
+
+    rp = sub.add_parser("replay", help="drive the host model with recorded arrivals")
+    rp.add_argument(
+        "file",
+        help="arrivals (.jsonl / .csv from hostsim run --record), or "
+        "kernel trace text (trace-cmd report / perf script with kvm-s390 events)",
+    )
+    rp.add_argument("--scenario", help="the host to replay on (default: built-in)")
+    rp.add_argument("--seed", type=int, help="override run.seed")
+    rp.add_argument("--engine", choices=["fast", "reference"], default="fast")
+    rp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    rp.add_argument("--out", help="result folder (default: hostsim-results/replay-<name>)")
+    rp.add_argument("--overwrite", action="store_true")
+    rp.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip malformed lines (and report how many) instead of stopping",
+    )
+    rp.add_argument("--quiet", action="store_true")
+    rp.set_defaults(func=_cmd_replay)
 
     w = sub.add_parser(
         "sweep", help="run a capacity sweep (factors x replications) on a local pool or Dask"

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+#: The longest duration hostsim takes (about 104 days): far beyond any run, and exact in float64.
+MAX_NS = 2**53
+
 #: z of the 99th percentile of a standard normal (for lognormal ``p99_ns``).
 Z99 = 2.3263478740408408
 
@@ -61,7 +64,7 @@ class Dist:
         else:  # empirical
             samples = np.asarray(self.p("samples_ns"), dtype=np.float64)
             x = samples[gen.integers(0, len(samples), shape)]
-        out = np.rint(x).astype(np.int64)
+        out = np.rint(np.minimum(x, MAX_NS)).astype(np.int64)  # a far tail is clipped, not wrapped
         np.maximum(out, self.floor_ns, out=out)
         return out
 
@@ -84,6 +87,11 @@ def _num(v: Any, key: str) -> float:
         raise DistError(f"{key}: expected a number of nanoseconds, got {v!r}")
     if not math.isfinite(v) or v < 0:
         raise DistError(f"{key}: expected a finite non-negative number, got {v!r}")
+    if v > MAX_NS:
+        raise DistError(
+            f"{key}: {v:g} ns is beyond the longest duration hostsim takes "
+            f"(2**53 ns, about 104 days)"
+        )
     return v
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from hostsim import arch
 from hostsim.costs import PER_CALL_COSTS
 from hostsim.decode import Decision, _disable_one
+from hostsim.dists import MAX_NS
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
 from hostsim.records import Path
 from hostsim.rules import Kind
@@ -194,8 +195,11 @@ class Model:
         self._profiles = [base] + [_profile(o) for o in scenario.host.queue_overrides]
         #: every queue answers the same way every time: no hardware draws are needed
         self.deterministic_hw = all(
-            len(p.aqic_rc) == 1 and len(p.tapq_rc) == 1 and p.tapq_irq in (0.0, 1.0)
-            and p.pin_fail in (0.0, 1.0) for p in self._profiles
+            len(p.aqic_rc) == 1
+            and len(p.tapq_rc) == 1
+            and p.tapq_irq in (0.0, 1.0)
+            and p.pin_fail in (0.0, 1.0)
+            for p in self._profiles
         )
         # Hardware profile of each guest's queues (later overrides win).
         self.queue_profile: list[np.ndarray] = []
@@ -399,9 +403,13 @@ class Model:
         w = g.workload
         wl = generator(seed, "arrival", *key)
         if w.kind == "poisson":
-            b.gap = np.rint(wl.exponential(1e9 / w.rate_hz, shape)).astype(np.int64)
+            b.gap = np.rint(np.minimum(wl.exponential(1e9 / w.rate_hz, shape), MAX_NS)).astype(
+                np.int64
+            )
         elif w.kind == "bursty":
-            b.gap = np.rint(wl.exponential(BURSTY_UNIT_MEAN_NS, shape)).astype(np.int64)
+            b.gap = np.rint(np.minimum(wl.exponential(BURSTY_UNIT_MEAN_NS, shape), MAX_NS)).astype(
+                np.int64
+            )
         elif w.kind == "closed":
             assert w.think is not None
             b.gap = w.think.sample(wl, shape)
@@ -437,8 +445,19 @@ class Model:
         b.costs = Costs(self, key, shape)
         b.nbytes = sum(
             a.nbytes
-            for a in (b.gap, b.enable, b.apqn, b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok, b.qu,
-                      b.poll, b.assigned, *b.regs.values())
+            for a in (
+                b.gap,
+                b.enable,
+                b.apqn,
+                b.aqic,
+                b.tapq_rc,
+                b.tapq_irq,
+                b.pin_ok,
+                b.qu,
+                b.poll,
+                b.assigned,
+                *b.regs.values(),
+            )
         ) + sum(a.nbytes for a in (b.au, b.tu, b.iu, b.pu) if a is not None)
         return b
 
@@ -591,8 +610,11 @@ def hold_ns(d: Decision, blk: Block, r: int, c: int) -> int:
         h += int(cost["pin"][r, c])
     if d.gisc:
         h += int(cost["gisc_register"][r, c])
-    for name, n in (("host_aqic", d.hw_aqic_calls), ("host_tapq", d.hw_tapq_calls),
-                    ("msleep20", d.sleeps)):
+    for name, n in (
+        ("host_aqic", d.hw_aqic_calls),
+        ("host_tapq", d.hw_tapq_calls),
+        ("msleep20", d.sleeps),
+    ):
         for j in range(n):
             h += int(cost.slot(name, j)[r, c])
     return h

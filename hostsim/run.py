@@ -104,7 +104,7 @@ def simulate(
             kept.append(chunk)
 
     sink = RecordSink(emit)
-    bar = Progress(s.duration_ns, enabled=progress)
+    bar = Progress(s.duration_ns, enabled=progress, force=progress)
     try:
         if writer is not None:
             writer.write_scenario(resolved_toml(s))

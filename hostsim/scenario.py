@@ -8,6 +8,7 @@ raw TOML tree before validation, so they get the same checks. See ``docs/scenari
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -26,6 +27,7 @@ NS_PER_MS = 1_000_000
 LOCK_MODELS = ("global", "per-mdev")
 WORKLOAD_KINDS = ("poisson", "closed", "bursty", "boot", "idle")
 RETRY_POLICIES = ("none", "on_idle")
+MIN_RATE_HZ = 1e-6
 #: Malformed register states the adversarial mix can produce (see workloads.registers).
 ADVERSARIAL = (
     "problem_state",
@@ -365,6 +367,12 @@ def _workload(ctx: _Ctx, v: Any, path: str) -> Workload:
     kw: dict[str, Any] = {"kind": kind}
     if kind == "poisson":
         kw["rate_hz"] = ctx.number(t.get("rate_hz", 100.0), f"{path}.rate_hz", 0.0, strict=True)
+        if kw["rate_hz"] < MIN_RATE_HZ:
+            raise ctx.err(
+                f"{path}.rate_hz",
+                f"expected at least {MIN_RATE_HZ:g} Hz (one issue "
+                'in 11.6 days); for no load use kind = "idle"',
+            )
     elif kind == "closed":
         kw["think"] = ctx.dist(
             t.get("think", {"dist": "exponential", "mean_ns": 10_000_000}), f"{path}.think", floor=0
@@ -553,10 +561,12 @@ def _events(
         label = t.get("guest")
         if not isinstance(label, str):
             raise ctx.err(f"{path}.guest", f'expected "group[index]", got {_show(label)}')
-        gname, _, rest = label.partition("[")
+        parsed = re.fullmatch(r"([^\[\]]+)(?:\[(\d+|\*)\])?", label)
+        if parsed is None:
+            raise ctx.err(f"{path}.guest", f'expected "group[index]" or "group[*]", got {label!r}')
+        gname, rest = parsed.group(1), parsed.group(2) or ""
         if gname not in base:
             raise ctx.err(f"{path}.guest", f"no guest group {gname!r}; groups: {list(base)}")
-        rest = rest.rstrip("]")
         if rest == "*":
             indices = list(range(counts[gname]))
         else:

@@ -1,0 +1,162 @@
+"""``hostsim run`` end to end: the installed console script, ``python -m hostsim``, the result
+folder, the report, and the golden summary of the built-in default scenario."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostsim.report import format_report
+from hostsim.results import read_records
+from hostsim.run import simulate
+from hostsim.scenario import load
+from tests.update_golden import GOLDEN, golden_counts
+
+#: The built-in default, shortened: its events move inside the shorter run.
+SHORT = [
+    "--set",
+    "run.duration_ms=300",
+    "--set",
+    "events.0.at_ms=100",
+    "--set",
+    "events.1.at_ms=150",
+    "--set",
+    "events.2.at_ms=250",
+]
+FILES = {
+    "summary.json",
+    "records.parquet",
+    "host_events.parquet",
+    "scenario.resolved.toml",
+    "status.json",
+}
+
+
+def console_script() -> str:
+    here = Path(sys.executable).parent / "hostsim"
+    found = str(here) if here.exists() else shutil.which("hostsim")
+    if found is None:
+        pytest.skip("the hostsim console script is not installed")
+    return found
+
+
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_console_script_quiet_writes_the_result_folder(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    p = run([console_script(), "run", "--quiet", "--out", str(out), *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "" and p.stderr == ""
+    names = {f.name for f in out.iterdir()}
+    assert names >= FILES
+    assert {"lat_hook_enable.hgrm", "lat_no_hook_rc01.hgrm"} <= names
+    assert not any(n.startswith(".") for n in names)
+    status = json.loads((out / "status.json").read_text())
+    assert status["complete"] is True and status["reason"] is None
+    assert set(status["files"]) == names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hostsim"]["engine"] == "fast"
+    assert summary["hostsim"]["scenario"] == "<built-in default>"
+    assert summary["window"]["end_ns"] == 300_000_000
+    assert summary["counts"]["host_events"] == 3
+    assert summary["counts"]["records"] == status["rows"]["records"] == len(read_records(out))
+    resolved = (out / "scenario.resolved.toml").read_text()
+    assert "duration_ms = 300.0" in resolved
+    assert load(out / "scenario.resolved.toml").duration_ns == 300_000_000
+
+
+def test_report_on_stdout(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    p = run([console_script(), "run", "--out", str(out), *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    header = next(line for line in text.splitlines() if line.strip().startswith("Path"))
+    assert header.split() == [
+        "Path",
+        "Samples",
+        "Samples%",
+        "Min(us)",
+        "Avg(us)",
+        "p50(us)",
+        "p99(us)",
+        "p99.9(us)",
+        "Max(us)",
+    ]
+    assert "Global vfio_ap mutex:" in text
+    for label in ("Utilisation:", "Wait (us):", "Hold (us):", "Longest hold:", "Throughput:"):
+        assert label in text
+    assert "hook_enable" in text and "Total" in text
+    # Exactly the report of the saved summary, then where it is.
+    summary = json.loads((out / "summary.json").read_text())
+    assert text == format_report(summary) + "\n" + f"results: {out}\n"
+    # No progress bar when stderr is not a terminal.
+    assert p.stderr == ""
+
+
+def test_progress_flag_draws_on_stderr(tmp_path: Path) -> None:
+    p = run([console_script(), "run", "--progress", "--out", str(tmp_path / "r"), *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "requests" in p.stderr and "100.0%" in p.stderr
+
+
+def test_python_dash_m_gives_the_same_results(tmp_path: Path) -> None:
+    a, b = tmp_path / "script", tmp_path / "module"
+    p = run([console_script(), "run", "--quiet", "--out", str(a), *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = run([sys.executable, "-m", "hostsim", "run", "--quiet", "--out", str(b), *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    for name in FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_reference_engine_from_the_cli(tmp_path: Path) -> None:
+    a, b = tmp_path / "fast", tmp_path / "ref"
+    for out, engine in ((a, "fast"), (b, "reference")):
+        p = run(
+            [console_script(), "run", "--quiet", "--engine", engine, "--out", str(out), *SHORT],
+            tmp_path,
+        )
+        assert p.returncode == 0, p.stderr
+    assert (a / "records.parquet").read_bytes() == (b / "records.parquet").read_bytes()
+    assert json.loads((b / "summary.json").read_text())["hostsim"]["engine"] == "reference"
+
+
+def test_default_out_folder_and_overwrite(tmp_path: Path) -> None:
+    p = run([console_script(), "run", "--quiet", "--seed", "4", *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    default_out = tmp_path / "hostsim-results" / "default-seed4-fast"
+    assert (default_out / "status.json").exists()
+    # The default folder is replaced on the next run; an explicit --out is not.
+    p = run([console_script(), "run", "--quiet", "--seed", "4", *SHORT], tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "mine"
+    argv = [console_script(), "run", "--quiet", "--out", str(out), *SHORT]
+    assert run(argv, tmp_path).returncode == 0
+    p = run(argv, tmp_path)
+    assert p.returncode == 2
+    assert "already exists" in p.stderr and str(out) in p.stderr
+    assert "Traceback" not in p.stderr
+    p = run([*argv, "--overwrite"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["hostsim-results", "mine"]
+
+
+# --- The golden summary of the default scenario --------------------------------------------------
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_golden_summary_of_the_default_scenario(engine: str) -> None:
+    """Refresh with ``python -m tests.update_golden`` when a change is meant to move it."""
+    want = json.loads(GOLDEN.read_text())
+    got = golden_counts(simulate(load(None), engine).summary)
+    for key in ("seed", "total"):
+        assert got[key] == want[key], key
+    for key, value in want["counts"].items():
+        assert got["counts"][key] == value, f"counts.{key}"
+    assert got == want
+    assert sum(want["counts"]["path"].values()) == want["total"]
