@@ -40,6 +40,7 @@ _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times 
 REQ_DTYPE = np.dtype(
     [
         ("gap", np.int64),
+        ("ngap", np.int64),  # the gap of the vCPU's request after this one (the lookahead)
         ("sie", np.int64),
         ("kvm", np.int64),
         ("rw", np.int64),
@@ -91,7 +92,7 @@ def _firsts(slot: Any, count: np.ndarray, width: int) -> np.ndarray:
 def make_plan(m: Model, group: int, chunk: int, kblock: int) -> Plan:
     """Decode block ``(group, chunk, kblock)`` with the vectorised evaluator and precompute
     every duration of each request that does not depend on other requests."""
-    blk = m.block(group, chunk, kblock)
+    blk = m.block(group, chunk, kblock, cache=False)  # decoded once: the raw draws can go
     g = m.s.guests[group]
     rows, kbn = blk.gap.shape
     n = rows * kbn
@@ -137,6 +138,10 @@ def make_plan(m: Model, group: int, chunk: int, kblock: int) -> Plan:
     req = np.empty(n, REQ_DTYPE)
     req["cat"] = cat
     req["gap"] = blk.gap.reshape(n)
+    ngap = np.empty((rows, kbn), np.int64)
+    ngap[:, :-1] = blk.gap[:, 1:]
+    ngap[:, -1] = m.block_gaps(group, chunk, kblock + 1)[:, 0]
+    req["ngap"] = ngap.reshape(n)
     req["sie"] = col("sie_exit")
     req["kvm"] = col("kvm_decode")
     req["rw"] = col("rwsem_read")
@@ -304,7 +309,7 @@ class Fleet:
             + r["exitc"]
             + r["entry"],
         )
-        ngap = self._gather(v, k + 1)[2]["gap"]
+        ngap = r["ngap"]
         lb = np.where(poisson, np.maximum(arrival + ngap, resume_lb), resume_lb + ngap)
         lb[done] = INF
         self.lb[v] = lb

@@ -374,7 +374,33 @@ class Model:
         return aqic, trc, tirq, pin_ok
 
     # --- keyed draws ----------------------------------------------------------------------
-    def block(self, group: int, chunk: int, kblock: int) -> Block:
+    def _gaps(self, group: int, key: tuple[int, int, int], shape: tuple[int, int]) -> np.ndarray:
+        """The steady stream's gaps of one block (inter-arrival, unit-mean or think times): the
+        only draws of its "arrival" generator, so they can be made without the rest."""
+        w = self.s.guests[group].workload
+        wl = generator(self.s.seed, "arrival", *key)
+        if w.kind == "poisson":
+            x = wl.exponential(1e9 / w.rate_hz, shape)
+        elif w.kind == "bursty":
+            x = wl.exponential(BURSTY_UNIT_MEAN_NS, shape)
+        elif w.kind == "closed":
+            assert w.think is not None
+            return w.think.sample(wl, shape)
+        else:  # boot, idle: no steady stream
+            return np.zeros(shape, np.int64)
+        return np.rint(np.minimum(x, MAX_NS)).astype(np.int64)
+
+    def block_gaps(self, group: int, chunk: int, kblock: int) -> np.ndarray:
+        """Just the gaps of a block (cheap: the lookahead needs the gap after a block's end)."""
+        blk = self._cache.get((group, chunk, kblock))
+        if blk is not None:
+            return blk.gap
+        n_local = self.s.guests[group].count * self.s.guests[group].vcpus
+        cv, kb = self.shapes[group]
+        rows = min(cv, n_local - chunk * cv)
+        return self._gaps(group, (group, chunk, kblock), (rows, kb))
+
+    def block(self, group: int, chunk: int, kblock: int, cache: bool = True) -> Block:
         """The draws of one block (cached; regenerated identically after eviction)."""
         key = (group, chunk, kblock)
         blk = self._cache.get(key)
@@ -382,6 +408,8 @@ class Model:
             self._cache.move_to_end(key)
             return blk
         blk = self._make_block(group, chunk, kblock)
+        if not cache:
+            return blk
         self._cache[key] = blk
         self._cache_bytes += blk.nbytes
         while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
@@ -401,20 +429,7 @@ class Model:
         key = (group, chunk, kblock)
         b = Block()
         w = g.workload
-        wl = generator(seed, "arrival", *key)
-        if w.kind == "poisson":
-            b.gap = np.rint(np.minimum(wl.exponential(1e9 / w.rate_hz, shape), MAX_NS)).astype(
-                np.int64
-            )
-        elif w.kind == "bursty":
-            b.gap = np.rint(np.minimum(wl.exponential(BURSTY_UNIT_MEAN_NS, shape), MAX_NS)).astype(
-                np.int64
-            )
-        elif w.kind == "closed":
-            assert w.think is not None
-            b.gap = w.think.sample(wl, shape)
-        else:  # boot, idle: no steady stream
-            b.gap = np.zeros(shape, np.int64)
+        b.gap = self._gaps(group, key, shape)
         assert w.retry_poll is not None
         b.poll = w.retry_poll.sample(generator(seed, "retry-poll", *key), shape)
         reg = generator(seed, "registers", *key)

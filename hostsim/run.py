@@ -71,6 +71,7 @@ def simulate(
     record: str | Path | None = None,
     replay: Any = None,
     trace_out: Any = None,
+    on_records: Any = None,
 ) -> RunResult:
     """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
 
@@ -78,7 +79,8 @@ def simulate(
     finished and a ``status.json`` that says why it stopped. ``record``: write the run's
     arrivals there (native replay format); ``replay``: drive the vCPUs with a recording (a
     :class:`workloads.replay.ReplayFeed` or a dict of per-vCPU script arrays) instead of the
-    scenario's workloads; ``trace_out``: an object with ``add(chunk)`` (a trace writer).
+    scenario's workloads; ``trace_out``: an object with ``add(chunk)`` (a trace writer);
+    ``on_records``: called with every chunk of records, in canonical order.
     """
     model = Model(s)
     if replay is not None:
@@ -100,6 +102,8 @@ def simulate(
             recorder.add(chunk)
         if trace_out is not None:
             trace_out.add(chunk)
+        if on_records is not None:
+            on_records(chunk)
         if keep_records:
             kept.append(chunk)
 
