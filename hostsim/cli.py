@@ -136,7 +136,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from hostsim.scenario import ScenarioError
-    from hostsim.sweep import SweepError, format_knees, format_sweep, load_sweep, run_sweep
+    from hostsim.sweep import (
+        SweepError,
+        SweepRunError,
+        format_knees,
+        format_sweep,
+        load_sweep,
+        run_sweep,
+    )
 
     try:
         spec = load_sweep(args.sweep)
@@ -158,7 +165,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 130
     except (SweepError, ScenarioError) as e:
         print(f"hostsim sweep: {e}", file=sys.stderr)
-        return 1 if Path(out, "runs").is_dir() else 2
+        return 1 if isinstance(e, SweepRunError) else 2
     if not args.quiet:
         print(format_sweep(spec, res.table))
         if res.knees:
@@ -211,6 +218,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(format_compare(cmp))
     print("written: " + "  ".join(str(f) for f in files))
     return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from hostsim import validate
+
+    checks = validate.run_all(args.requests)
+    for c in checks:
+        print(c.line())
+    worst = max(c.rel_error for c in checks)
+    print(f"worst relative error {100 * worst:.3f} % (tolerance {100 * args.tolerance:g} %)")
+    return 0 if worst <= args.tolerance else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--quiet", action="store_true")
     rp.set_defaults(func=_cmd_replay)
+
+    va = sub.add_parser(
+        "validate",
+        help="check the timing layer against queueing theory "
+        "(M/M/1, M/D/1, closed-population MVA at utilisation 0.9)",
+    )
+    va.add_argument("--requests", type=int, default=12_000_000, help="requests per check")
+    va.add_argument("--tolerance", type=float, default=0.01, help="relative error allowed")
+    va.set_defaults(func=_cmd_validate)
 
     w = sub.add_parser(
         "sweep", help="run a capacity sweep (factors x replications) on a local pool or Dask"
