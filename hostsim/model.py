@@ -271,8 +271,7 @@ class Model:
             if ev.kind == HostEventKind.GUEST_RESET or ev.kind == HostEventKind.REBOOT:
                 burst(ev.guest, sorted(gm), ev.at_ns + round(ev.delay_ms * 1e6), (1 << 20, i))
             elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-                g = s.guests[int(topo.guest_group[ev.guest])]
-                changed = {(a << 8) | d for a in g.adapters for d in ev.domains}
+                changed = self.event_apqns(ev)
                 if ev.kind == HostEventKind.ASSIGN:
                     new = changed - gm
                     gm |= changed
@@ -502,45 +501,12 @@ class Model:
         blk = self.block(group, local // cv, k // kb)
         return blk, local % cv, k % kb
 
-    # --- registers and decode inputs --------------------------------------------------------
-    def intercept(
-        self, vcpu: int, blk: Block, r: int, c: int, hook: bool, mdev_kvm: bool, cleared: bool
-    ) -> Intercept:
-        """The decode input of one request, with the guest's configuration as it is now."""
-        guest = int(self.topo.vcpu_guest[vcpu])
-        g = self.s.guests[int(self.topo.guest_group[guest])]
-        apqn = int(blk.apqn[r, c])
-        enable = bool(blk.enable[r, c])
-        w = g.workload
-        return Intercept(
-            gpr0=(arch.FunctionCode.AQIC << arch.GR0_FC_SHIFT) | apqn,
-            gpr1=arch.make_gr1_aqic(int(enable), w.isc),
-            gpr2=w.nib,
-            psw_mask=arch.PSW_DEFAULT_SUPERVISOR,
-            ap_instructions_available=self.s.host.ap_instructions_available,
-            eca_apie=g.eca_apie,
-            eca_aiv=g.eca_aiv,
-            facility15=g.facility15,
-            facility65=g.facility65,
-            apxa=g.apxa,
-            hook_registered=hook,
-            hook_module_alive=True,
-            hook_cleared_in_flight=cleared,
-            mdev_has_kvm=mdev_kvm,
-            queue_assigned=bool(blk.assigned[r, c]),
-            nib_in_memslot=True,
-            pin_ok=bool(blk.pin_ok[r, c]),
-            pv_guest=g.pv,
-            nib_shared=True,
-            gisc_register_ok=True,
-            hw_aqic=[int(x) for x in blk.aqic[r, c]],
-            hw_tapq=[
-                (int(a), bool(i))
-                for a, i in zip(blk.tapq_rc[r, c], blk.tapq_irq[r, c], strict=True)
-            ],
-        )
-
     # --- host events --------------------------------------------------------------------------
+    def event_apqns(self, ev: HostEvent) -> set[int]:
+        """The APQNs an assign or unassign event changes: its domains on the guest's adapters."""
+        g = self.s.guests[int(self.topo.guest_group[ev.guest])]
+        return {(a << 8) | d for a in g.adapters for d in ev.domains}
+
     def host_event_work(self, index: int, ev: HostEvent) -> tuple[int, int, int, int, int]:
         """(rwsem write hold, mutex hold, AQIC calls, TAPQ calls, sleeps) of host event ``index``.
 
@@ -564,9 +530,7 @@ class Model:
         ):
             hold += int(c["mdev_kvm_update"].sample(g, 1)[0])
         if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-            grp = s.guests[int(self.topo.guest_group[ev.guest])]
-            changed = {(a << 8) | d for a in grp.adapters for d in ev.domains}
-            apqns = np.array(sorted(changed), np.uint16)
+            apqns = np.array(sorted(self.event_apqns(ev)), np.uint16)
         per_queue_disable = kind in (HostEventKind.DETACH, HostEventKind.IRQ_DISABLE)
         per_queue_reset = kind in (
             HostEventKind.DETACH,

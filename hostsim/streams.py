@@ -227,8 +227,7 @@ def apply_host_effect(m: Model, i: int, ev: Any, gs: Any) -> None:
     elif ev.kind == HostEventKind.DETACH:
         gs.mdev_kvm = False
     elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-        g = m.s.guests[int(m.topo.guest_group[ev.guest])]
-        changed = {(a << 8) | d for a in g.adapters for d in ev.domains}
+        changed = m.event_apqns(ev)
         if ev.kind == HostEventKind.ASSIGN:
             gs.matrix |= changed
         else:
