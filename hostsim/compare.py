@@ -1,11 +1,13 @@
 """One scenario and seed under several kernel variants and lock models, side by side.
 
-Every (variant, lock model) pair runs the same scenario with the same seed, so the guests issue
-the same requests with the same register state and hardware answers (common random numbers):
+Every (variant, lock model) pair runs the same scenario with the same seed, so request ``k`` of
+every vCPU has the same register state and hardware answers everywhere (common random numbers):
 differences in outcome counts are differences of kernel semantics (what a guest sees when no hook
 is registered, which condition code it gets ...), differences in latency are differences of the
-lock design. Outcome counts are taken from each run's records (measured requests: issued after
-the warm-up and finished), latency and mutex figures from its summary.
+lock design. (How many requests fit in the run still depends on the timing, so totals can differ
+a little where one design blocks vCPUs longer.) Outcome counts are taken from each run's records
+(measured requests: issued after the warm-up and finished), latency and mutex figures from its
+summary.
 """
 
 from __future__ import annotations

@@ -100,19 +100,22 @@ def knee_table(
     other_keys: Sequence[str],
     *,
     path: str = "all",
+    percentile: str = "p99",
     multiple: float = DEFAULT_MULTIPLE,
     growth: float = DEFAULT_GROWTH,
 ) -> list[dict[str, Any]]:
     """The knee of every combination of the other factors in a sweep table (see hostsim.table).
 
-    Uses the mean ``<path>_p99_us``, ``throughput_per_s`` and ``offered_per_s`` of each point.
-    Returns one dict per combination, in order of first appearance.
+    Uses the mean ``<path>_<percentile>_us`` (p99 unless told), ``throughput_per_s`` and
+    ``offered_per_s`` of each point. Returns one dict per combination, in order of first
+    appearance: the knee, the criterion that fired, the load before it, and the latency
+    percentile's baseline, threshold and value at the knee (us).
     """
     n = len(cols[load_key])
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i in range(n):
         groups.setdefault(tuple(cols[k][i] for k in other_keys), []).append(i)
-    p99_col = f"{path}_p99_us"
+    p99_col = f"{path}_{percentile}_us"
     out = []
     for combo, idx in groups.items():
         k = find_knee(
@@ -126,11 +129,12 @@ def knee_table(
         row: dict[str, Any] = dict(zip(other_keys, combo, strict=True))
         row.update(
             knee_load=k.load,
-            criterion=k.criterion or "none",
+            criterion=(k.criterion or "none").replace("p99", percentile),
             last_ok_load=k.last_ok_load,
-            baseline_p99_us=k.baseline_p99,
-            threshold_p99_us=k.threshold_p99,
-            p99_at_knee_us=k.p99_at_knee,
+            percentile=percentile,
+            baseline_us=k.baseline_p99,
+            threshold_us=k.threshold_p99,
+            at_knee_us=k.p99_at_knee,
             throughput_efficiency=k.efficiency_at_knee,
         )
         out.append(row)

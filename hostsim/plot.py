@@ -11,11 +11,10 @@ Sweep folder (``hostsim sweep``):
   of the other factors, 95 % CI bands, the knee marked;
 * ``throughput_mutex_vs_load.png``: throughput (and the offered load), mutex utilisation and
   mutex wait p99 against the load factor;
-* ``p99_vs_guests.png``: p99 per path against a guest-count factor (``guests.N.count``);
-* ``cdf_by_load.png``: the latency CDF of the knee path at each load (replication 0).
-
-A boot-storm completion-time plot needs a boot-storm metric, which the results do not have yet;
-it is skipped with a note.
+* ``cdf_by_load.png``: the latency CDF of the knee path at each load (replication 0);
+* ``p99_vs_guests.png``: p99 and p99.9 against a guest-count factor (``guests.N.count``);
+* ``boot_storm_vs_guests.png``: boot-storm completion time against the guest count, for sweeps
+  of boot storms (every guest group ``kind = "boot"``); skipped with a note otherwise.
 """
 
 from __future__ import annotations
@@ -90,8 +89,8 @@ def _us_formatter(ax: Axes, axis: str = "x") -> None:
     """Plain numbers on a log axis (call after plotting); more ticks when the range is narrow."""
     a = ax.xaxis if axis == "x" else ax.yaxis
     lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
-    if lo > 0 and hi / lo < 3:
-        a.set_major_locator(matplotlib.ticker.LogLocator(subs=tuple(range(1, 10))))
+    if lo > 0 and hi / lo < 4:  # under a decade: plain evenly spaced ticks read best
+        a.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=6))
     elif lo > 0 and hi / lo < 30:
         a.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     a.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _tick(v)))
@@ -276,6 +275,7 @@ class _Sweep:
                     break
         self.others = [k for k in self.keys if k != self.load]
         self.knee_path = self.meta.get("knee", {}).get("path", "all")
+        self.knee_pct = self.meta.get("knee", {}).get("percentile", "p99")
         self.knees: list[dict[str, str]] = []
         if (folder / KNEE_FILE).exists():
             import csv
@@ -355,14 +355,15 @@ def _mark_knee(ax: Axes, knee: Mapping[str, str], color: Any, y: float | None) -
         ax.plot([x], [y], marker="X", ms=11, color=color, mec="black", mew=0.8, zorder=5)
     ax.annotate(
         f"knee {x:g} ({knee['criterion']})",
-        (x, 0.98),
+        (x, 0.03),
         xycoords=("data", "axes fraction"),
-        xytext=(4, -4),
+        xytext=(3, 0),
         textcoords="offset points",
-        va="top",
+        va="bottom",
         fontsize=8,
         color=color,
         rotation=90,
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
     )
 
 
@@ -394,7 +395,7 @@ def plot_latency_vs_load(sw: _Sweep, out: Path, x_key: str, name: str) -> Path:
             knee = sw.knee_for(g, x_key)
             if knee is not None and path == sw.knee_path:
                 kx = float(knee["knee_load"])
-                y = p99[np.isclose(x, kx)]
+                y = sw.col(f"{path}_{sw.knee_pct}_us", idx)[np.isclose(x, kx)]
                 _mark_knee(ax, knee, c, float(y[0]) if y.size else None)
         ax.set_title(
             PATH_LABELS.get(path, path) + ("  (knee path)" if path == sw.knee_path else "")
@@ -451,6 +452,7 @@ def plot_throughput_mutex(sw: _Sweep, out: Path) -> Path:
     if offered is not None:
         thr.plot(*offered, color="grey", ls="--", lw=1.2, label="offered (open-loop groups)")
     util.axhline(100, color="grey", lw=0.8, ls=":")
+    thr.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     thr.set_title("Throughput (requests per simulated second)")
     thr.set_ylabel("requests/s")
     util.set_title(
@@ -536,6 +538,53 @@ def plot_cdf_by_load(sw: _Sweep, out: Path, max_panels: int = 6) -> Path | None:
     return _save(fig, out / "cdf_by_load.png")
 
 
+def plot_p99_vs_guests(sw: _Sweep, out: Path, gk: str) -> Path:
+    """p99 (solid) and p99.9 (dotted) of all requests against the guest count, CI bands."""
+    fig, ax = plt.subplots(figsize=(9, 5.4), layout="constrained")
+    ax.set_yscale("log")
+    groups = sw.groups(gk)
+    for j, ((g, idx), c) in enumerate(zip(groups, _colors(len(groups)), strict=True)):
+        mk = MARKERS[j % len(MARKERS)]
+        x = sw.col(gk, idx)
+        p99 = sw.col("all_p99_us", idx)
+        _band(ax, x, p99, sw.col("all_p99_us_ci95", idx), c, lw=2, marker=mk, label=f"{g} p99")
+        p999 = sw.col("all_p999_us", idx)
+        ci = sw.col("all_p999_us_ci95", idx)
+        _band(ax, x, p999, ci, c, lw=1.2, ls=":", marker=mk, label=f"{g} p99.9")
+        knee = sw.knee_for(g, gk)
+        if knee is not None and sw.knee_path == "all":
+            y = sw.col(f"all_{sw.knee_pct}_us", idx)[np.isclose(x, float(knee["knee_load"]))]
+            _mark_knee(ax, knee, c, float(y[0]) if y.size else None)
+    ax.set_xlabel(f"{label(gk)} (guests in the group)")
+    ax.set_ylabel("latency, all requests (µs, log scale)")
+    _us_formatter(ax, "y")
+    _style(ax)
+    ax.legend(fontsize=8, title=sw.legend_title(gk), title_fontsize=8)
+    fig.suptitle(f"p99 and p99.9 latency vs guest count\n{sw.title()}", fontsize=11)
+    return _save(fig, out / "p99_vs_guests.png")
+
+
+def plot_boot_storm(sw: _Sweep, out: Path, gk: str) -> Path:
+    """Boot-storm completion time (first AQIC to last resume) against the guest count."""
+    fig, ax = plt.subplots(figsize=(9, 5.4), layout="constrained")
+    groups = sw.groups(gk)
+    for j, ((g, idx), c) in enumerate(zip(groups, _colors(len(groups)), strict=True)):
+        x = sw.col(gk, idx)
+        y = sw.col("boot_completion_ms", idx)
+        ci = sw.col("boot_completion_ms_ci95", idx)
+        _band(ax, x, y, ci, c, lw=2, marker=MARKERS[j % len(MARKERS)], label=g)
+    ax.set_xlabel(f"{label(gk)} (guests booting)")
+    ax.set_ylabel("boot storm completion (ms of simulated time)")
+    ax.set_ylim(bottom=0)
+    _style(ax)
+    ax.legend(fontsize=8, title=sw.legend_title(gk), title_fontsize=8)
+    fig.suptitle(
+        f"Boot storm: first AQIC issued to last one resumed, vs guest count\n{sw.title()}",
+        fontsize=11,
+    )
+    return _save(fig, out / "boot_storm_vs_guests.png")
+
+
 def _guest_factor(sw: _Sweep) -> str | None:
     for k in sw.keys:
         parts = k.split(".")
@@ -563,13 +612,19 @@ def plot_sweep(folder: str | Path, out_dir: str | Path) -> tuple[list[Path], lis
             notes.append("cdf_by_load.png skipped (no run files, or too many factor combinations)")
     gk = _guest_factor(sw)
     if gk is not None:
-        made.append(plot_latency_vs_load(sw, out, gk, "p99_vs_guests.png"))
-        notes.append(
-            "boot-storm completion time vs guest count skipped: these results have no boot-storm"
-            " metric (boot storms come with the workload generators)"
-        )
+        made.append(plot_p99_vs_guests(sw, out, gk))
+        boot = sw.col("boot_completion_ms", np.arange(sw.n))
+        if np.isfinite(boot).any():
+            made.append(plot_boot_storm(sw, out, gk))
+        else:
+            notes.append(
+                "boot_storm_vs_guests.png skipped: no boot-storm completion time in these results"
+                ' (a sweep of scenarios whose guests all have workload kind = "boot" has one)'
+            )
     else:
-        notes.append("p99_vs_guests.png skipped: no guests.N.count factor in this sweep")
+        notes.append(
+            "p99_vs_guests.png and boot_storm_vs_guests.png skipped: no guests.N.count factor"
+        )
     return made, notes
 
 

@@ -20,7 +20,8 @@ or a range: ``{ start, stop, num }`` (evenly spaced, both ends included; ``scale
 geometric spacing) or ``{ start, stop, step }`` (``stop`` included when a step lands on it).
 Integer ends give integer values (rounded, repeats dropped); write ``10.0`` for floats.
 ``[sweep.knee]`` may set ``path`` (``"all"`` or a path name), ``multiple`` and ``growth``
-(see :mod:`hostsim.knee`).
+(see :mod:`hostsim.knee`), and ``percentile`` (``"p99"``; or ``"p50"``, ``"p90"``, ``"p999"``)
+for a latency criterion on another percentile.
 
 **Seeds.** Replication ``r`` of *every* point runs with ``run.seed`` derived from
 ``SeedSequence(sweep.seed, spawn_key=(r,))`` and nothing else: the factor values do not enter the
@@ -74,7 +75,8 @@ from hostsim.table import (
 )
 
 SWEEP_KEYS = {"base", "replications", "seed", "engine", "load_factor", "set", "factors", "knee"}
-KNEE_KEYS = {"path", "multiple", "growth"}
+KNEE_KEYS = {"path", "percentile", "multiple", "growth"}
+KNEE_PERCENTILES = ("p50", "p90", "p99", "p999")
 META_FILE = "sweep.meta.json"
 TABLE_STEM = "sweep"
 KNEE_FILE = "knee.csv"
@@ -83,6 +85,10 @@ RUNS_DIR = "runs"
 
 class SweepError(ValueError):
     """A sweep that cannot be run: names the sweep file and the key."""
+
+
+class SweepRunError(SweepError):
+    """Runs of a sweep failed, or the Dask scheduler could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class SweepSpec:
     engine: str = "fast"
     load_factor: str | None = None
     knee_path: str = "all"
+    knee_percentile: str = "p99"
     knee_multiple: float = DEFAULT_MULTIPLE
     knee_growth: float = DEFAULT_GROWTH
     text: str = ""  # the sweep file as written
@@ -266,7 +273,7 @@ def loads_sweep(text: str, source: str = "<sweep>", base_dir: str | Path = ".") 
             base_text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise err("sweep.base", f"cannot read {p}: {e.strerror}") from None
-        base_source = str(p)
+        base_source = os.path.normpath(p)
 
     def integer(key: str, default: int, lo: int, hi: int) -> int:
         v = t.get(key, default)
@@ -313,6 +320,11 @@ def loads_sweep(text: str, source: str = "<sweep>", base_dir: str | Path = ".") 
     kpath = knee.get("path", "all")
     if kpath not in ("all", *PATH_NAMES):
         raise err("sweep.knee.path", f"expected one of {['all', *PATH_NAMES]}, got {kpath!r}")
+    kpct = knee.get("percentile", "p99")
+    if kpct not in KNEE_PERCENTILES:
+        raise err(
+            "sweep.knee.percentile", f"expected one of {list(KNEE_PERCENTILES)}, got {kpct!r}"
+        )
     mult = knee.get("multiple", DEFAULT_MULTIPLE)
     if isinstance(mult, bool) or not isinstance(mult, int | float) or not mult > 1:
         raise err("sweep.knee.multiple", f"expected a number > 1, got {mult!r}")
@@ -331,6 +343,7 @@ def loads_sweep(text: str, source: str = "<sweep>", base_dir: str | Path = ".") 
         engine=engine,
         load_factor=load,
         knee_path=kpath,
+        knee_percentile=kpct,
         knee_multiple=float(mult),
         knee_growth=float(growth),
         text=text,
@@ -505,7 +518,10 @@ def _run_dask(tasks: Sequence[RunTask], address: str, handle: Handler) -> None:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    client = Client(address, set_as_default=False)
+    try:
+        client = Client(address, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise SweepRunError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     futs = []
     try:
         by_key = {f"hostsim-run-{t.key}": t for t in tasks}
@@ -604,6 +620,7 @@ def meta(spec: SweepSpec) -> dict[str, Any]:
         "load_factor": spec.load_factor,
         "knee": {
             "path": spec.knee_path,
+            "percentile": spec.knee_percentile,
             "multiple": spec.knee_multiple,
             "growth": spec.knee_growth,
         },
@@ -639,6 +656,7 @@ def knees_of(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> list[dict[s
         spec.load_factor,
         spec.other_keys,
         path=spec.knee_path,
+        percentile=spec.knee_percentile,
         multiple=spec.knee_multiple,
         growth=spec.knee_growth,
     )
@@ -671,7 +689,8 @@ def run_sweep(
     ``workers`` processes (default: the CPU count; 1 runs inline). ``on_result`` is called after
     each run is saved. On an interruption (KeyboardInterrupt) the table of what finished is
     written and the interruption re-raised; run the sweep again to resume. Raises
-    :class:`SweepError` after writing the table if any run failed.
+    :class:`SweepError` for an invalid sweep (before anything runs) and :class:`SweepRunError`
+    after writing the table if any run failed.
     """
     out = Path(out_dir)
     p = plan(spec)
@@ -716,7 +735,7 @@ def run_sweep(
         write_outputs(spec, out, table, knees)
     if failed:
         task, why = failed[0]
-        raise SweepError(
+        raise SweepRunError(
             f"{len(failed)} of {len(p.tasks)} runs failed (the table has the rest); first: "
             f"point {_point_desc(spec.factor_keys, p.points[task.point])}, replication "
             f"{task.replication}: {why}"
@@ -788,8 +807,8 @@ def format_knees(spec: SweepSpec, knees: Sequence[Mapping[str, Any]]) -> str:
         f"knee {label(spec.load_factor or '')}",
         "criterion",
         "last below",
-        f"{spec.knee_path} p99 base(us)",
-        "p99 at knee(us)",
+        f"{spec.knee_path} {spec.knee_percentile} base(us)",
+        f"{spec.knee_percentile} at knee(us)",
         "thr. growth",
     ]
     rows = [
@@ -798,8 +817,8 @@ def format_knees(spec: SweepSpec, knees: Sequence[Mapping[str, Any]]) -> str:
             _num(k["knee_load"], "g") if k["knee_load"] is not None else "not reached",
             k["criterion"],
             _num(k["last_ok_load"], "g"),
-            _num(k["baseline_p99_us"], ".2f"),
-            _num(k["p99_at_knee_us"], ".2f"),
+            _num(k["baseline_us"], ".2f"),
+            _num(k["at_knee_us"], ".2f"),
             _num(k["throughput_efficiency"], ".2f"),
         ]
         for k in knees

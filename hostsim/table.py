@@ -8,7 +8,9 @@ rows are integer ns, as in the summary.
 The *sweep table* (:func:`aggregate`) has one row per sweep point: the factor values, how many
 replications finished, and for every metric its mean across replications (``<metric>``) and the
 half-width of its 95 % confidence interval (``<metric>_ci95``, Student t with n - 1 degrees of
-freedom; NaN with a single replication). Latency columns are in microseconds (``_us``).
+freedom; NaN with a single replication). Latency columns are in microseconds (``_us``). A sweep
+of boot storms (every group ``kind = "boot"``) also has ``boot_completion_ms``: first AQIC issued
+to last one resumed (NaN when the storm had not finished at the end of the run).
 """
 
 from __future__ import annotations
@@ -118,6 +120,25 @@ def _lat(lat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def is_boot_storm(s: Scenario) -> bool:
+    """True when every guest group boots (or idles): a finite workload with a completion time."""
+    kinds = [getattr(g.workload, "kind", "") for g in s.guests]
+    return "boot" in kinds and all(k in ("boot", "idle") for k in kinds)
+
+
+def boot_completion_ns(summary: Mapping[str, Any], s: Scenario) -> int | None:
+    """How long a boot storm took: first AQIC issued to last one resumed (None if unfinished).
+
+    Only defined for a boot storm (:func:`is_boot_storm`); a request still open at the end of
+    the run means the storm did not finish.
+    """
+    span = summary.get("span") or {}
+    first, last = int(span.get("first_issue_ns", -1)), int(span.get("last_resume_ns", -1))
+    if not is_boot_storm(s) or first < 0 or last < 0 or summary["counts"].get("incomplete", 0):
+        return None
+    return last - first
+
+
 def run_metrics(summary: Mapping[str, Any], s: Scenario) -> dict[str, Any]:
     """The compact row of one run: what a sweep keeps of its summary (latencies in ns)."""
     mutex = summary["mutex"]
@@ -138,6 +159,8 @@ def run_metrics(summary: Mapping[str, Any], s: Scenario) -> dict[str, Any]:
         "mutex_wait_p99_ns": int(mutex["wait_ns"]["percentile"][percentile_key(99.0)]),
         "mutex_wait_n": int(mutex["wait_ns"]["N"]),
         "mutex_hold_mean_ns": float(mutex["hold_ns"]["mean"]),
+        "boot_storm": is_boot_storm(s),
+        "boot_completion_ns": boot_completion_ns(summary, s),
         "paths": paths,
     }
 
@@ -150,6 +173,9 @@ def _run_value(run: Mapping[str, Any], column: str) -> float:
         return float(run["mutex_wait_mean_ns"]) / 1000 if run["mutex_wait_n"] else math.nan
     if column == "mutex_wait_p99_us":
         return float(run["mutex_wait_p99_ns"]) / 1000 if run["mutex_wait_n"] else math.nan
+    if column == "boot_completion_ms":
+        v = run.get("boot_completion_ns")
+        return math.nan if v is None else v / 1e6
     for name in ("all", *PATH_NAMES):
         stat = column[len(name) + 1 :]
         if column.startswith(name + "_") and stat in PATH_STATS:
@@ -167,9 +193,11 @@ def _run_value(run: Mapping[str, Any], column: str) -> float:
 
 def metric_columns(runs: Iterable[Mapping[str, Any]]) -> list[str]:
     """Metric column names for these runs: run metrics, then ``all`` and each path with samples."""
+    runs = list(runs)
     present = {name for r in runs for name, p in r["paths"].items() if p["N"]}
     paths = ["all", *(n for n in PATH_NAMES if n in present)]
-    return [*RUN_METRICS, *(f"{p}_{stat}" for p in paths for stat in PATH_STATS)]
+    boot = ["boot_completion_ms"] if any(r.get("boot_storm") for r in runs) else []
+    return [*RUN_METRICS, *boot, *(f"{p}_{stat}" for p in paths for stat in PATH_STATS)]
 
 
 def aggregate(
