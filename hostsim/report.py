@@ -96,7 +96,8 @@ def format_report(summary: Mapping[str, Any]) -> str:
     per_mdev = summary.get("hostsim", {}).get("lock_model") == "per-mdev"
     out += [
         "",
-        "Per-mdev vfio_ap mutexes (all together):" if per_mdev else "Global vfio_ap mutex:",
+        "Per-mdev vfio_ap mutexes (one per guest; utilisation is their busy time summed, so it "
+        "can exceed 100 %):" if per_mdev else "Global vfio_ap mutex:",
         f"  Utilisation:   {100.0 * mutex['utilisation']:.2f}%  "
         f"(held {mutex.get('busy_ns', 0) / 1e9:.6f} s of {duration_s:.6f} s)",
         f"  Wait (us):     {_dist(mutex['wait_ns'])}",
