@@ -85,6 +85,12 @@ def format_report(summary: Mapping[str, Any]) -> str:
     if counts.get("incomplete"):
         out.append(f"Incomplete: {counts['incomplete']} requests had not resumed at the end")
 
+    delay = summary.get("issue_delay", {}).get("lat_ns", {})
+    if delay.get("max", 0) > 0:
+        out.append(
+            f"Issue delay (open-loop arrival waiting for its own stalled vCPU, us): "
+            f"{_dist(delay)}"
+        )
     span = summary.get("span", {})
     if span.get("last_resume_ns", -1) >= 0:
         first, last = span["first_issue_ns"] / 1e9, span["last_resume_ns"] / 1e9
