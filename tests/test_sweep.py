@@ -356,9 +356,10 @@ def test_ctrl_c_on_the_command_line_keeps_finished_runs(tmp_path, monkeypatch):
     p = tmp_path / "slow.toml"
     p.write_text(
         "[sweep]\nreplications = 3\nseed = 1\n"
-        '[sweep.set]\n"run.duration_ms" = 300\n"events" = []\n'
+        '[sweep.set]\n"run.duration_ms" = 3000\n"events" = []\n'
+        '"guests.0.workload.rate_hz" = 2000\n'
         '[sweep.factors]\n"guests.0.count" = { start = 4, stop = 40, step = 4 }\n'
-    )
+    )  # 30 runs of a few seconds each: far from done when the first two are saved
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hostsim", "sweep", str(p), "--out", str(out), "--workers", "2"],
