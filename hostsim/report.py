@@ -88,8 +88,7 @@ def format_report(summary: Mapping[str, Any]) -> str:
     delay = summary.get("issue_delay", {}).get("lat_ns", {})
     if delay.get("max", 0) > 0:
         out.append(
-            f"Issue delay (open-loop arrival waiting for its own stalled vCPU, us): "
-            f"{_dist(delay)}"
+            f"Issue delay (open-loop arrival waiting for its own stalled vCPU, us): {_dist(delay)}"
         )
     span = summary.get("span", {})
     if span.get("last_resume_ns", -1) >= 0:
@@ -103,7 +102,9 @@ def format_report(summary: Mapping[str, Any]) -> str:
     out += [
         "",
         "Per-mdev vfio_ap mutexes (one per guest; utilisation is their busy time summed, so it "
-        "can exceed 100 %):" if per_mdev else "Global vfio_ap mutex:",
+        "can exceed 100 %):"
+        if per_mdev
+        else "Global vfio_ap mutex:",
         f"  Utilisation:   {100.0 * mutex['utilisation']:.2f}%  "
         f"(held {mutex.get('busy_ns', 0) / 1e9:.6f} s of {duration_s:.6f} s)",
         f"  Wait (us):     {_dist(mutex['wait_ns'])}",

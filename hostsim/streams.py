@@ -162,8 +162,9 @@ def intercept(
         if blk.au is None:
             a, t, i, p = m._answers(prof, None, None, None, None)
         else:
-            a, t, i, p = m._answers(prof, blk.au[r, c][None], blk.tu[r, c][None],
-                                    blk.iu[r, c][None], blk.pu[r, c][None])
+            a, t, i, p = m._answers(
+                prof, blk.au[r, c][None], blk.tu[r, c][None], blk.iu[r, c][None], blk.pu[r, c][None]
+            )
         aq, trc, tirq, pin = a[0], t[0], i[0], p[0]
     return Intercept(
         gpr0=req.gpr0,

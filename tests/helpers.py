@@ -18,7 +18,8 @@ DATA = Path(__file__).parent / "data"
 #: Verbatim copy of ``shared/spec/decode-examples.jsonl`` (the tests must not depend on a path
 #: outside the repository).
 EXAMPLES_FILE = DATA / "decode-examples.jsonl"
-SHARED_EXAMPLES_FILE = Path("/work/shared/spec/decode-examples.jsonl")
+#: The spec's copy, in the project's shared/ folder beside the checkout (absent: not compared).
+SHARED_EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "shared/spec/decode-examples.jsonl"
 
 VARIANT_NAMES = tuple(VARIANTS)
 #: Variants whose KVM handler rejects fc != 3 (spec 3 row 3); hook-owns-fc does it in the hook.
