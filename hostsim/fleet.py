@@ -419,11 +419,10 @@ class Fleet:
         rec["t_resume"] = resume
         ids = st["pid"]
         idx = st["idx"]
+        tails = rec[list(TAIL_DTYPE.names)]  # a view of the record's decode fields
         for pid in np.unique(ids).tolist():
             sel = ids == pid
-            tail = self.by_id[pid].tail[idx[sel]]
-            for name in TAIL_DTYPE.names:
-                rec[name][sel] = tail[name]
+            tails[sel] = self.by_id[pid].tail[idx[sel]]
         self._prune()
         return rec
 
