@@ -356,14 +356,16 @@ def test_ctrl_c_on_the_command_line_keeps_finished_runs(tmp_path, monkeypatch):
     p = tmp_path / "slow.toml"
     p.write_text(
         "[sweep]\nreplications = 3\nseed = 1\n"
-        '[sweep.set]\n"run.duration_ms" = 3000\n"events" = []\n'
-        '"guests.0.workload.rate_hz" = 2000\n'
+        '[sweep.set]\n"run.duration_ms" = 1500\n"events" = []\n'
         '[sweep.factors]\n"guests.0.count" = { start = 4, stop = 40, step = 4 }\n'
-    )  # 30 runs of a few seconds each: far from done when the first two are saved
+    )
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hostsim", "sweep", str(p), "--out", str(out), "--workers", "2"],
         start_new_session=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python
+        # keeps an inherited SIG_IGN: give the sweep the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
