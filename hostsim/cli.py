@@ -233,7 +233,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    p = argparse.ArgumentParser(prog="hostsim", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="hostsim",
+        description="Simulate PQAP(AQIC) interception on a multi-guest s390x KVM host.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("decode", help="what would KVM do with these intercepts? (JSON Lines)")
     d.add_argument("file", help="JSON Lines input, or - for standard input")
