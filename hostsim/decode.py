@@ -191,21 +191,12 @@ class DecisionBatch:
         "sleeps",
     )
 
-    def __init__(self, n: int, gr1: np.ndarray) -> None:
-        self.kind = np.zeros(n, np.uint8)
-        self.rule = np.zeros(n, np.int16)
-        self.gr1 = gr1.copy()
-        self.cc = np.full(n, -1, np.int8)
-        self.pgm_code = np.full(n, -1, np.int16)
-        self.response_code = np.full(n, -1, np.int16)
-        self.guest_visible_rc = np.full(n, -1, np.int16)
-        self.hw_aqic_calls = np.zeros(n, np.uint8)
-        self.hw_tapq_calls = np.zeros(n, np.uint8)
-        self.sleeps = np.zeros(n, np.uint8)
-        self.hook_called = np.zeros(n, bool)
-        self.mutex = np.zeros(n, bool)
-        self.pin = np.zeros(n, bool)
-        self.gisc = np.zeros(n, bool)
+    def __init__(self, **columns: np.ndarray) -> None:
+        missing = set(self.__slots__) - set(columns)
+        if missing or len(columns) != len(self.__slots__):
+            raise TypeError(f"DecisionBatch needs exactly the columns {sorted(self.__slots__)}")
+        for name, col in columns.items():
+            setattr(self, name, col)
 
     def row(self, k: int) -> Decision:
         """Row ``k`` as a scalar :class:`Decision` (for comparisons and output)."""
@@ -367,8 +358,6 @@ def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
     (k_act, k_code, _), (h_act, h_code, h_st), (e_act, e_code, e_st), e_pin, e_gisc = _compiled(
         variant
     )
-    out = DecisionBatch.__new__(DecisionBatch)
-
     ki = _first_match(kvm_table(variant), v)
     kact = k_act[ki]
     hook = kact == Act.CALL_HOOK
@@ -385,7 +374,7 @@ def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
     aqic = np.zeros(n, np.uint8)
     tapq = np.zeros(n, np.uint8)
     sleeps = np.zeros(n, np.uint8)
-    out.pin = out.gisc = np.zeros(n, bool)
+    pin = gisc = np.zeros(n, bool)
     dis = np.flatnonzero(act == Act.DISABLE)
     if len(dis):
         rule[dis] = rule_code("disable.done")
@@ -397,8 +386,8 @@ def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
     if en.any():
         ei = _first_match(enable_table(variant), v)
         eact = e_act[ei]
-        out.pin = en & e_pin[ei]
-        out.gisc = en & e_gisc[ei]
+        pin = en & e_pin[ei]
+        gisc = en & e_gisc[ei]
         rule = np.where(en, e_code[ei], rule)
         status = np.where(en, e_st[ei], status)
         host = np.flatnonzero(en & (eact == Act.HOST_AQIC))
@@ -433,19 +422,22 @@ def decode_batch(v: InterceptBatch, variant: Variant) -> DecisionBatch:
         gr1 = np.where(nohook, np.uint64(NO_HOOK_GR1_HIGH) | (v.gpr1 & np.uint64(arch.MASK32)), gr1)
     rc16 = ((gr1 >> np.uint64(16)) & np.uint64(0xFF)).astype(np.int16)
     written = served | nohook
-    out.kind = kind
-    out.rule = rule.astype(np.int16, copy=False)
-    out.gr1 = gr1
-    out.pgm_code = _PGM_OF_ACT[act]
-    out.guest_visible_rc = np.where(written, rc16, np.int16(-1))
-    out.response_code = np.where(served, rc16, np.where(nohook, np.int16(1), np.int16(-1)))
     ok_cc = 0 if variant.cc_zero_on_success else -1
-    out.cc = np.where(
-        served, np.where(rc16 != 0, np.int8(3), np.int8(ok_cc)), np.where(nohook, 3, -1)
-    ).astype(np.int8)
-    out.hw_aqic_calls = aqic
-    out.hw_tapq_calls = tapq
-    out.sleeps = sleeps
-    out.hook_called = hook
-    out.mutex = served
-    return out
+    return DecisionBatch(
+        kind=kind,
+        rule=rule.astype(np.int16, copy=False),
+        gr1=gr1,
+        pgm_code=_PGM_OF_ACT[act],
+        guest_visible_rc=np.where(written, rc16, np.int16(-1)),
+        response_code=np.where(served, rc16, np.where(nohook, np.int16(1), np.int16(-1))),
+        cc=np.where(
+            served, np.where(rc16 != 0, np.int8(3), np.int8(ok_cc)), np.where(nohook, 3, -1)
+        ).astype(np.int8),
+        hw_aqic_calls=aqic,
+        hw_tapq_calls=tapq,
+        sleeps=sleeps,
+        hook_called=hook,
+        mutex=served,
+        pin=pin,
+        gisc=gisc,
+    )
