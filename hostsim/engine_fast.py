@@ -145,8 +145,9 @@ class FastEngine:
         inf = 1 << 63
         while True:
             top = heap[0][0] if heap else inf
-            bound = min(fleet.bound(), top)
-            if not fleet.batch(bound):
+            if fleet.optimistic and fleet.window(top):
+                bound = fleet.progress_time()
+            elif not fleet.batch(bound := min(fleet.bound(), top)):
                 kmin, vmin = fleet.min_key()
                 if not heap and kmin >= inf - 1:
                     break

@@ -229,6 +229,10 @@ class Fleet:
         self.n_plans = 0
         self.processed = 0
         self.done: list[tuple[np.ndarray, ...]] = []  # finished batches, records not built yet
+        #: optimistic windows (see :meth:`window`): only when every member is open loop
+        self.optimistic = bool(len(vcpus)) and bool(self.poisson[vcpus].all())
+        self.span = 1_000_000  # current window length (ns), adapted to what commits
+        self.cooldown = 0
         self.n_done = 0
         if len(vcpus):
             self._next(vcpus, self.st[vcpus])
@@ -319,6 +323,10 @@ class Fleet:
         """Below this key nothing unknown can come: the batch limit ``min(lb)``."""
         return int(self.lb.min()) if len(self.vcpus) else INF
 
+    def progress_time(self) -> int:
+        """How far the fleet has got: its smallest pending key."""
+        return int(self.key.min()) if len(self.vcpus) else INF
+
     def min_key(self) -> tuple[int, int]:
         """(smallest pending key, its vCPU)."""
         v = int(np.argmin(self.key))
@@ -333,6 +341,135 @@ class Fleet:
             v = v[np.lexsort((v, self.key[v]))]
         self.process(v)
         return len(v)
+
+    def window(self, hard: int) -> int:
+        """Optimistic batch (all-Poisson fleets): every request whose key falls before a window
+        end, the vCPUs' later arrivals included, assuming each vCPU is idle when its next
+        arrival comes. One FIFO pass, then a check that every assumed-idle request really found
+        its vCPU resumed (``resume_{k-1} <= arrival_k``); the prefix (in key order) before the
+        first miss is exact and is committed. Returns how many requests were committed.
+        """
+        if self.cooldown:  # windows kept failing (a saturated mutex): batches for a while
+            self.cooldown -= 1
+            return 0
+        kmin = int(self.key.min())
+        if kmin >= INF:  # every member is done
+            return 0
+        end = min(hard, kmin + self.span, INF)
+        if end <= kmin:
+            return 0
+        # Round 0: the pending requests; rounds j >= 1: speculated later requests.
+        v = np.flatnonzero(self.key < end)
+        if not len(v):
+            return 0
+        st = self.st[v]
+        keys = [self.key[v]]
+        vs = [v]
+        rows = [st]
+        preds = [np.full(len(v), -1, np.int64)]  # index of the same vCPU's previous entry
+        limit = end
+        cur_v, cur = v, st
+        cur_idx = np.arange(len(v))
+        while len(cur_v):
+            k = cur["k"] + 1
+            ids, idx, r = self._gather(cur_v, k)
+            arrival = cur["arr"] + r["gap"]
+            t_exit = arrival + r["sie"]
+            t_dec = t_exit + r["kvm"]
+            mutex = r["cat"] == CAT_MUTEX
+            key = np.where(mutex, t_dec + r["rwhe"], arrival)
+            alive = arrival < self.duration
+            take = alive & (key < end)
+            # A request left out bounds what can be committed (its true key is no earlier).
+            left = alive & ~take
+            if left.any():
+                limit = min(limit, int(key[left].min()))
+            if not take.any():
+                break
+            nxt = np.zeros(int(take.sum()), STATE_DTYPE)
+            nxt["k"] = k[take]
+            nxt["arr"] = arrival[take]
+            nxt["arrival"] = arrival[take]
+            nxt["issue"] = arrival[take]
+            nxt["exit"] = t_exit[take]
+            nxt["dec"] = t_dec[take]
+            nxt["pid"] = ids[take]
+            nxt["idx"] = idx[take]
+            for name in ("rw", "rwhe", "entry", "exitc", "hold", "cat"):
+                nxt[name] = r[name][take]
+            offset = sum(len(x) for x in vs)
+            preds.append(cur_idx[take])
+            vs.append(cur_v[take])
+            keys.append(key[take])
+            rows.append(nxt)
+            cur_v, cur = cur_v[take], nxt
+            cur_idx = offset + np.arange(len(cur_v))
+        v = np.concatenate(vs)
+        key = np.concatenate(keys)
+        st = np.concatenate(rows)
+        pred = np.concatenate(preds)
+        order = np.lexsort((v, key))
+        # Resume of every entry under the idle assumption (one FIFO pass in key order).
+        cat = st["cat"]
+        resume = (
+            st["dec"]
+            + st["entry"]
+            + np.where(
+                cat == CAT_EARLY,
+                st["exitc"],
+                np.where(cat == CAT_NOHOOK, st["rw"], st["rwhe"] + st["exitc"]),
+            )
+        )
+        n = len(v)
+        mreq = np.full(n, -1, np.int64)
+        grant = np.full(n, -1, np.int64)
+        rel = np.full(n, -1, np.int64)
+        mx = order[cat[order] == CAT_MUTEX]
+        if len(mx):
+            h = st["hold"][mx]
+            r = self._fifo(key[mx], h, self.mutex[v[mx]])
+            mreq[mx] = key[mx]
+            rel[mx] = r
+            grant[mx] = r - h
+            resume[mx] = r + st["entry"][mx]
+        # Where the idle assumption failed, and what lies beyond the safe limit.
+        spec = pred >= 0
+        bad = np.zeros(n, bool)
+        bad[spec] = resume[pred[spec]] > st["issue"][spec]
+        pos = np.empty(n, np.int64)
+        pos[order] = np.arange(n)
+        cut = n
+        if bad.any():
+            cut = int(pos[bad].min())
+        cut = min(cut, int(np.searchsorted(key[order], limit, side="left")))
+        if cut < min(n, 64):
+            # Speculation is not paying: shrink the window and rest for a few batches.
+            self.span = max(self.span // 2, 1)
+            self.cooldown = 32
+            if cut == 0:
+                return 0
+        keep = order[:cut]
+        if cut == n:
+            self.span = self.span * 3 // 2
+        elif cut < n // 2:
+            self.span = max(self.span // 2, 1)
+        kept_mx = keep[cat[keep] == CAT_MUTEX]
+        if len(kept_mx):
+            self._set_free(self.mutex[v[kept_mx]], rel[kept_mx])
+        kv = v[keep]
+        self.done.append((kv, st[keep], mreq[keep], grant[keep], rel[keep], resume[keep]))
+        self.n_done += cut
+        self.processed += cut
+        # Each vCPU continues after its last committed request (the last in key order).
+        rev = keep[::-1]
+        _, first_rev = np.unique(v[rev], return_index=True)
+        tail = rev[first_rev]
+        nxt = st[tail].copy()
+        nxt["k"] += 1
+        nxt["resume"] = resume[tail]
+        nxt["arrival"] = st["arr"][tail]
+        self._next(v[tail], nxt)
+        return cut
 
     def process(self, v: np.ndarray) -> None:
         """Process the pending requests of ``v`` (in key order) and advance those vCPUs."""
@@ -358,12 +495,9 @@ class Fleet:
         if len(mx):
             t = key[mx]
             h = st["hold"][mx]
-            if self.single_mutex:
-                s = np.cumsum(h)
-                r = s + np.maximum(self.free[0], np.maximum.accumulate(t - (s - h)))
-                self.free[0] = int(r[-1])
-            else:
-                r = self._lindley_segmented(t, h, self.mutex[v[mx]])
+            mid = self.mutex[v[mx]]
+            r = self._fifo(t, h, mid)
+            self._set_free(mid, r)
             mreq[mx] = t
             rel[mx] = r
             grant[mx] = r - h
@@ -376,9 +510,14 @@ class Fleet:
         nxt["resume"] = resume
         self._next(v, nxt)
 
-    def _lindley_segmented(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray) -> np.ndarray:
-        """The FIFO recursion per mutex (per-mdev lock model), in one pass."""
-        o = np.argsort(mid, kind="stable")  # per mutex, key order kept
+    def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray) -> np.ndarray:
+        """Releases of mutex requests ``t`` (in FIFO order) with holds ``h`` on mutexes ``mid``:
+        ``release_i = S_i + max(free, max_{j<=i}(t_j - S_{j-1}))``, per mutex. Pure: the
+        caller records the new free times with :meth:`_set_free`."""
+        if self.single_mutex:
+            s = np.cumsum(h)
+            return s + np.maximum(self.free[0], np.maximum.accumulate(t - (s - h)))
+        o = np.argsort(mid, kind="stable")  # per mutex, FIFO order kept
         t, h, mid = t[o], h[o], mid[o]
         start = np.r_[True, mid[1:] != mid[:-1]]
         seg = np.cumsum(start) - 1
@@ -386,13 +525,18 @@ class Fleet:
         s = s_all - (s_all - h)[start][seg]
         acc = np.maximum.accumulate(t - (s - h) + seg * _SEG) - seg * _SEG
         frees = np.array([self.free[x] for x in mid[start].tolist()], np.int64)[seg]
-        r_sorted = s + np.maximum(frees, acc)
-        last = np.r_[start[1:], True]
-        for m_id, rv in zip(mid[last].tolist(), r_sorted[last].tolist(), strict=True):
-            self.free[m_id] = rv
-        r = np.empty_like(r_sorted)
-        r[o] = r_sorted
+        r = np.empty_like(t)
+        r[o] = s + np.maximum(frees, acc)
         return r
+
+    def _set_free(self, mid: np.ndarray, rel: np.ndarray) -> None:
+        """Each mutex is next free at the release of its last request (in FIFO order)."""
+        if self.single_mutex:
+            self.free[0] = int(rel[-1])
+            return
+        last: dict[int, int] = dict(zip(mid.tolist(), rel.tolist(), strict=True))
+        for m_id, r in last.items():
+            self.free[m_id] = r
 
     # --- records --------------------------------------------------------------------------------
     def records(self) -> np.ndarray | None:
