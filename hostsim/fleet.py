@@ -409,29 +409,10 @@ class Fleet:
         st = np.concatenate(rows)
         pred = np.concatenate(preds)
         order = np.lexsort((v, key))
-        # Resume of every entry under the idle assumption (one FIFO pass in key order).
+        # Every entry's times under the idle assumption (one FIFO pass in key order).
         cat = st["cat"]
-        resume = (
-            st["dec"]
-            + st["entry"]
-            + np.where(
-                cat == CAT_EARLY,
-                st["exitc"],
-                np.where(cat == CAT_NOHOOK, st["rw"], st["rwhe"] + st["exitc"]),
-            )
-        )
         n = len(v)
-        mreq = np.full(n, -1, np.int64)
-        grant = np.full(n, -1, np.int64)
-        rel = np.full(n, -1, np.int64)
-        mx = order[cat[order] == CAT_MUTEX]
-        if len(mx):
-            h = st["hold"][mx]
-            r = self._fifo(key[mx], h, self.mutex[v[mx]])
-            mreq[mx] = key[mx]
-            rel[mx] = r
-            grant[mx] = r - h
-            resume[mx] = r + st["entry"][mx]
+        mreq, grant, rel, resume = self._serve(v, st, key, order)
         # Where the idle assumption failed, and what lies beyond the safe limit.
         spec = pred >= 0
         bad = np.zeros(n, bool)
@@ -474,14 +455,30 @@ class Fleet:
     def process(self, v: np.ndarray) -> None:
         """Process the pending requests of ``v`` (in key order) and advance those vCPUs."""
         st = self.st[v]
-        key = self.key[v]
-        cat = st["cat"]
-        t_dec = st["dec"]
-        entry = st["entry"]
         n = len(v)
+        mreq, grant, rel, resume = self._serve(v, st, self.key[v], np.arange(n))
+        mx = np.flatnonzero(mreq >= 0)
+        if len(mx):
+            self._set_free(self.mutex[v[mx]], rel[mx])
+        self.done.append((v, st, mreq, grant, rel, resume))
+        self.n_done += n
+        self.processed += n
+        nxt = st.copy()  # ``st`` stays as it was: the records are built from it later
+        nxt["k"] += 1
+        nxt["resume"] = resume
+        self._next(v, nxt)
+
+    def _serve(
+        self, v: np.ndarray, st: np.ndarray, key: np.ndarray, order: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """Times of requests ``st`` (vCPUs ``v``, keys ``key``), taken in FIFO ``order``:
+        (mutex request, grant, release, resume), -1 where no mutex was taken. The mutexes'
+        free times are not changed (see :meth:`_set_free`)."""
+        n = len(v)
+        cat = st["cat"]
         resume = (
-            t_dec
-            + entry
+            st["dec"]
+            + st["entry"]
             + np.where(
                 cat == CAT_EARLY,
                 st["exitc"],
@@ -491,24 +488,15 @@ class Fleet:
         mreq = np.full(n, -1, np.int64)
         grant = np.full(n, -1, np.int64)
         rel = np.full(n, -1, np.int64)
-        mx = np.flatnonzero(cat == CAT_MUTEX)
+        mx = order[cat[order] == CAT_MUTEX]
         if len(mx):
-            t = key[mx]
             h = st["hold"][mx]
-            mid = self.mutex[v[mx]]
-            r = self._fifo(t, h, mid)
-            self._set_free(mid, r)
-            mreq[mx] = t
+            r = self._fifo(key[mx], h, self.mutex[v[mx]])
+            mreq[mx] = key[mx]
             rel[mx] = r
             grant[mx] = r - h
-            resume[mx] = r + entry[mx]
-        self.done.append((v, st, mreq, grant, rel, resume))
-        self.n_done += n
-        self.processed += n
-        nxt = st.copy()  # ``st`` stays as it was: the records are built from it later
-        nxt["k"] += 1
-        nxt["resume"] = resume
-        self._next(v, nxt)
+            resume[mx] = r + st["entry"][mx]
+        return mreq, grant, rel, resume
 
     def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray) -> np.ndarray:
         """Releases of mutex requests ``t`` (in FIFO order) with holds ``h`` on mutexes ``mid``:
