@@ -65,16 +65,11 @@ class Check:
         )
 
 
-def _open_scenario(
-    rho: float, service: str, mean_ns: float, requests: int, seed: int, vcpus: int
-) -> tuple[Scenario, float]:
-    s_eff = mean_ns + _HOLD_EXTRA_NS
-    lam = rho / (s_eff * 1e-9)  # total arrival rate per second
-    duration_ms = requests / lam * 1e3
-    if service == "exponential":
-        dist = f'{{ dist = "exponential", mean_ns = {mean_ns} }}'
-    else:
-        dist = f"{mean_ns}"
+def _one_mutex(
+    duration_ms: float, seed: int, hold: str, vcpus: int, workload: str, source: str
+) -> Scenario:
+    """A host reduced to the global mutex: every other cost at the floor, ``hold`` as the
+    ``mutex_acquire`` distribution (the service time), one group of ``vcpus`` vCPUs."""
     text = f"""
 [run]
 duration_ms = {duration_ms:.6f}
@@ -84,16 +79,30 @@ seed = {seed}
 adapters = 1
 domains = 1
 {_FLOOR_COSTS}
-mutex_acquire = {dist}
+mutex_acquire = {hold}
 [[guests]]
 name = "g"
 count = 1
 vcpus = {vcpus}
 [guests.workload]
-kind = "poisson"
-rate_hz = {lam / vcpus!r}
+{workload}
 """
-    return loads(text, f"<validate {service} rho={rho}>"), s_eff
+    return loads(text, source)
+
+
+def _open_scenario(
+    rho: float, service: str, mean_ns: float, requests: int, seed: int, vcpus: int
+) -> tuple[Scenario, float]:
+    s_eff = mean_ns + _HOLD_EXTRA_NS
+    lam = rho / (s_eff * 1e-9)  # total arrival rate per second
+    hold = (
+        f'{{ dist = "exponential", mean_ns = {mean_ns} }}'
+        if service == "exponential"
+        else (f"{mean_ns}")
+    )
+    workload = f'kind = "poisson"\nrate_hz = {lam / vcpus!r}'
+    source = f"<validate {service} rho={rho}>"
+    return _one_mutex(requests / lam * 1e3, seed, hold, vcpus, workload, source), s_eff
 
 
 class BatchMeans:
@@ -193,26 +202,11 @@ def closed(
         lo, hi = (mid, hi) if x * s_eff > target_rho else (lo, mid)
     think = math.sqrt(lo * hi)
     x, r = mva(population, think + _OUTSIDE_NS, s_eff)
-    duration_ms = requests / (x * 1e9) * 1e3
-    text = f"""
-[run]
-duration_ms = {duration_ms:.6f}
-warmup_ms = {duration_ms * 0.02:.6f}
-seed = {seed}
-[host]
-adapters = 1
-domains = 1
-{_FLOOR_COSTS}
-mutex_acquire = {{ dist = "exponential", mean_ns = {service_ns} }}
-[[guests]]
-name = "g"
-count = 1
-vcpus = {population}
-[guests.workload]
-kind = "closed"
-think = {{ dist = "exponential", mean_ns = {think!r} }}
-"""
-    sc = loads(text, "<validate closed>")
+    hold = f'{{ dist = "exponential", mean_ns = {service_ns} }}'
+    think_toml = f'kind = "closed"\nthink = {{ dist = "exponential", mean_ns = {think!r} }}'
+    sc = _one_mutex(
+        requests / (x * 1e9) * 1e3, seed, hold, population, think_toml, "<validate closed>"
+    )
     resp = BatchMeans(sc.warmup_ns, sc.duration_ns)
     done = BatchMeans(sc.warmup_ns, sc.duration_ns)
 
