@@ -77,7 +77,6 @@ class FastEngine:
         topo = model.topo
         self.duration = s.duration_ns
         self.vguest = topo.vcpu_guest.tolist()
-        self.vgroup = topo.vcpu_group.tolist()
         self.mutex_of_guest = model.mutex_of_guest.tolist()
         self.free = [0] * model.n_mutexes
         self.cur_issue: dict[int, int] = {}  # dynamic vCPUs: the issue of their next request

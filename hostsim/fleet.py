@@ -37,18 +37,22 @@ PLAN_CACHE = 64
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 
 
+#: Per-request durations a plan fixes, kept by a pending request too.
+_DURATIONS = [
+    ("rw", np.int64),
+    ("rwhe", np.int64),
+    ("entry", np.int64),
+    ("exitc", np.int64),
+    ("hold", np.int64),
+    ("cat", np.int8),
+]
 REQ_DTYPE = np.dtype(
     [
         ("gap", np.int64),
         ("ngap", np.int64),  # the gap of the vCPU's request after this one (the lookahead)
         ("sie", np.int64),
         ("kvm", np.int64),
-        ("rw", np.int64),
-        ("rwhe", np.int64),
-        ("entry", np.int64),
-        ("exitc", np.int64),
-        ("hold", np.int64),
-        ("cat", np.int8),
+        *_DURATIONS,
     ]
 )
 #: A vCPU's stream state and pending request.
@@ -63,14 +67,10 @@ STATE_DTYPE = np.dtype(
         ("dec", np.int64),
         ("pid", np.int64),
         ("idx", np.int64),
-        ("rw", np.int64),
-        ("rwhe", np.int64),
-        ("entry", np.int64),
-        ("exitc", np.int64),
-        ("hold", np.int64),
-        ("cat", np.int8),
+        *_DURATIONS,
     ]
 )
+_DURATION_NAMES = tuple(name for name, _ in _DURATIONS)
 
 
 class Plan:
@@ -297,7 +297,7 @@ class Fleet:
         st["dec"] = t_dec
         st["pid"] = ids
         st["idx"] = idx
-        for name in ("rw", "rwhe", "entry", "exitc", "hold", "cat"):
+        for name in _DURATION_NAMES:
             st[name] = r[name]
         self.st[v] = st
         self.key[v] = key
@@ -395,7 +395,7 @@ class Fleet:
             nxt["dec"] = t_dec[take]
             nxt["pid"] = ids[take]
             nxt["idx"] = idx[take]
-            for name in ("rw", "rwhe", "entry", "exitc", "hold", "cat"):
+            for name in _DURATION_NAMES:
                 nxt[name] = r[name][take]
             offset = sum(len(x) for x in vs)
             preds.append(cur_idx[take])

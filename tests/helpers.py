@@ -125,3 +125,29 @@ def load_examples() -> list[dict[str, Any]]:
     """The worked examples, one dict per line."""
     with EXAMPLES_FILE.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+#: Files every complete result folder holds (the .hgrm files depend on the paths taken).
+RESULT_FILES = frozenset(
+    {
+        "summary.json",
+        "records.parquet",
+        "host_events.parquet",
+        "scenario.resolved.toml",
+        "status.json",
+    }
+)
+
+
+def console_script() -> str:
+    """The installed ``hostsim`` console script (next to this interpreter, else on PATH)."""
+    import shutil
+    import sys
+
+    import pytest
+
+    here = Path(sys.executable).parent / "hostsim"
+    found = str(here) if here.exists() else shutil.which("hostsim")
+    if found is None:
+        pytest.skip("the hostsim console script is not installed")
+    return found

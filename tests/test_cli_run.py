@@ -4,7 +4,6 @@ folder, the report, and the golden summary of the built-in default scenario."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ from hostsim.report import format_report
 from hostsim.results import read_records
 from hostsim.run import simulate
 from hostsim.scenario import load
+from tests.helpers import RESULT_FILES as FILES
+from tests.helpers import console_script
 from tests.update_golden import GOLDEN, golden_counts
 
 #: The built-in default, shortened: its events move inside the shorter run.
@@ -28,21 +29,6 @@ SHORT = [
     "--set",
     "events.2.at_ms=250",
 ]
-FILES = {
-    "summary.json",
-    "records.parquet",
-    "host_events.parquet",
-    "scenario.resolved.toml",
-    "status.json",
-}
-
-
-def console_script() -> str:
-    here = Path(sys.executable).parent / "hostsim"
-    found = str(here) if here.exists() else shutil.which("hostsim")
-    if found is None:
-        pytest.skip("the hostsim console script is not installed")
-    return found
 
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,7 @@ file, a different seed changes the records, and an interrupted run leaves ``<out
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +17,11 @@ from hostsim.results import read_host_events, read_records
 from hostsim.run import simulate
 from hostsim.scenario import load
 from hostsim.sink import RecordSink
+from tests.helpers import RESULT_FILES as REQUIRED
+from tests.helpers import console_script
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 PATHS = SCENARIOS / "paths.toml"
-REQUIRED = {
-    "summary.json",
-    "records.parquet",
-    "host_events.parquet",
-    "scenario.resolved.toml",
-    "status.json",
-}
-
-
-def console_script() -> str:
-    """The installed ``hostsim`` console script (next to this interpreter, else on PATH)."""
-    here = Path(sys.executable).parent / "hostsim"
-    found = str(here) if here.exists() else shutil.which("hostsim")
-    if found is None:
-        pytest.skip("the hostsim console script is not installed")
-    return found
 
 
 def hostsim_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
