@@ -166,9 +166,9 @@ class FastEngine:
 
     def _flush(self, final: bool = False) -> None:
         """Hand on every record issued before anything still in flight."""
-        rec = self.fleet.records()
-        if rec is not None:
-            self.sink.add_array(rec)
+        col = self.fleet.records()
+        if col is not None:
+            self.sink.add_columns(col)
         if final:
             self.sink.flush(None)
             return

@@ -1,12 +1,13 @@
 """What both engines share: the random draws of every request, the register state, the timing.
 
 Randomness is keyed, not consumed in event order: request ``k`` of vCPU ``v`` always gets the same
-draws, whichever engine asks and in whatever order. The draws of a block of requests (64 vCPUs
-of one group x 8 consecutive requests) come from generators seeded by
-``SeedSequence(seed, spawn_key=(family, group, chunk, block))``, one per family (arrivals,
-registers, hardware, and each named cost), so changing one cost's distribution does not move the
-arrivals (common random numbers across variants and lock models). Blocks are cached and can be
-regenerated at any time, so eviction never changes a result.
+draws, whichever engine asks, in whatever order and grouping. Every draw is a counter-based hash
+of ``(seed, family, group, local vCPU, k)`` (:mod:`hostsim.keyed`), one family per kind of draw
+(arrivals, registers, hardware, and each named cost), so changing one cost's distribution does
+not move the arrivals (common random numbers across variants and lock models), and no draw is
+made for a request that never happens. The reference engine draws a block of requests at a time
+(64 vCPUs x a few requests, cached); the fast engine draws exactly the requests it plans. Block
+shapes are a cache choice only: they never change a value.
 
 The timing functions turn a decision and its draws into durations; both engines call them, so
 the arithmetic is the same integer arithmetic in both.
@@ -27,6 +28,7 @@ from hostsim.costs import PER_CALL_COSTS
 from hostsim.decode import Decision, _disable_one
 from hostsim.dists import MAX_NS
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
+from hostsim.keyed import KeyedGen
 from hostsim.records import Path
 from hostsim.rules import Kind
 from hostsim.scenario import Hardware, HostEvent, HostEventKind, Scenario, Topology, topology
@@ -40,14 +42,10 @@ BLOCK_TARGET = 1 << 20  # requests per block (vCPUs x consecutive requests)
 
 
 def block_shape(n_vcpus: int, expected: float = 1e9) -> tuple[int, int]:
-    """(vCPUs per chunk, requests per block) for a group of ``n_vcpus`` vCPUs that each issue
-    about ``expected`` requests in the run.
-
-    A block covers every vCPU of the group (up to 2**20) and a few consecutive requests: about a
-    third of what a vCPU issues in the run, so that a run needs a handful of blocks and few
-    draws go unused. The shape depends on the scenario alone, so both engines and every run of
-    the scenario see the same blocks.
-    """
+    """(vCPUs per block, requests per block) of the reference engine's draw cache for a group of
+    ``n_vcpus`` vCPUs that each issue about ``expected`` requests in the run: about a third of
+    what a vCPU issues, so that few cached draws go unused. A cache choice: values do not
+    depend on it."""
     chunk = max(1, min(n_vcpus, MAX_CHUNK_VCPUS))
     per_block = math.ceil(max(expected, 1.0) / 3)
     return chunk, max(2, min(512, BLOCK_TARGET // chunk, per_block))
@@ -110,10 +108,12 @@ class Costs:
     A fixed cost is a broadcast constant: no draw at all.
     """
 
-    def __init__(self, model: Model, key: tuple[int, int, int], shape: tuple[int, int]) -> None:
+    def __init__(self, model: Model, group: int, lv: np.ndarray, k: np.ndarray) -> None:
         self._m = model
-        self._key = key
-        self._shape = shape
+        self._group = group
+        self._lv = lv
+        self._k = k
+        self._shape = lv.shape
         self._cols: dict[str, np.ndarray] = {}
         self.nbytes = 0
 
@@ -125,10 +125,24 @@ class Costs:
                 value = max(round(dist.p("ns")), dist.floor_ns)
                 cached = np.broadcast_to(np.int64(value), self._shape)
             else:
-                cached = dist.sample(generator(self._m.s.seed, family, *self._key), self._shape)
+                gen = KeyedGen(self._m.s.seed, family, self._group, self._lv, self._k)
+                cached = dist.sample(gen, self._shape)
                 self.nbytes += cached.nbytes
             self._cols[family] = cached
         return cached
+
+    def subset(self, name: str, sel: np.ndarray, j: int | None = None) -> np.ndarray:
+        """Cost ``name`` (call slot ``j`` of a per-call cost) of the requests ``sel`` (an index
+        or mask into 1-D keys) alone: the same values as the full column, drawn only there."""
+        family = f"cost:{name}" if j is None else f"cost:{name}:{j}"
+        cached = self._cols.get(family)
+        if cached is not None:
+            return np.broadcast_to(cached, self._shape)[sel]
+        dist = self._m.s.costs[name]
+        lv, k = self._lv[sel], self._k[sel]
+        if dist.kind == "fixed":
+            return np.full(lv.shape, max(round(dist.p("ns")), dist.floor_ns), np.int64)
+        return dist.sample(KeyedGen(self._m.s.seed, family, self._group, lv, k), lv.shape)
 
     def slot(self, name: str, j: int) -> np.ndarray:
         """Call slot ``j`` of a per-call cost."""
@@ -147,11 +161,11 @@ class Costs:
 
 
 class Block:
-    """Draws of ``rows`` vCPUs x consecutive requests (:func:`block_shape`): one array per
-    column. Hardware answers are kept as uniforms (``au`` ...; None when every queue answers
-    deterministically) so that they can be mapped through the profile of whichever queue a
-    request really addresses; ``aqic``/``tapq_*``/``pin_ok`` are that mapping for the block's
-    own APQN choice."""
+    """Draws of a set of requests (a cache block of :func:`block_shape`, or the rows a fast
+    engine plan needs): one array per column, each of the requests' shape. Hardware answers are
+    kept as uniforms (``au`` ...; None when every queue answers deterministically) so that they
+    can be mapped through the profile of whichever queue a request really addresses;
+    ``aqic``/``tapq_*``/``pin_ok`` are that mapping for the block's own APQN choice."""
 
     __slots__ = (
         "apqn",
@@ -347,6 +361,17 @@ class Model:
         """Hardware answers (AQIC status words, TAPQ RCs and I bits, pin success) from uniforms
         through each request's queue profile."""
         shape = prof.shape
+        if au is None and len(self._profiles) == 1:
+            # One deterministic profile: the same answers everywhere (read-only broadcasts).
+            p = self._profiles[0]
+            return (
+                np.broadcast_to(
+                    np.uint32(p.aqic_rc[0] << arch.STATUS_RC_SHIFT), (*shape, AQIC_SLOTS)
+                ),
+                np.broadcast_to(np.uint8(p.tapq_rc[0]), (*shape, TAPQ_SLOTS)),
+                np.broadcast_to(np.bool_(p.tapq_irq == 1.0), (*shape, TAPQ_SLOTS)),
+                np.broadcast_to(np.bool_(p.pin_fail == 0.0), shape),
+            )
         aqic = np.zeros((*shape, AQIC_SLOTS), np.uint32)
         trc = np.zeros((*shape, TAPQ_SLOTS), np.uint8)
         tirq = np.zeros((*shape, TAPQ_SLOTS), bool)
@@ -373,42 +398,37 @@ class Model:
         return aqic, trc, tirq, pin_ok
 
     # --- keyed draws ----------------------------------------------------------------------
-    def _gaps(self, group: int, key: tuple[int, int, int], shape: tuple[int, int]) -> np.ndarray:
-        """The steady stream's gaps of one block (inter-arrival, unit-mean or think times): the
-        only draws of its "arrival" generator, so they can be made without the rest."""
+    def gaps(self, group: int, lv: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """The steady stream's gaps of requests ``k`` of local vCPUs ``lv`` (inter-arrival,
+        unit-mean or think times): the only draws of the "arrival" family, so they can be made
+        without the rest."""
         w = self.s.guests[group].workload
-        wl = generator(self.s.seed, "arrival", *key)
+        wl = KeyedGen(self.s.seed, "arrival", group, lv, k)
         if w.kind == "poisson":
-            x = wl.exponential(1e9 / w.rate_hz, shape)
+            x = wl.exponential(1e9 / w.rate_hz)
         elif w.kind == "bursty":
-            x = wl.exponential(BURSTY_UNIT_MEAN_NS, shape)
+            x = wl.exponential(BURSTY_UNIT_MEAN_NS)
         elif w.kind == "closed":
             assert w.think is not None
-            return w.think.sample(wl, shape)
+            return w.think.sample(wl, wl.shape)
         else:  # boot, idle: no steady stream
-            return np.zeros(shape, np.int64)
+            return np.zeros(wl.shape, np.int64)
         return np.rint(np.minimum(x, MAX_NS)).astype(np.int64)
 
-    def block_gaps(self, group: int, chunk: int, kblock: int) -> np.ndarray:
-        """Just the gaps of a block (cheap: the lookahead needs the gap after a block's end)."""
-        blk = self._cache.get((group, chunk, kblock))
-        if blk is not None:
-            return blk.gap
-        n_local = self.s.guests[group].count * self.s.guests[group].vcpus
-        cv, kb = self.shapes[group]
-        rows = min(cv, n_local - chunk * cv)
-        return self._gaps(group, (group, chunk, kblock), (rows, kb))
-
-    def block(self, group: int, chunk: int, kblock: int, cache: bool = True) -> Block:
+    def block(self, group: int, chunk: int, kblock: int) -> Block:
         """The draws of one block (cached; regenerated identically after eviction)."""
         key = (group, chunk, kblock)
         blk = self._cache.get(key)
         if blk is not None:
             self._cache.move_to_end(key)
             return blk
-        blk = self._make_block(group, chunk, kblock)
-        if not cache:
-            return blk
+        g = self.s.guests[group]
+        cv, kb = self.shapes[group]
+        lo = chunk * cv
+        rows = min(cv, g.count * g.vcpus - lo)
+        lv = np.arange(lo, lo + rows, dtype=np.int64)[:, None]
+        k = kblock * kb + np.arange(kb, dtype=np.int64)[None, :]
+        blk = self.draws(group, *np.broadcast_arrays(lv, k))
         self._cache[key] = blk
         self._cache_bytes += blk.nbytes
         while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
@@ -416,47 +436,51 @@ class Model:
             self._cache_bytes -= old.nbytes
         return blk
 
-    def _make_block(self, group: int, chunk: int, kblock: int) -> Block:
+    def draws(self, group: int, lv: np.ndarray, k: np.ndarray) -> Block:
+        """Every draw of requests ``k`` of local vCPUs ``lv`` of ``group`` (arrays of one 2-D
+        shape), elementwise: the same values whatever the shape or grouping (:mod:`keyed`)."""
         s = self.s
         g = s.guests[group]
-        n_local = g.count * g.vcpus
-        cv, kb = self.shapes[group]
-        lo = chunk * cv
-        rows = min(cv, n_local - lo)
-        shape = (rows, kb)
+        shape = lv.shape
         seed = s.seed
-        key = (group, chunk, kblock)
         b = Block()
         w = g.workload
-        b.gap = self._gaps(group, key, shape)
-        assert w.retry_poll is not None
-        b.poll = w.retry_poll.sample(generator(seed, "retry-poll", *key), shape)
-        reg = generator(seed, "registers", *key)
-        b.qu = reg.random(shape)
-        b.enable = reg.random(shape) < w.enable_fraction
+        b.gap = self.gaps(group, lv, k)
+        b.poll = None  # only a retrying guest waits for a poll
+        if w.retry != "none" and w.retry_poll is not None:
+            b.poll = w.retry_poll.sample(KeyedGen(seed, "retry-poll", group, lv, k), shape)
+        reg = KeyedGen(seed, "registers", group, lv, k)
+        b.qu = reg.random()
+        b.enable = reg.random() < w.enable_fraction
         # Which of its guest's queues each request addresses.
         table, _, nq = self._group_queues(group)
-        local_guest = (np.arange(lo, lo + rows) // g.vcpus)[:, None]
+        local_guest = lv // g.vcpus
         count = nq[local_guest]
         qi = np.minimum((b.qu * count).astype(np.int64), np.maximum(count - 1, 0))
         b.apqn = table[local_guest, qi]
         b.regs = compose(reg, shape, b.apqn, b.enable, w.isc, w.nib, w.fc_mix, w.adversarial)
         b.apqn = (b.regs["gpr0"] & np.uint64(0xFFFF)).astype(np.uint16)
-        own = table[local_guest[:, 0]]  # (rows, width): each row's guest's APQNs
-        valid = np.arange(own.shape[1])[None, :] < count
-        b.assigned = ((own[:, None, :] == b.apqn[:, :, None]) & valid[:, None, :]).any(-1)
+        # Assigned: the queue picked from the guest's own (unless the registers changed it).
+        b.assigned = (b.apqn == table[local_guest, qi]) & (count > 0)
+        moved = np.flatnonzero((b.apqn != table[local_guest, qi]).reshape(-1))
+        if len(moved):
+            own = table[local_guest.reshape(-1)[moved]]  # (moved, width)
+            valid = np.arange(own.shape[-1]) < count.reshape(-1)[moved][:, None]
+            flat = b.assigned.reshape(-1)
+            flat[moved] = ((own == b.apqn.reshape(-1)[moved][:, None]) & valid).any(-1)
+            b.assigned = flat.reshape(shape)
         if self.deterministic_hw:
             b.au = b.tu = b.iu = b.pu = None
         else:
-            hw = generator(seed, "hardware", *key)
+            hw = KeyedGen(seed, "hardware", group, lv, k)
             b.au = hw.random((*shape, AQIC_SLOTS))
             b.tu = hw.random((*shape, TAPQ_SLOTS))
             b.iu = hw.random((*shape, TAPQ_SLOTS))
-            b.pu = hw.random(shape)
+            b.pu = hw.random()
         b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = self._answers(
             self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu
         )
-        b.costs = Costs(self, key, shape)
+        b.costs = Costs(self, group, lv, k)
         b.nbytes = sum(
             a.nbytes
             for a in (
@@ -468,11 +492,10 @@ class Model:
                 b.tapq_irq,
                 b.pin_ok,
                 b.qu,
-                b.poll,
                 b.assigned,
                 *b.regs.values(),
             )
-        ) + sum(a.nbytes for a in (b.au, b.tu, b.iu, b.pu) if a is not None)
+        ) + sum(a.nbytes for a in (b.au, b.tu, b.iu, b.pu, b.poll) if a is not None)
         return b
 
     def _group_queues(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

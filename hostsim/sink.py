@@ -72,12 +72,33 @@ def record_tuple(
     )
 
 
-class RecordSink:
-    """Collects finished requests; emits canonical-order chunks of :data:`CHUNK` rows."""
+def to_records(col: dict[str, np.ndarray]) -> np.ndarray:
+    """Records (:data:`RECORD_DTYPE`) from columns of its field names."""
+    n = len(col["t_issue"])
+    rec = np.empty(n, RECORD_DTYPE)
+    for name in RECORD_DTYPE.names or ():
+        rec[name] = col[name]
+    return rec
 
-    def __init__(self, emit: Callable[[np.ndarray], None], chunk: int = CHUNK) -> None:
+
+def columns(rec: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns of records (views, no copy)."""
+    return {name: rec[name] for name in RECORD_DTYPE.names or ()}
+
+
+class RecordSink:
+    """Collects finished requests; emits canonical-order chunks of :data:`CHUNK` rows.
+
+    ``ordered=False`` (nothing needs the records themselves, only order-free statistics):
+    every finished request is handed on at once as columns, without sorting or chunking.
+    """
+
+    def __init__(
+        self, emit: Callable[[np.ndarray], None], chunk: int = CHUNK, *, ordered: bool = True
+    ) -> None:
         self._emit = emit
         self._chunk = chunk
+        self.ordered = ordered
         self.rows: list[tuple] = []
         self._arrays: list[np.ndarray] = []
         self._array_rows = 0
@@ -91,8 +112,20 @@ class RecordSink:
 
     def add_array(self, rows: np.ndarray) -> None:
         """Many finished requests at once (a :data:`RECORD_DTYPE` array)."""
+        if not self.ordered:
+            self._emit(columns(rows))
+            self.count += len(rows)
+            return
         self._arrays.append(rows)
         self._array_rows += len(rows)
+
+    def add_columns(self, col: dict[str, np.ndarray]) -> None:
+        """Many finished requests at once, as columns of :data:`RECORD_DTYPE` field names."""
+        if not self.ordered:
+            self._emit(col)
+            self.count += len(col["t_issue"])
+            return
+        self.add_array(to_records(col))
 
     def pending(self) -> int:
         """Records held back, waiting for the watermark."""
@@ -100,6 +133,12 @@ class RecordSink:
 
     def flush(self, watermark: int | None) -> None:
         """Pass on every record issued before ``watermark`` (None: everything, at the end)."""
+        if not self.ordered:
+            if self.rows:
+                rows = np.array(self.rows, dtype=RECORD_DTYPE)
+                self.rows.clear()  # engines hold this list: empty it in place
+                self.add_array(rows)
+            return
         parts = list(self._arrays)
         if self.rows:
             parts.append(np.array(self.rows, dtype=RECORD_DTYPE))

@@ -134,6 +134,17 @@ def exact_sums(values: np.ndarray) -> tuple[int, int]:
         return 0, 0
     if v.size >= 2**32:
         raise ValueError("exact_sums takes fewer than 2**32 values per call")
+    hi = int(v.max())
+    if hi < 2**40 and hi * v.size < 2**62:
+        # The sum fits an int64; the sum of squares is exact modulo 2**64 (wrapping uint64
+        # arithmetic), and a float64 sum (relative error < 1e-9 here) picks the multiple.
+        u = v.astype(np.uint64)
+        wrapped = int(np.dot(u, u))
+        f = v.astype(np.float64)
+        approx = float(np.dot(f, f))
+        if approx < 2.0**88:
+            k = round((approx - wrapped) / 2.0**64)
+            return int(v.sum()), wrapped + k * 2**64
     u = v.astype(np.uint64)
     limbs = [(u >> np.uint64(16 * i)) & np.uint64(0xFFFF) for i in range(4)]
     total = sum(int(limb.sum(dtype=np.uint64)) << (16 * i) for i, limb in enumerate(limbs))
@@ -198,7 +209,31 @@ class Moments:
         }
 
 
+#: the record fields the statistics read
+_STATS_FIELDS = (
+    "vcpu",
+    "guest",
+    "seq",
+    "t_arrival",
+    "t_issue",
+    "t_mutex_req",
+    "t_mutex_grant",
+    "t_mutex_rel",
+    "t_resume",
+    "kind",
+    "path",
+    "response_code",
+    "cc",
+)
+
+
 def _add_counts(into: dict[int, int], values: np.ndarray) -> None:
+    if values.dtype.itemsize <= 2 and len(values):
+        lo = int(values.min())
+        cnt = np.bincount((values.astype(np.int64) - lo) if lo else values)
+        for i in np.flatnonzero(cnt).tolist():
+            into[i + lo] = into.get(i + lo, 0) + int(cnt[i])
+        return
     uniq, cnt = np.unique(values, return_counts=True)
     for u, c in zip(uniq.tolist(), cnt.tolist(), strict=True):
         into[u] = into.get(u, 0) + c
@@ -271,60 +306,84 @@ class RunStats:
     def add_records(self, chunk: np.ndarray) -> None:
         """Fold a chunk of request records (``RECORD_DTYPE``) into the statistics."""
         rec = _check_dtype(chunk, RECORD_DTYPE, "record")
-        if rec.size == 0:
-            return
-        if int(rec["path"].max()) >= len(PATH_NAMES):
-            raise ValueError(f"record path {int(rec['path'].max())} is not a Path")
-        self.n_records += int(rec.size)
-        for col in ("t_issue", "t_resume", "t_mutex_rel"):
-            self._last_ns = max(self._last_ns, int(rec[col].max()))
+        self.add_columns({name: rec[name] for name in _STATS_FIELDS})
 
-        done = rec["t_resume"] >= 0
-        first = int(rec["t_issue"].min())
+    def add_columns(self, col: Mapping[str, np.ndarray]) -> None:
+        """Fold request records given as columns (``RECORD_DTYPE`` field names; the fields in
+        :data:`_STATS_FIELDS` at least) into the statistics. Order does not matter: every
+        statistic is a sum, a count, a histogram or an extreme with an order-free tie rule."""
+        issue = col["t_issue"]
+        n = len(issue)
+        if n == 0:
+            return
+        paths = col["path"]
+        if int(paths.max()) >= len(PATH_NAMES):
+            raise ValueError(f"record path {int(paths.max())} is not a Path")
+        resume, grant, rel = col["t_resume"], col["t_mutex_grant"], col["t_mutex_rel"]
+        self.n_records += n
+        self._last_ns = max(self._last_ns, int(issue.max()), int(resume.max()), int(rel.max()))
+        done = resume >= 0
+        first = int(issue.min())
         self.first_issue_ns = first if self.first_issue_ns < 0 else min(self.first_issue_ns, first)
-        if done.any():
-            self.last_resume_ns = max(self.last_resume_ns, int(rec["t_resume"][done].max()))
-        self.n_completed_in_window += self._count_in_window(rec["t_resume"][done])
-        self._add_busy(rec["t_mutex_grant"], rec["t_mutex_rel"])
+        all_done = bool(done.all())
+        rd = resume if all_done else resume[done]
+        if len(rd):
+            self.last_resume_ns = max(self.last_resume_ns, int(rd.max()))
+        self.n_completed_in_window += self._count_in_window(rd)
+        self._add_busy(grant, rel)
 
-        early = rec["t_issue"] < self.warmup_ns
-        self.n_warmup += int(np.count_nonzero(early))
-        self.n_incomplete += int(np.count_nonzero(~early & ~done))
-        m = rec[~early & done]
-        if m.size == 0:
-            return
+        early = issue < self.warmup_ns
+        n_early = int(np.count_nonzero(early)) if self.warmup_ns > 0 else 0
+        self.n_warmup += n_early
+        if n_early == 0 and all_done:
+            sel = None
+        else:
+            keep = ~early & done
+            self.n_incomplete += int(np.count_nonzero(~early & ~done))
+            if not keep.any():
+                return
+            sel = np.flatnonzero(keep)
 
-        lat = m["t_resume"] - m["t_issue"]
-        self.issue_delay.add(m["t_issue"] - m["t_arrival"])
+        def pick(name: str) -> np.ndarray:
+            return col[name] if sel is None else col[name][sel]
+
+        m_issue, m_paths = pick("t_issue"), pick("path")
+        lat = pick("t_resume") - m_issue
+        self.issue_delay.add(m_issue - pick("t_arrival"))
         self.latency_all.add(lat)
-        paths = m["path"]
-        for p in np.unique(paths).tolist():
-            self.latency[PATH_NAMES[p]].add(lat[paths == p])
-        _add_counts(self.kind_counts, m["kind"])
-        _add_counts(self.rc_counts, m["response_code"])
-        _add_counts(self.cc_counts, m["cc"])
+        present = np.flatnonzero(np.bincount(m_paths, minlength=len(PATH_NAMES)))
+        if len(present) == 1:
+            self.latency[PATH_NAMES[int(present[0])]].add(lat)
+        else:
+            for p in present.tolist():
+                self.latency[PATH_NAMES[p]].add(lat[m_paths == p])
+        _add_counts(self.kind_counts, pick("kind"))
+        _add_counts(self.rc_counts, pick("response_code"))
+        _add_counts(self.cc_counts, pick("cc"))
 
-        taken = m["t_mutex_grant"] >= 0
-        if taken.any():
-            t = m[taken]
-            self.wait.add(t["t_mutex_grant"] - t["t_mutex_req"])
-            closed = t[t["t_mutex_rel"] >= 0]
-            holds = closed["t_mutex_rel"] - closed["t_mutex_grant"]
+        m_grant = pick("t_mutex_grant")
+        taken = np.flatnonzero(m_grant >= 0)
+        if len(taken):
+            t_grant = m_grant[taken]
+            self.wait.add(t_grant - pick("t_mutex_req")[taken])
+            t_rel = pick("t_mutex_rel")[taken]
+            closed = np.flatnonzero(t_rel >= 0)
+            holds = t_rel[closed] - t_grant[closed]
             self.hold.add(holds)
             if holds.size:
-                i = self._argmax_earliest(holds, closed["t_mutex_grant"])
-                r = closed[i]
+                i = self._argmax_earliest(holds, t_grant[closed])
+                row = int(taken[closed[i]]) if sel is None else int(sel[taken[closed[i]]])
                 self._offer_longest(
                     int(holds[i]),
-                    int(r["t_mutex_grant"]),
+                    int(col["t_mutex_grant"][row]),
                     0,
                     {
                         "type": "vcpu",
-                        "vcpu": int(r["vcpu"]),
-                        "guest": int(r["guest"]),
-                        "seq": int(r["seq"]),
-                        "path": PATH_NAMES[int(r["path"])],
-                        "t_grant_ns": int(r["t_mutex_grant"]),
+                        "vcpu": int(col["vcpu"][row]),
+                        "guest": int(col["guest"][row]),
+                        "seq": int(col["seq"][row]),
+                        "path": PATH_NAMES[int(col["path"][row])],
+                        "t_grant_ns": int(col["t_mutex_grant"][row]),
                     },
                 )
 
