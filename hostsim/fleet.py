@@ -1,11 +1,13 @@
 """The vectorised core of the fast engine: every plain steady vCPU, processed in batches.
 
 A *plain* vCPU has a steady Poisson or closed-loop stream and a guest whose configuration never
-changes, so every request it will ever issue can be decoded in advance, a block at a time
-(:class:`Plan`), with every duration that does not depend on other requests (the mutex hold
-included). Each such vCPU has exactly one *pending* request, kept in arrays indexed by vCPU:
-its key (mutex request time, or issue time when it takes no lock) and a lower bound ``lb`` on
-the key of the vCPU's request after it.
+changes, so every request it will ever issue can be decoded in advance (:mod:`hostsim.plan`)
+with every duration that does not depend on other requests (the mutex hold included). Planned
+requests live in a pool of columns, linked per vCPU; open-loop vCPUs are planned an epoch of
+simulated time at a time (their arrivals do not depend on the host), others a few requests at a
+time. Each vCPU has exactly one *pending* request, kept in arrays indexed by vCPU: its key
+(mutex request time, or issue time when it takes no lock) and a lower bound ``lb`` on the key
+of the vCPU's request after it.
 
 A batch is every pending request whose key is below ``B = min(lb)``: no request that is not yet
 known can have a smaller key, so nothing can overtake the batch (conservative lookahead). The
@@ -14,169 +16,50 @@ arithmetic; the mutex is the FIFO recursion ``release_i = max(request_i, release
 hold_i``, which has the closed form ``release_i = S_i + max(free, max_{j<=i}(request_j -
 S_{j-1}))`` with ``S`` the running sum of holds (segmented per mutex for the per-mdev lock
 model). Then every vCPU of the batch takes its next request from the plans, all at once.
+
+When every member is open loop, :meth:`Fleet.window` goes further: see there.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from hostsim import arch
-from hostsim.decode import decode_batch
-from hostsim.intercept import InterceptBatch
 from hostsim.model import Model, expected_requests
-from hostsim.records import RECORD_DTYPE, Path
-from hostsim.rules import Kind, rule_code
+from hostsim.plan import CAT_EARLY, CAT_MUTEX, PLAN_COLUMNS, TAIL_DTYPE, make_plan
 
 INF = np.iinfo(np.int64).max
 EPOCH_ROWS = 1 << 17  # open-loop requests planned at a time (about)
 COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
 WINDOW_PASSES = 4  # fixed-point passes of an optimistic window
-TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
-CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 
 
-#: Per-request durations a plan fixes, kept by a pending request too.
-_DURATIONS = [
-    ("rw", np.int64),
-    ("rwhe", np.int64),
-    ("entry", np.int64),
-    ("exitc", np.int64),
-    ("hold", np.int64),
-    ("cat", np.int8),
-]
-REQ_DTYPE = np.dtype(
-    [
-        ("gap", np.int64),
-        ("ngap", np.int64),  # the gap of the vCPU's request after this one (the lookahead)
-        ("sie", np.int64),
-        ("kvm", np.int64),
-        *_DURATIONS,
-    ]
-)
-#: A vCPU's stream state and pending request.
-STATE_DTYPE = np.dtype(
-    [
-        ("k", np.int64),
-        ("resume", np.int64),
-        ("arrival", np.int64),
-        ("arr", np.int64),
-        ("issue", np.int64),
-        ("exit", np.int64),
-        ("dec", np.int64),
-        ("idx", np.int64),
-        *_DURATIONS,
-    ]
-)
-_DURATION_NAMES = tuple(name for name, _ in _DURATIONS)
+class LazyColumns(Mapping[str, np.ndarray]):
+    """Record columns, each an array or a function that makes it on first use (statistics
+    read a few columns; writing records reads them all)."""
+
+    def __init__(self, cols: dict[str, Any]) -> None:
+        self._cols = cols
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        c = self._cols[name]
+        if callable(c):
+            c = self._cols[name] = c()
+        return c
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
 
 
-def make_plan(
-    m: Model, group: int, lv: np.ndarray, k: np.ndarray, ngap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode requests ``k`` of local vCPUs ``lv`` of ``group`` (1-D, each vCPU's requests
-    consecutive) with the vectorised evaluator and precompute every duration that does not
-    depend on other requests: (durations as :data:`REQ_DTYPE`, decoded record fields as
-    :data:`TAIL_DTYPE`). ``ngap``: the gap of each request's successor (the lookahead)."""
-    blk = m.draws(group, lv, k)
-    g = m.s.guests[group]
-    n = len(lv)
-    regs = blk.regs
-    flags = {
-        "ap_instructions_available": m.s.host.ap_instructions_available,
-        "eca_apie": g.eca_apie,
-        "eca_aiv": g.eca_aiv,
-        "facility15": g.facility15,
-        "facility65": g.facility65,
-        "apxa": g.apxa,
-        "hook_registered": g.mdev,
-        "mdev_has_kvm": g.mdev,
-        "pv_guest": g.pv,
-    }
-    batch = InterceptBatch(
-        n,
-        gpr0=regs["gpr0"],
-        gpr1=regs["gpr1"],
-        gpr2=regs["gpr2"],
-        psw_mask=regs["psw_mask"],
-        queue_assigned=blk.assigned,
-        pin_ok=blk.pin_ok,
-        hw_aqic=blk.aqic,
-        hw_tapq_rc=blk.tapq_rc,
-        hw_tapq_irq=blk.tapq_irq,
-        **{name: np.broadcast_to(np.bool_(v), (n,)) for name, v in flags.items()},
-    )
-    d = decode_batch(batch, m.variant)
-    costs = blk.costs
-
-    def col(name: str) -> np.ndarray:
-        return np.broadcast_to(costs[name], (n,))
-
-    def add(out: np.ndarray, name: str, sel: np.ndarray, j: int | None = None) -> None:
-        """out[sel] += cost ``name`` of the rows ``sel`` (drawn for those rows alone)."""
-        idx = np.flatnonzero(sel)
-        if len(idx):
-            out[idx] += costs.subset(name, idx, j)
-
-    kind = d.kind
-    cat = np.full(n, CAT_EARLY, np.int8)
-    cat[kind == Kind.NO_HOOK_RC01] = CAT_NOHOOK
-    cat[d.hook_called & ~d.mutex] = CAT_HOOK_NOMUTEX
-    cat[d.mutex] = CAT_MUTEX
-    req = np.empty(n, REQ_DTYPE)
-    req["cat"] = cat
-    req["gap"] = blk.gap
-    req["ngap"] = ngap
-    req["sie"] = col("sie_exit")
-    req["kvm"] = col("kvm_decode")
-    req["rw"] = col("rwsem_read")
-    req["rwhe"] = req["rw"] + col("hook_entry")
-    req["entry"] = col("sie_entry")
-    exitc = np.zeros(n, np.int64)
-    add(exitc, "userspace_exit", kind == Kind.USERSPACE_EXIT)
-    add(exitc, "pgm_inject", kind == Kind.PROGRAM_INTERRUPT)
-    req["exitc"] = exitc
-    mutex = d.mutex
-    hold = np.zeros(n, np.int64)
-    add(hold, "mutex_acquire", mutex)
-    add(hold, "lookup", mutex)
-    add(hold, "pin", mutex & d.pin)
-    add(hold, "gisc_register", mutex & d.gisc)
-    for name, calls, width in (
-        ("host_aqic", d.hw_aqic_calls, 7),
-        ("host_tapq", d.hw_tapq_calls, 5),
-        ("msleep20", d.sleeps, 11),
-    ):
-        for j in range(min(width, int(calls.max()) if n else 0)):
-            add(hold, name, mutex & (calls > j), j)
-    req["hold"] = hold
-    path = np.full(n, Path.HOOK_SOFTWARE, np.uint8)
-    path[kind == Kind.USERSPACE_EXIT] = Path.USERSPACE_EXIT
-    path[kind == Kind.PROGRAM_INTERRUPT] = Path.PROGRAM_CHECK
-    path[kind == Kind.NO_HOOK_RC01] = Path.NO_HOOK_RC01
-    served = kind == Kind.HOOK_HANDLED
-    path[served & (d.hw_aqic_calls > 0)] = Path.HOOK_ENABLE
-    path[served & (d.rule == rule_code("disable.done"))] = Path.HOOK_DISABLE
-    tail = np.empty(n, TAIL_DTYPE)
-    tail["gpr0"] = regs["gpr0"]
-    tail["gpr1"] = regs["gpr1"]
-    tail["gpr2"] = regs["gpr2"]
-    tail["psw_mask"] = regs["psw_mask"]
-    tail["gpr1_out"] = d.gr1
-    tail["apqn"] = regs["gpr0"] & np.uint64(arch.GR0_APQN_MASK)
-    tail["kind"] = kind
-    tail["path"] = path
-    tail["rule"] = d.rule
-    tail["response_code"] = d.response_code
-    tail["guest_visible_rc"] = d.guest_visible_rc
-    tail["cc"] = d.cc
-    tail["pgm_code"] = d.pgm_code
-    tail["hw_aqic_calls"] = d.hw_aqic_calls
-    tail["hw_tapq_calls"] = d.hw_tapq_calls
-    tail["sleeps"] = d.sleeps
-    return req, tail
+def _field(tail: np.ndarray, name: str, row: np.ndarray) -> Any:
+    return lambda: tail[name][row]
 
 
 class Fleet:
@@ -189,67 +72,88 @@ class Fleet:
         self.duration = m.s.duration_ns
         n = m.n_vcpus
         topo = m.topo
+        guests = m.s.guests
         self.vcpus = vcpus
+        self.n_groups = len(guests)
         self.group = topo.vcpu_group.astype(np.int64)
         self.guest = topo.vcpu_guest.astype(np.int64)
         self.local = topo.vcpu_local.astype(np.int64)
         self.mutex = m.mutex_of_guest.astype(np.int64)[self.guest]
         self.single_mutex = m.n_mutexes == 1
-        self.poisson = np.array([g.workload.kind == "poisson" for g in m.s.guests])[self.group]
-        #: requests planned per vCPU at a time: about a sixteenth of what it issues in the run
-        self.refill = [
-            int(min(32, max(1, math.ceil(expected_requests(g.workload, m.s.duration_ns) / 16))))
-            for g in m.s.guests
-        ]
-        starts = np.array([round(g.workload.start_ms * 1e6) for g in m.s.guests], np.int64)
-        self.key = np.full(n, INF, np.int64)  # pending request: mutex request or issue time
+        is_poisson = [g.workload.kind == "poisson" for g in guests]
+        self.poisson = np.array(is_poisson, bool)[self.group]
+        #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a
+        #: sixteenth of what it issues in the run
+        self.refill_of = np.array(
+            [
+                min(32, max(1, math.ceil(expected_requests(g.workload, self.duration) / 16)))
+                for g in guests
+            ],
+            np.int64,
+        )
+        starts = np.array([round(g.workload.start_ms * 1e6) for g in guests], np.int64)
+        # The pending request of each vCPU.
+        self.key = np.full(n, INF, np.int64)  # its mutex request or issue time
         self.lb = np.full(n, INF, np.int64)  # lower bound of the key of the request after it
-        self.issue = np.full(n, INF, np.int64)  # pending request's issue (the watermark)
-        self.st = np.zeros(n, STATE_DTYPE)
-        self.st["resume"] = starts[self.group]
-        self.st["arrival"] = self.st["resume"]
-        # The plan pool: planned requests, linked per vCPU (``pool_nxt``: the row of the same
-        # vCPU's next request, -1 while it is not planned yet).
-        self.pool_req = np.empty(0, REQ_DTYPE)
-        self.pool_tail = np.empty(0, TAIL_DTYPE)
-        self.pool_nxt = np.empty(0, np.int64)
-        self.pool_v = np.empty(0, np.int64)
-        self.pool_k = np.empty(0, np.int64)
+        self.issue = np.full(n, INF, np.int64)  # its issue (the watermark)
+        self.k = np.zeros(n, np.int64)  # its request number
+        self.arr = starts[self.group].copy()  # its arrival
+        self.row = np.full(n, -1, np.int64)  # its plan pool row
+        # The plan pool: planned requests as columns, linked per vCPU (``nxt``: the row of the
+        # same vCPU's next request, -1 while it is not planned yet).
+        self.pool: dict[str, np.ndarray] = {}
         self.pool_n = 0
+        expect = sum(
+            g.count * g.vcpus * (expected_requests(g.workload, self.duration) + 1) for g in guests
+        )
+        self._grow(int(min(max(4096, 1.1 * expect), 3 * EPOCH_ROWS + 2 * n)))
         self.last_row = np.full(n, -1, np.int64)  # each vCPU's last planned row
         self.last_k = np.full(n, -1, np.int64)  # its request number
-        self.last_arr = self.st["arrival"].copy()  # its arrival (open loop)
+        self.last_arr = self.arr.copy()  # its arrival (open loop)
         self.next_gap = np.zeros(n, np.int64)  # the gap of the request after it
         self.head = np.full(n, -1, np.int64)  # each vCPU's first planned row
-        self.n_groups = len(m.s.guests)
-        self.refill_of = np.array(self.refill, np.int64)
         self.planned_until = 0
-        rates = [g.workload.rate_hz for g in m.s.guests if g.workload.kind == "poisson"]
+        rates = [g.workload.rate_hz for g, p in zip(guests, is_poisson, strict=True) if p]
         total = sum(
             g.count * g.vcpus * g.workload.rate_hz
-            for g in m.s.guests
-            if g.workload.kind == "poisson"
+            for g, p in zip(guests, is_poisson, strict=True)
+            if p
         )
         self.rate_max = max(rates, default=0.0)
         #: open-loop requests are planned an epoch at a time: about EPOCH_ROWS of them
         self.epoch_ns = max(1_000_000, round(EPOCH_ROWS / total * 1e9)) if total > 0 else INF
         self.processed = 0
-        self.done: list[tuple[np.ndarray, ...]] = []  # finished batches, records not built yet
+        self.done: list[tuple[np.ndarray, ...]] = []  # committed requests, records not built yet
+        self.n_done = 0
         #: optimistic windows (see :meth:`window`): only when every member is open loop
         self.optimistic = bool(len(vcpus)) and bool(self.poisson[vcpus].all())
         self.span = 1_000_000  # current window length (ns), adapted to what commits
         self.cooldown = 0
-        self.n_done = 0
         #: sort keys ``key << vbits | vcpu`` fit in 63 bits when times stay below 2**(63-vbits)
         self.vbits = max(1, int(n - 1).bit_length())
         self.packed = self.duration + (1 << 40) < (1 << (63 - self.vbits))
         if len(vcpus):
-            self.st["idx"] = -1
             self.next_gap[vcpus] = self._gaps(vcpus, np.zeros(len(vcpus), np.int64))
             self.plan_epoch(int(starts.min()) + self.epoch_ns)
-            self._next(vcpus, self.st[vcpus])
+            v = vcpus
+            self._next(v, self.k[v], starts[self.group[v]], self.arr[v], self.row[v])
 
-    # --- plans ----------------------------------------------------------------------------------
+    # --- the plan pool --------------------------------------------------------------------------
+    def _grow(self, cap: int) -> None:
+        """Make room for ``cap`` planned rows (the rows in use are kept)."""
+        n = self.pool_n
+        old = self.pool
+        new: dict[str, np.ndarray] = {}
+        for name in PLAN_COLUMNS:
+            new[name] = np.empty(cap, np.int8 if name == "cat" else np.int64)
+        new["tail"] = np.empty(cap, TAIL_DTYPE)
+        for name in ("nxt", "v", "k"):
+            new[name] = np.empty(cap, np.int64)
+        if old:
+            for name, a in new.items():
+                a[:n] = old[name][:n]
+        self.pool = new
+
     def _append(self, v: np.ndarray, k: np.ndarray, gap_next: np.ndarray, runs: np.ndarray) -> None:
         """Plan requests ``k`` of vCPUs ``v`` into the pool, each vCPU's run of ``runs[i]`` rows
         consecutive and continuing its chain. ``gap_next``: the gap of each row's successor."""
@@ -257,52 +161,47 @@ class Fleet:
         if not total:
             return
         at = self.pool_n
-        if at + total > len(self.pool_req):
-            self._grow(max(2 * len(self.pool_req), at + total, 4096))
+        if at + total > len(self.pool["nxt"]):
+            self._grow(max(2 * len(self.pool["nxt"]), at + total, 4096))
+        p = self.pool
+        end = at + total
         groups = self.group[v]
         if self.n_groups == 1 or not (groups != groups[0]).any():
-            req, tail = make_plan(self.m, int(groups[0]), self.local[v], k, gap_next)
-            self.pool_req[at : at + total] = req
-            self.pool_tail[at : at + total] = tail
+            plan, tail = make_plan(self.m, int(groups[0]), self.local[v], k, gap_next)
+            for name in PLAN_COLUMNS:
+                p[name][at:end] = plan[name]
+            p["tail"][at:end] = tail
         else:
             for grp in np.unique(groups).tolist():
                 sel = np.flatnonzero(groups == grp)
-                req, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], gap_next[sel])
-                self.pool_req[at + sel] = req
-                self.pool_tail[at + sel] = tail
-        self.pool_v[at : at + total] = v
-        self.pool_k[at : at + total] = k
+                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], gap_next[sel])
+                for name in PLAN_COLUMNS:
+                    p[name][at + sel] = plan[name]
+                p["tail"][at + sel] = tail
+        p["v"][at:end] = v
+        p["k"][at:end] = k
         ends = np.cumsum(runs) - 1  # each run's last row
         first = ends - runs + 1
-        nxt = np.arange(at + 1, at + total + 1)
+        nxt = np.arange(at + 1, end + 1)
         nxt[ends] = -1
-        self.pool_nxt[at : at + total] = nxt
+        p["nxt"][at:end] = nxt
         rv = v[first]
         prev = self.last_row[rv]
         linked = prev >= 0
-        self.pool_nxt[prev[linked]] = at + first[linked]
+        p["nxt"][prev[linked]] = at + first[linked]
         self.head[rv[~linked]] = at + first[~linked]
         self.last_row[rv] = at + ends
         self.last_k[rv] = k[ends]
         self.next_gap[rv] = gap_next[ends]
-        self.last_arr[rv] += np.add.reduceat(self.pool_req["gap"][at : at + total], first)
-        self.pool_n = at + total
-
-    def _grow(self, cap: int) -> None:
-        """Make room for ``cap`` planned rows (the rows in use are kept)."""
-        n = self.pool_n
-        for name in ("pool_req", "pool_tail", "pool_nxt", "pool_v", "pool_k"):
-            old = getattr(self, name)
-            new = np.empty(cap, old.dtype)
-            new[:n] = old[:n]
-            setattr(self, name, new)
+        self.last_arr[rv] += np.add.reduceat(p["gap"][at:end], first)
+        self.pool_n = end
 
     def _gaps(self, v: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """The gaps of requests ``k`` of vCPUs ``v`` (any shape)."""
-        if self.n_groups == 1:
-            return self.m.gaps(0, np.broadcast_to(self.local[v], k.shape), k)
-        out = np.empty(k.shape, np.int64)
+        """The gaps of requests ``k`` of vCPUs ``v`` (``v`` broadcast to the shape of ``k``)."""
         vv = np.broadcast_to(v, k.shape)
+        if self.n_groups == 1:
+            return self.m.gaps(0, self.local[vv], k)
+        out = np.empty(k.shape, np.int64)
         groups = self.group[vv]
         for grp in np.unique(groups).tolist():
             sel = groups == grp
@@ -310,7 +209,7 @@ class Fleet:
         return out
 
     def _plan_count(self, v: np.ndarray) -> None:
-        """Plan the next few requests (per group :attr:`refill`) of vCPUs ``v``."""
+        """Plan the next few requests (per group ``refill_of``) of vCPUs ``v``."""
         size = self.refill_of[self.group[v]]
         start = np.cumsum(size) - size
         rep = np.repeat(np.arange(len(v)), size)
@@ -337,91 +236,80 @@ class Fleet:
             arr = self.last_arr[v][:, None] + np.cumsum(gaps[:, :per], axis=1)
             take = arr < until
             cnt = take.sum(1)
-            has = cnt > 0
             flat = take.reshape(-1)
             self._append(
-                np.repeat(v, cnt), ks.reshape(-1)[flat], gaps[:, 1:].reshape(-1)[flat], cnt[has]
+                np.repeat(v, cnt), ks.reshape(-1)[flat], gaps[:, 1:].reshape(-1)[flat], cnt[cnt > 0]
             )
             v = v[cnt == per]
 
-    def _after(
-        self, v: np.ndarray, prev: np.ndarray, before: int = INF
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(pool row, durations) of the request after pool row ``prev`` of each vCPU ``v``
-        (``prev`` -1: its first request), planning what is missing. An open-loop vCPU whose
-        next arrival is at or after ``before`` or the run's end gets row -1 and durations
-        whose gap says so (nothing else of them is needed)."""
-        first = prev < 0
-        idx = np.where(
-            first, self.head[v], self.pool_nxt[np.maximum(prev, 0)] if self.pool_n else -1
-        )
+    def _after(self, v: np.ndarray, prev: np.ndarray, before: int = INF) -> np.ndarray:
+        """The pool row of the request after pool row ``prev`` of each vCPU ``v`` (``prev`` -1:
+        its first request), planning what is missing. An open-loop vCPU whose next arrival is
+        at or after ``before`` or the run's end gets row -1: nothing but that arrival (its last
+        arrival plus ``next_gap``) is needed of it."""
+        nxt = self.pool["nxt"]
+        idx = np.where(prev < 0, self.head[v], nxt[np.maximum(prev, 0)] if self.pool_n else -1)
         miss = idx < 0
-        if miss.any():
+        if not miss.any():
+            return idx
+        stop = min(before, self.duration)
+        mv = v[miss]
+        need = ~self.poisson[mv] | (self.last_arr[mv] + self.next_gap[mv] < stop)
+        if need.any() and self.poisson[mv[need]].any() and before > self.planned_until:
+            # Open-loop requests past the planned epoch: plan the next epoch (all vCPUs).
+            self.plan_epoch(self.planned_until + self.epoch_ns)
+            pm = prev[miss]
+            idx[miss] = np.where(pm < 0, self.head[mv], self.pool["nxt"][np.maximum(pm, 0)])
+            miss = idx < 0
             mv = v[miss]
-            nxt_arr = self.last_arr[mv] + self.next_gap[mv]
-            need = ~self.poisson[mv] | (nxt_arr < min(before, self.duration))
-            if need.any() and self.poisson[mv[need]].any() and before > self.planned_until:
-                # Open-loop requests past the planned epoch: plan the next epoch (all vCPUs).
-                self.plan_epoch(self.planned_until + self.epoch_ns)
-                pm = prev[miss]
-                idx[miss] = np.where(pm < 0, self.head[mv], self.pool_nxt[np.maximum(pm, 0)])
-                miss = idx < 0
-                mv = v[miss]
-                nxt_arr = self.last_arr[mv] + self.next_gap[mv]
-                need = ~self.poisson[mv] | (nxt_arr < min(before, self.duration))
-            if need.any():
-                self._plan_count(mv[need])
-                pm = prev[miss][need]
-                idx[np.flatnonzero(miss)[need]] = np.where(
-                    pm < 0, self.head[mv[need]], self.pool_nxt[np.maximum(pm, 0)]
-                )
-        r = self.pool_req[idx]
+            need = ~self.poisson[mv] | (self.last_arr[mv] + self.next_gap[mv] < stop)
+        if need.any():
+            self._plan_count(mv[need])
+            pm = prev[miss][need]
+            idx[np.flatnonzero(miss)[need]] = np.where(
+                pm < 0, self.head[mv[need]], self.pool["nxt"][np.maximum(pm, 0)]
+            )
+        return idx
+
+    def _gap_of(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The gap of each request at pool row ``idx`` (-1: the vCPU's unplanned next one)."""
+        gap = self.pool["gap"][idx]
         out = idx < 0
         if out.any():
-            r[out] = np.zeros(1, REQ_DTYPE)
-            r["gap"][out] = self.next_gap[v[out]]
-        return idx, r
+            gap[out] = self.next_gap[v[out]]
+        return gap
 
     # --- the next request of each vCPU in ``v`` ------------------------------------------------
-    def _next(self, v: np.ndarray, st: np.ndarray) -> None:
-        """Make the next request of every vCPU in ``v`` pending (``st``: their state rows, with
-        ``k`` and ``resume`` already advanced)."""
-        idx, r = self._after(v, st["idx"])
+    def _next(
+        self, v: np.ndarray, k: np.ndarray, resume: np.ndarray, arr: np.ndarray, prev: np.ndarray
+    ) -> None:
+        """Make request ``k`` of each vCPU ``v`` pending: its previous request resumed at
+        ``resume``, arrived at ``arr`` and was planned at pool row ``prev``."""
+        idx = self._after(v, prev)
+        p = self.pool  # after planning: the pool may have grown
+        gap = self._gap_of(v, idx)
         poisson = self.poisson[v]
-        resume = st["resume"]
-        gap = r["gap"]
-        arrival = np.where(poisson, st["arrival"] + gap, resume + gap)
+        arrival = np.where(poisson, arr, resume) + gap
         issue = np.where(poisson, np.maximum(arrival, resume), arrival)
         done = issue >= self.duration
-        t_exit = issue + r["sie"]
-        t_dec = t_exit + r["kvm"]
-        cat = r["cat"]
-        mutex = cat == CAT_MUTEX
-        key = np.where(mutex, t_dec + r["rwhe"], issue)
+        r = np.where(done, 0, idx)  # done vCPUs may have no planned row
+        key = issue + p["koff"][r]
+        mutex = p["cat"][r] == CAT_MUTEX
         key[done] = INF
-        st["arrival"] = np.where(poisson & ~done, arrival, st["arrival"])
-        st["arr"] = arrival
-        st["issue"] = issue
-        st["exit"] = t_exit
-        st["dec"] = t_dec
-        st["idx"] = idx
-        for name in _DURATION_NAMES:
-            st[name] = r[name]
-        self.st[v] = st
+        self.k[v] = k
+        self.arr[v] = arrival
+        self.row[v] = idx
         self.key[v] = key
         self.issue[v] = np.where(done, INF, issue)
-        # Lower bound on the key of the request after this one: its issue.
-        # A request's grant is no earlier than its mutex's release of everything before it.
-        free = self.free[0] if self.single_mutex else np.array(self.free, np.int64)[self.mutex[v]]
+        # Lower bound on the key of the request after this one: its issue, no earlier than
+        # this request's resume (a grant is no earlier than its mutex is free now).
+        free = self.free[0] if self.single_mutex else np.array(self.free)[self.mutex[v]]
         resume_lb = np.where(
             mutex,
-            np.maximum(key, free) + r["hold"] + r["entry"],
-            t_dec
-            + np.where(cat == CAT_NOHOOK, r["rw"], np.where(cat == CAT_HOOK_NOMUTEX, r["rwhe"], 0))
-            + r["exitc"]
-            + r["entry"],
+            np.maximum(key, free) + p["hold"][r] + p["entry"][r],
+            issue + p["pre"][r] + p["post"][r],
         )
-        ngap = r["ngap"]
+        ngap = p["ngap"][r]
         lb = np.where(poisson, np.maximum(arrival + ngap, resume_lb), resume_lb + ngap)
         lb[done] = INF
         self.lb[v] = lb
@@ -450,12 +338,26 @@ class Fleet:
         self.process(v)
         return len(v)
 
+    def process(self, v: np.ndarray) -> None:
+        """Process the pending requests of ``v`` (in key order) and advance those vCPUs."""
+        idx, issue, key = self.row[v], self.issue[v], self.key[v]
+        mreq, grant, rel, resume = self._serve(v, idx, issue, key, np.arange(len(v)))
+        mx = np.flatnonzero(mreq >= 0)
+        if len(mx):
+            self._set_free(self.mutex[v[mx]], rel[mx])
+        k, arr = self.k[v], self.arr[v]
+        self._commit(v, k, arr, issue, idx, mreq, grant, rel, resume)
+        self._next(v, k + 1, resume, arr, idx)
+
     def window(self, hard: int) -> int:
         """Optimistic batch (all-Poisson fleets): every request whose key falls before a window
-        end, the vCPUs' later arrivals included, assuming each vCPU is idle when its next
-        arrival comes. One FIFO pass, then a check that every assumed-idle request really found
-        its vCPU resumed (``resume_{k-1} <= arrival_k``); the prefix (in key order) before the
-        first miss is exact and is committed. Returns how many requests were committed.
+        end, the vCPUs' later arrivals included, assuming first that each vCPU is idle when its
+        next arrival comes. A FIFO pass in key order gives every request's resume; where a
+        vCPU was still busy (``resume_{k-1} > arrival_k``) its request issues at that resume
+        instead, and the pass is run again, up to :data:`WINDOW_PASSES` times (a fixed point of
+        ``issue_k = max(arrival_k, resume_{k-1})`` is the simulation itself). Every request
+        whose key is below the lower bound (its key with an issue at its arrival) of each still
+        unsettled one is exact and is committed. Returns how many requests were committed.
         """
         if self.cooldown:  # windows kept failing (a saturated mutex): batches for a while
             self.cooldown -= 1
@@ -472,113 +374,114 @@ class Fleet:
         v = np.flatnonzero(self.key < end)
         if not len(v):
             return 0
-        st = self.st[v]
-        keys = [self.key[v]]
-        vs = [v]
-        rows = [st]
+        vs, rows, ks, arrs, issues, keys = (
+            [v],
+            [self.row[v]],
+            [self.k[v]],
+            [self.arr[v]],
+            [self.issue[v]],
+            [self.key[v]],
+        )
         preds = [np.full(len(v), -1, np.int64)]  # index of the same vCPU's previous entry
         limit = end
-        cur_v, cur = v, st
-        cur_idx = np.arange(len(v))
+        cur_v, cur_row, cur_k, cur_arr = v, rows[0], ks[0], arrs[0]
+        cur_at = np.arange(len(v))
+        count = len(v)
         while len(cur_v):
-            k = cur["k"] + 1
-            idx, r = self._after(cur_v, cur["idx"], end)
-            arrival = cur["arr"] + r["gap"]
-            t_exit = arrival + r["sie"]
-            t_dec = t_exit + r["kvm"]
-            mutex = r["cat"] == CAT_MUTEX
-            key = np.where(mutex, t_dec + r["rwhe"], arrival)
+            idx = self._after(cur_v, cur_row, end)
+            arrival = cur_arr + self._gap_of(cur_v, idx)
             alive = arrival < self.duration
+            r = np.where(idx < 0, 0, idx)
+            key = arrival + self.pool["koff"][r]
             take = alive & (key < end)
             # A request left out bounds what can be committed (its true key is no earlier).
             left = alive & ~take
             if left.any():
                 limit = min(limit, int(key[left].min()))
-            if not take.any():
+            t = np.flatnonzero(take)
+            if not len(t):
                 break
-            nxt = np.zeros(int(take.sum()), STATE_DTYPE)
-            nxt["k"] = k[take]
-            nxt["arr"] = arrival[take]
-            nxt["arrival"] = arrival[take]
-            nxt["issue"] = arrival[take]
-            nxt["exit"] = t_exit[take]
-            nxt["dec"] = t_dec[take]
-            nxt["idx"] = idx[take]
-            for name in _DURATION_NAMES:
-                nxt[name] = r[name][take]
-            offset = sum(len(x) for x in vs)
-            preds.append(cur_idx[take])
-            vs.append(cur_v[take])
-            keys.append(key[take])
-            rows.append(nxt)
-            cur_v, cur = cur_v[take], nxt
-            cur_idx = offset + np.arange(len(cur_v))
+            cur_v, cur_row, cur_k, cur_arr = cur_v[t], idx[t], cur_k[t] + 1, arrival[t]
+            preds.append(cur_at[t])
+            cur_at = count + np.arange(len(t))
+            count += len(t)
+            vs.append(cur_v)
+            rows.append(cur_row)
+            ks.append(cur_k)
+            arrs.append(cur_arr)
+            issues.append(cur_arr)
+            keys.append(key[t])
         v = np.concatenate(vs)
+        row = np.concatenate(rows)
         key = np.concatenate(keys)
-        st = np.concatenate(rows)
+        issue = np.concatenate(issues)
         pred = np.concatenate(preds)
         n = len(v)
         spec = np.flatnonzero(pred >= 0)
         sp = pred[spec]
         low = key  # lower bounds of the true keys (every speculated issue at its arrival)
-        issue = st["issue"]
-        arr = issue[spec]
-        d_key = key[spec] - arr
-        d_exit = st["exit"][spec] - arr
-        d_dec = st["dec"][spec] - arr
-        # Fixed-point passes: issue_k = max(arrival_k, resume_{k-1}) with the FIFO re-run.
+        arr_spec = issue[spec]
+        koff_spec = key[spec] - arr_spec
         for it in range(WINDOW_PASSES):
             order = self._order(v, key)
-            mreq, grant, rel, resume = self._serve(v, st, key, order)
-            want = np.maximum(arr, resume[sp])
+            mreq, grant, rel, resume = self._serve(v, row, issue, key, order)
+            want = np.maximum(arr_spec, resume[sp])
             bad = want != issue[spec]
             if not bad.any():
                 cut_t = limit
                 break
-            # Anything not settled is no earlier than its lower bound: all before it is exact.
+            # Anything unsettled is no earlier than its lower bound: all before it is exact.
             cut_t = min(limit, int(low[spec[bad]].min()))
             if it == WINDOW_PASSES - 1 or cut_t <= int(key.min()):
                 break
             issue = issue.copy()
             issue[spec] = want
             key = key.copy()
-            key[spec] = want + d_key
-            st = st.copy()
-            st["issue"] = issue
-            st["exit"][spec] = want + d_exit
-            st["dec"][spec] = want + d_dec
+            key[spec] = want + koff_spec
         cut = int(np.searchsorted(key[order], cut_t, side="left"))
-        cat = st["cat"]
         if cut < min(n, 64):
             # Speculation is not paying: shrink the window and rest for a few batches.
             self.span = max(self.span // 2, 1)
             self.cooldown = 32
             if cut == 0:
                 return 0
-        keep = order[:cut]
         if cut == n:
             self.span = self.span * 3 // 2
         elif cut < n // 2:
             self.span = max(self.span // 2, 1)
-        kept_mx = keep[cat[keep] == CAT_MUTEX]
-        if len(kept_mx):
-            self._set_free(self.mutex[v[kept_mx]], rel[kept_mx])
+        keep = order[:cut]
         kv = v[keep]
-        self.done.append((kv, st[keep], mreq[keep], grant[keep], rel[keep], resume[keep]))
-        self.n_done += cut
-        self.processed += cut
+        kept_mx = np.flatnonzero(mreq[keep] >= 0)
+        if len(kept_mx):
+            self._set_free(self.mutex[kv[kept_mx]], rel[keep[kept_mx]])
+        k = np.concatenate(ks)
+        arr = np.concatenate(arrs)
+        self._commit(
+            kv,
+            k[keep],
+            arr[keep],
+            issue[keep],
+            row[keep],
+            mreq[keep],
+            grant[keep],
+            rel[keep],
+            resume[keep],
+        )
         # Each vCPU continues after its last committed request (no committed successor).
         committed = np.zeros(n, bool)
         committed[keep] = True
         has_next = np.zeros(n, bool)
         has_next[sp[committed[spec]]] = True
         tail = np.flatnonzero(committed & ~has_next)
-        nxt = st[tail].copy()
-        nxt["k"] += 1
-        nxt["resume"] = resume[tail]
-        nxt["arrival"] = st["arr"][tail]
-        self._next(v[tail], nxt)
+        self._next(v[tail], k[tail] + 1, resume[tail], arr[tail], row[tail])
         return cut
+
+    def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None:
+        """Keep committed requests for their records: (vCPU, k, arrival, issue, pool row,
+        mutex request, grant, release, resume)."""
+        self.done.append((v, *cols))
+        self.n_done += len(v)
+        self.processed += len(v)
 
     def _order(self, v: np.ndarray, key: np.ndarray) -> np.ndarray:
         """Indices of ``(key, v)`` pairs in FIFO order (keys and vCPUs ascending)."""
@@ -586,50 +489,33 @@ class Fleet:
             return np.argsort((key << self.vbits) | v)  # unique: any sort gives this order
         return np.lexsort((v, key))
 
-    def process(self, v: np.ndarray) -> None:
-        """Process the pending requests of ``v`` (in key order) and advance those vCPUs."""
-        st = self.st[v]
-        n = len(v)
-        mreq, grant, rel, resume = self._serve(v, st, self.key[v], np.arange(n))
-        mx = np.flatnonzero(mreq >= 0)
-        if len(mx):
-            self._set_free(self.mutex[v[mx]], rel[mx])
-        self.done.append((v, st, mreq, grant, rel, resume))
-        self.n_done += n
-        self.processed += n
-        nxt = st.copy()  # ``st`` stays as it was: the records are built from it later
-        nxt["k"] += 1
-        nxt["resume"] = resume
-        self._next(v, nxt)
-
     def _serve(
-        self, v: np.ndarray, st: np.ndarray, key: np.ndarray, order: np.ndarray
+        self,
+        v: np.ndarray,
+        row: np.ndarray,
+        issue: np.ndarray,
+        key: np.ndarray,
+        order: np.ndarray,
     ) -> tuple[np.ndarray, ...]:
-        """Times of requests ``st`` (vCPUs ``v``, keys ``key``), taken in FIFO ``order``:
-        (mutex request, grant, release, resume), -1 where no mutex was taken. The mutexes'
-        free times are not changed (see :meth:`_set_free`)."""
+        """Times of the requests at pool rows ``row`` (vCPUs ``v``, issues ``issue``, keys
+        ``key``), taken in FIFO ``order``: (mutex request, grant, release, resume), -1 where no
+        mutex was taken. The mutexes' free times are not changed (see :meth:`_set_free`)."""
+        p = self.pool
         n = len(v)
-        cat = st["cat"]
-        resume = (
-            st["dec"]
-            + st["entry"]
-            + np.where(
-                cat == CAT_EARLY,
-                st["exitc"],
-                np.where(cat == CAT_NOHOOK, st["rw"], st["rwhe"] + st["exitc"]),
-            )
-        )
+        resume = issue + p["pre"][row] + p["post"][row]
         mreq = np.full(n, -1, np.int64)
         grant = np.full(n, -1, np.int64)
         rel = np.full(n, -1, np.int64)
-        mx = order[cat[order] == CAT_MUTEX]
+        mx = order[p["cat"][row[order]] == CAT_MUTEX]
         if len(mx):
-            h = st["hold"][mx]
-            r = self._fifo(key[mx], h, self.mutex[v[mx]])
-            mreq[mx] = key[mx]
+            rmx = row[mx]
+            h = p["hold"][rmx]
+            t = key[mx]
+            r = self._fifo(t, h, self.mutex[v[mx]])
+            mreq[mx] = t
             rel[mx] = r
             grant[mx] = r - h
-            resume[mx] = r + st["entry"][mx]
+            resume[mx] = r + p["entry"][rmx]
         return mreq, grant, rel, resume
 
     def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray) -> np.ndarray:
@@ -661,33 +547,44 @@ class Fleet:
             self.free[m_id] = r
 
     # --- records --------------------------------------------------------------------------------
-    def records(self) -> dict[str, np.ndarray] | None:
-        """The records of every request processed since the last call, as columns of
-        :data:`RECORD_DTYPE` field names (in commit order)."""
+    def records(self) -> LazyColumns | None:
+        """The records of every request committed since the last call, as columns of
+        :data:`~hostsim.records.RECORD_DTYPE` field names (in commit order)."""
         if not self.done:
             return None
-        v, st, mreq, grant, rel, resume = (np.concatenate(x) for x in zip(*self.done, strict=True))
+        parts = list(zip(*self.done, strict=True))
         self.done.clear()
         self.n_done = 0
-        tail = self.pool_tail[st["idx"]]
+        v, k, arr, issue, row, mreq, grant, rel, resume = (
+            np.concatenate(x) if len(x) > 1 else x[0] for x in parts
+        )
+        p = self.pool
+        tail, pre, sie, cat = p["tail"], p["pre"], p["sie"], p["cat"]  # these arrays, not the
+        # pool's columns later (a compaction replaces them): the columns are made on demand
+        dec = issue + pre[row]
+        rwsem = self.rwsem
+
+        def t_rwsem() -> np.ndarray:
+            return np.where(cat[row] == CAT_EARLY, -1, dec if rwsem else -1)
+
+        col = LazyColumns(
+            {
+                "vcpu": v,
+                "guest": lambda: self.guest[v],
+                "seq": k,
+                "t_arrival": arr,
+                "t_issue": issue,
+                "t_exit": lambda: issue + sie[row],
+                "t_decode": dec,
+                "t_rwsem": t_rwsem,
+                "t_mutex_req": mreq,
+                "t_mutex_grant": grant,
+                "t_mutex_rel": rel,
+                "t_resume": resume,
+                **{name: _field(tail, name, row) for name in TAIL_DTYPE.names or ()},
+            }
+        )
         self._compact()
-        rw = st["dec"] if self.rwsem else -1
-        col = {
-            "vcpu": v,
-            "guest": self.guest[v],
-            "seq": st["k"],
-            "t_arrival": st["arr"],
-            "t_issue": st["issue"],
-            "t_exit": st["exit"],
-            "t_decode": st["dec"],
-            "t_rwsem": np.where(st["cat"] == CAT_EARLY, -1, rw),
-            "t_mutex_req": mreq,
-            "t_mutex_grant": grant,
-            "t_mutex_rel": rel,
-            "t_resume": resume,
-        }
-        for name in TAIL_DTYPE.names or ():
-            col[name] = tail[name]
         return col
 
     def _compact(self) -> None:
@@ -696,22 +593,20 @@ class Fleet:
         n = self.pool_n
         if n < COMPACT_MIN:
             return
-        pv = self.pool_v[:n]
-        live = (self.pool_k[:n] >= self.st["k"][pv]) & (self.key[pv] < INF)
+        p = self.pool
+        pv = p["v"][:n]
+        live = (p["k"][:n] >= self.k[pv]) & (self.key[pv] < INF)
         kept = int(np.count_nonzero(live))
         if 2 * kept > n:
             return
         newpos = np.cumsum(live) - 1
-        nxt = self.pool_nxt[:n][live]
-        self.pool_nxt = np.where(nxt >= 0, newpos[np.maximum(nxt, 0)], -1)
-        self.pool_req = self.pool_req[:n][live]
-        self.pool_tail = self.pool_tail[:n][live]
-        self.pool_v = pv[live]
-        self.pool_k = self.pool_k[:n][live]
+        for name, a in p.items():
+            p[name] = a[:n][live]
+        nxt = p["nxt"]
+        p["nxt"] = np.where(nxt >= 0, newpos[np.maximum(nxt, 0)], -1)
         self.pool_n = kept
         alive = self.key < INF
-        idx = self.st["idx"]
-        self.st["idx"] = np.where(alive & (idx >= 0), newpos[np.maximum(idx, 0)], -1)
+        self.row = np.where(alive & (self.row >= 0), newpos[np.maximum(self.row, 0)], -1)
         last = self.last_row
         self.last_row = np.where(alive & (last >= 0), newpos[np.maximum(last, 0)], -1)
         self.head[:] = -1  # first requests are long planned

@@ -10,7 +10,7 @@ flight plus one chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def record_tuple(
     )
 
 
-def to_records(col: dict[str, np.ndarray]) -> np.ndarray:
+def to_records(col: Mapping[str, np.ndarray]) -> np.ndarray:
     """Records (:data:`RECORD_DTYPE`) from columns of its field names."""
     n = len(col["t_issue"])
     rec = np.empty(n, RECORD_DTYPE)
@@ -119,7 +119,7 @@ class RecordSink:
         self._arrays.append(rows)
         self._array_rows += len(rows)
 
-    def add_columns(self, col: dict[str, np.ndarray]) -> None:
+    def add_columns(self, col: Mapping[str, np.ndarray]) -> None:
         """Many finished requests at once, as columns of :data:`RECORD_DTYPE` field names."""
         if not self.ordered:
             self._emit(col)

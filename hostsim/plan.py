@@ -1,0 +1,135 @@
+"""Planning: the requests of plain steady vCPUs decoded ahead, with their own durations.
+
+A planned request carries everything about it that does not depend on other requests: its gap,
+the decode (record fields), and the durations of its segments, folded into offsets from its
+issue time: ``t_exit = issue + sie``, ``t_decode = issue + pre``, the mutex request at ``issue
++ koff`` (mutex requests only), and its resume at ``t_decode + post`` when it takes no lock or
+``release + entry`` when it does (the hold is fixed before the request is granted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hostsim import arch
+from hostsim.decode import decode_batch
+from hostsim.intercept import InterceptBatch
+from hostsim.model import Model
+from hostsim.records import RECORD_DTYPE, Path
+from hostsim.rules import Kind, rule_code
+
+#: The record fields a plan fixes (everything after the times).
+TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
+CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
+#: Duration columns of a plan (int64, but ``cat``: int8).
+PLAN_COLUMNS = ("gap", "ngap", "sie", "pre", "koff", "post", "hold", "entry", "cat")
+
+
+def make_plan(
+    m: Model, group: int, lv: np.ndarray, k: np.ndarray, ngap: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Decode requests ``k`` of local vCPUs ``lv`` of ``group`` (1-D) with the vectorised
+    evaluator and precompute every duration that does not depend on other requests: (the
+    :data:`PLAN_COLUMNS`, the decoded record fields as :data:`TAIL_DTYPE`). ``ngap``: the gap of
+    each request's successor (the lookahead)."""
+    blk = m.draws(group, lv, k)
+    g = m.s.guests[group]
+    n = len(lv)
+    regs = blk.regs
+    flags = {
+        "ap_instructions_available": m.s.host.ap_instructions_available,
+        "eca_apie": g.eca_apie,
+        "eca_aiv": g.eca_aiv,
+        "facility15": g.facility15,
+        "facility65": g.facility65,
+        "apxa": g.apxa,
+        "hook_registered": g.mdev,
+        "mdev_has_kvm": g.mdev,
+        "pv_guest": g.pv,
+    }
+    batch = InterceptBatch(
+        n,
+        gpr0=regs["gpr0"],
+        gpr1=regs["gpr1"],
+        gpr2=regs["gpr2"],
+        psw_mask=regs["psw_mask"],
+        queue_assigned=blk.assigned,
+        pin_ok=blk.pin_ok,
+        hw_aqic=blk.aqic,
+        hw_tapq_rc=blk.tapq_rc,
+        hw_tapq_irq=blk.tapq_irq,
+        **{name: np.broadcast_to(np.bool_(v), (n,)) for name, v in flags.items()},
+    )
+    d = decode_batch(batch, m.variant)
+    costs = blk.costs
+
+    def add(out: np.ndarray, name: str, sel: np.ndarray, j: int | None = None) -> None:
+        """out[sel] += cost ``name`` of the rows ``sel`` (drawn for those rows alone)."""
+        idx = np.flatnonzero(sel)
+        if len(idx):
+            out[idx] += costs.subset(name, idx, j)
+
+    kind = d.kind
+    cat = np.full(n, CAT_EARLY, np.int8)
+    cat[kind == Kind.NO_HOOK_RC01] = CAT_NOHOOK
+    cat[d.hook_called & ~d.mutex] = CAT_HOOK_NOMUTEX
+    cat[d.mutex] = CAT_MUTEX
+    sie = np.broadcast_to(costs["sie_exit"], (n,))
+    rw = np.broadcast_to(costs["rwsem_read"], (n,))
+    rwhe = rw + np.broadcast_to(costs["hook_entry"], (n,))
+    entry = np.broadcast_to(costs["sie_entry"], (n,))
+    pre = sie + np.broadcast_to(costs["kvm_decode"], (n,))
+    exitc = np.zeros(n, np.int64)
+    add(exitc, "userspace_exit", kind == Kind.USERSPACE_EXIT)
+    add(exitc, "pgm_inject", kind == Kind.PROGRAM_INTERRUPT)
+    mutex = d.mutex
+    hold = np.zeros(n, np.int64)
+    add(hold, "mutex_acquire", mutex)
+    add(hold, "lookup", mutex)
+    add(hold, "pin", mutex & d.pin)
+    add(hold, "gisc_register", mutex & d.gisc)
+    for name, calls, width in (
+        ("host_aqic", d.hw_aqic_calls, 7),
+        ("host_tapq", d.hw_tapq_calls, 5),
+        ("msleep20", d.sleeps, 11),
+    ):
+        for j in range(min(width, int(calls.max()) if n else 0)):
+            add(hold, name, mutex & (calls > j), j)
+    # After the decode: no lock (pure arithmetic), or the mutex request after the read side.
+    post = entry + np.where(cat == CAT_EARLY, exitc, np.where(cat == CAT_NOHOOK, rw, rwhe + exitc))
+    plan = {
+        "gap": np.asarray(blk.gap, np.int64),
+        "ngap": ngap,
+        "sie": sie,
+        "pre": pre,
+        "koff": np.where(mutex, pre + rwhe, 0),
+        "post": post,
+        "hold": hold,
+        "entry": entry,
+        "cat": cat,
+    }
+    path = np.full(n, Path.HOOK_SOFTWARE, np.uint8)
+    path[kind == Kind.USERSPACE_EXIT] = Path.USERSPACE_EXIT
+    path[kind == Kind.PROGRAM_INTERRUPT] = Path.PROGRAM_CHECK
+    path[kind == Kind.NO_HOOK_RC01] = Path.NO_HOOK_RC01
+    served = kind == Kind.HOOK_HANDLED
+    path[served & (d.hw_aqic_calls > 0)] = Path.HOOK_ENABLE
+    path[served & (d.rule == rule_code("disable.done"))] = Path.HOOK_DISABLE
+    tail = np.empty(n, TAIL_DTYPE)
+    tail["gpr0"] = regs["gpr0"]
+    tail["gpr1"] = regs["gpr1"]
+    tail["gpr2"] = regs["gpr2"]
+    tail["psw_mask"] = regs["psw_mask"]
+    tail["gpr1_out"] = d.gr1
+    tail["apqn"] = regs["gpr0"] & np.uint64(arch.GR0_APQN_MASK)
+    tail["kind"] = kind
+    tail["path"] = path
+    tail["rule"] = d.rule
+    tail["response_code"] = d.response_code
+    tail["guest_visible_rc"] = d.guest_visible_rc
+    tail["cc"] = d.cc
+    tail["pgm_code"] = d.pgm_code
+    tail["hw_aqic_calls"] = d.hw_aqic_calls
+    tail["hw_tapq_calls"] = d.hw_tapq_calls
+    tail["sleeps"] = d.sleeps
+    return plan, tail

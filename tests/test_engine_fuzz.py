@@ -1,0 +1,113 @@
+"""Random scenarios: the fast engine writes the reference engine's records, byte for byte.
+
+Each case draws a scenario from its seed: one to three guest groups (Poisson, closed loop,
+bursty, idle), rates from light to saturating, fixed or random costs, probabilistic hardware
+answers, either lock model, any variant, sometimes host events. CI runs a few dozen cases;
+``--run-slow`` runs hundreds. The fast engine's planning constants are also shrunk in some
+cases (tiny epochs, an eager pool compaction, small windows), so that paths which only large
+runs reach are compared on small ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hostsim.fleet as fleet
+from hostsim.run import simulate
+from hostsim.scenario import loads
+
+VARIANTS = ["upstream", "merged-2019", "v4-2019", "hook-owns-fc"]
+
+
+def scenario_text(seed: int) -> str:
+    """A random scenario (TOML text) for case ``seed``."""
+    rng = np.random.default_rng(seed)
+    lines = [
+        "[run]",
+        f"duration_ms = {int(rng.integers(20, 120))}",
+        f"seed = {int(rng.integers(0, 1000))}",
+        "[host]",
+        "adapters = 4",
+        "domains = 60",
+        f'variant = "{VARIANTS[int(rng.integers(0, 4))]}"',
+        f'lock_model = "{"global" if rng.random() < 0.6 else "per-mdev"}"',
+    ]
+    if rng.random() < 0.5:
+        lines += [
+            "[host.hardware]",
+            'aqic_rc = { "0x00" = 0.93, "0x05" = 0.05, "0x02" = 0.02 }',
+            'tapq_rc = { "0x00" = 0.9, "0x05" = 0.1 }',
+            f"tapq_irq_enabled = {rng.choice([0.0, 0.05, 0.5])}",
+            f"pin_fail = {rng.choice([0.0, 0.02])}",
+        ]
+    lines.append("[costs]")
+    if rng.random() < 0.4:  # everything fixed: ties to the nanosecond
+        lines += ["sie_exit = 500", "sie_entry = 500", "pin = 2000", "host_aqic = 2000"]
+    lines.append(f"msleep20 = {int(rng.choice([200_000, 2_000_000]))}")
+    groups = int(rng.integers(1, 4))
+    kinds = []
+    for gi in range(groups):
+        kind = str(rng.choice(["poisson", "poisson", "closed", "bursty", "idle"]))
+        if gi == 0 and kind == "idle":
+            kind = "poisson"
+        kinds.append(kind)
+        lines += [
+            "[[guests]]",
+            f'name = "g{gi}"',
+            f"count = {int(rng.integers(1, 8))}",
+            f"vcpus = {int(rng.integers(1, 6))}",
+            f"domains_per_guest = {int(rng.integers(1, 3))}",
+        ]
+        if rng.random() < 0.15:
+            lines.append("mdev = false")
+        lines.append("[guests.workload]")
+        lines.append(f'kind = "{kind}"')
+        rate = float(rng.choice([50, 500, 3000, 8000]))
+        if kind == "poisson":
+            lines.append(f"rate_hz = {rate}")
+            if rng.random() < 0.3:
+                lines.append(f"start_ms = {int(rng.integers(0, 10))}")
+        elif kind == "closed":
+            lines.append(f'think = {{ dist = "exponential", mean_ns = {int(1e9 / rate)} }}')
+        elif kind == "bursty":
+            lines += [f"rate_on_hz = {rate}", "rate_off_hz = 20", "on_ms = 5", "off_ms = 20"]
+        if kind != "idle":
+            lines.append(f"enable_fraction = {rng.choice([1.0, 0.7, 0.3])}")
+            if rng.random() < 0.25:
+                lines.append('retry = "on_idle"')
+            if rng.random() < 0.2:
+                lines.append("adversarial = { problem_state = 0.05, unassigned = 0.1 }")
+    if rng.random() < 0.3:
+        kind = str(rng.choice(["irq_disable", "reset", "detach", "guest_reset"]))
+        lines += [
+            "[[events]]",
+            f"at_ms = {int(rng.integers(1, 15))}",
+            f'kind = "{kind}"',
+            'guest = "g0[0]"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if seed % 3 == 0:  # small planning constants: many epochs, eager compaction
+        monkeypatch.setattr(fleet, "EPOCH_ROWS", 64)
+        monkeypatch.setattr(fleet, "COMPACT_MIN", 256)
+    if seed % 5 == 0:
+        monkeypatch.setattr(fleet, "WINDOW_PASSES", 1)
+    s = loads(scenario_text(seed), f"fuzz-{seed}")
+    ref = simulate(s, "reference", keep_records=True)
+    fast = simulate(s, "fast", keep_records=True)
+    assert ref.records.tobytes() == fast.records.tobytes(), scenario_text(seed)
+    assert ref.summary["counts"] == fast.summary["counts"]
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_scenarios_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    check(seed, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(24, 424))
+def test_many_random_scenarios_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    check(seed, monkeypatch)
