@@ -1,11 +1,12 @@
 """The fast engine: the same model as the reference, with far fewer events per request.
 
 What makes it fast while exact:
-* **Decode by block.** Requests of guests whose configuration never changes during the run are
-  decoded with the vectorised evaluator, a block of 64 vCPUs x 8 requests at a time, together
-  with every duration that does not depend on other requests (the mutex hold included). Guests
-  that host events touch (attach, detach, reset, disable) are decoded one request at a time when
-  the request reaches the relevant stage, exactly as the reference does.
+* **Decode ahead, in bulk.** Requests of plain steady vCPUs (guests whose configuration never
+  changes during the run) are decoded with the vectorised evaluator, many at a time, together
+  with every duration that does not depend on other requests (the mutex hold included), and
+  processed in batches by :class:`hostsim.fleet.Fleet`. Guests that host events touch (attach,
+  detach, reset, disable) are decoded one request at a time when the request reaches the
+  relevant stage, exactly as the reference does.
 * **Only shared resources make events.** A request that touches no lock (program check,
   userspace exit, and RC 01 without a writer in sight) is pure arithmetic on its draws, done
   inline. A request that takes the mutex costs one heap entry, keyed ``(request time, host before
@@ -76,7 +77,6 @@ class FastEngine:
         s = model.s
         topo = model.topo
         self.duration = s.duration_ns
-        self.vguest = topo.vcpu_guest.tolist()
         self.mutex_of_guest = model.mutex_of_guest.tolist()
         self.free = [0] * model.n_mutexes
         self.cur_issue: dict[int, int] = {}  # dynamic vCPUs: the issue of their next request
@@ -112,9 +112,11 @@ class FastEngine:
         vdyn |= np.array(dyn_guest, bool)[topo.vcpu_guest]
         for v in model.scripts:
             vdyn[v] = True
-        self.vdyn = vdyn.tolist()
+        dyn = np.flatnonzero(vdyn)
+        #: the guest of each vCPU simulated one request at a time
+        self.vguest = dict(zip(dyn.tolist(), topo.vcpu_guest[dyn].tolist(), strict=True))
         self.vst: dict[int, VState] = {}
-        for v in np.flatnonzero(vdyn).tolist():
+        for v in dyn.tolist():
             start = start_of(model, v)
             self.vst[v] = VState(resume=start, arrival=start)
             self.cur_issue[v] = start
@@ -169,6 +171,7 @@ class FastEngine:
         col = self.fleet.records()
         if col is not None:
             self.sink.add_columns(col)
+            self.fleet.compact()  # after the columns are used: they read the plan pool
         if final:
             self.sink.flush(None)
             return

@@ -35,6 +35,7 @@ INF = np.iinfo(np.int64).max
 EPOCH_ROWS = 1 << 17  # open-loop requests planned at a time (about)
 COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
 WINDOW_PASSES = 4  # fixed-point passes of an optimistic window
+INIT_CHUNK = 1 << 16  # vCPUs made pending at a time when a run starts
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 
 
@@ -75,10 +76,10 @@ class Fleet:
         guests = m.s.guests
         self.vcpus = vcpus
         self.n_groups = len(guests)
-        self.group = topo.vcpu_group.astype(np.int64)
-        self.guest = topo.vcpu_guest.astype(np.int64)
-        self.local = topo.vcpu_local.astype(np.int64)
-        self.mutex = m.mutex_of_guest.astype(np.int64)[self.guest]
+        self.group = topo.vcpu_group.astype(np.int32)
+        self.guest = topo.vcpu_guest.astype(np.int32)
+        self.local = topo.vcpu_local.astype(np.int32)
+        self.mutex = m.mutex_of_guest.astype(np.int32)[self.guest]
         self.single_mutex = m.n_mutexes == 1
         is_poisson = [g.workload.kind == "poisson" for g in guests]
         self.poisson = np.array(is_poisson, bool)[self.group]
@@ -104,9 +105,9 @@ class Fleet:
         self.pool: dict[str, np.ndarray] = {}
         self.pool_n = 0
         expect = sum(
-            g.count * g.vcpus * (expected_requests(g.workload, self.duration) + 1) for g in guests
+            g.count * g.vcpus * expected_requests(g.workload, self.duration) for g in guests
         )
-        self._grow(int(min(max(4096, 1.1 * expect), 3 * EPOCH_ROWS + 2 * n)))
+        self._grow(int(min(4096 + 1.1 * expect, 3 * EPOCH_ROWS + n)))
         self.last_row = np.full(n, -1, np.int64)  # each vCPU's last planned row
         self.last_k = np.full(n, -1, np.int64)  # its request number
         self.last_arr = self.arr.copy()  # its arrival (open loop)
@@ -133,10 +134,12 @@ class Fleet:
         self.vbits = max(1, int(n - 1).bit_length())
         self.packed = self.duration + (1 << 40) < (1 << (63 - self.vbits))
         if len(vcpus):
-            self.next_gap[vcpus] = self._gaps(vcpus, np.zeros(len(vcpus), np.int64))
+            for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):  # bounded temporaries
+                self.next_gap[v] = self._gaps(v, np.zeros(len(v), np.int64))
             self.plan_epoch(int(starts.min()) + self.epoch_ns)
-            v = vcpus
-            self._next(v, self.k[v], starts[self.group[v]], self.arr[v], self.row[v])
+            for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):
+                self._next(v, self.k[v], starts[self.group[v]], self.arr[v], self.row[v])
+        self.head = None  # only first requests use it
 
     # --- the plan pool --------------------------------------------------------------------------
     def _grow(self, cap: int) -> None:
@@ -154,9 +157,17 @@ class Fleet:
                 a[:n] = old[name][:n]
         self.pool = new
 
-    def _append(self, v: np.ndarray, k: np.ndarray, gap_next: np.ndarray, runs: np.ndarray) -> None:
+    def _append(
+        self,
+        v: np.ndarray,
+        k: np.ndarray,
+        gap_next: np.ndarray,
+        runs: np.ndarray,
+        gap: np.ndarray | None = None,
+    ) -> None:
         """Plan requests ``k`` of vCPUs ``v`` into the pool, each vCPU's run of ``runs[i]`` rows
-        consecutive and continuing its chain. ``gap_next``: the gap of each row's successor."""
+        consecutive and continuing its chain. ``gap_next``: the gap of each row's successor;
+        ``gap``: each row's own gap, when known."""
         total = len(v)
         if not total:
             return
@@ -167,14 +178,18 @@ class Fleet:
         end = at + total
         groups = self.group[v]
         if self.n_groups == 1 or not (groups != groups[0]).any():
-            plan, tail = make_plan(self.m, int(groups[0]), self.local[v], k, gap_next)
+            plan, _ = make_plan(
+                self.m, int(groups[0]), self.local[v], k, gap_next, gap, p["tail"][at:end]
+            )
             for name in PLAN_COLUMNS:
                 p[name][at:end] = plan[name]
-            p["tail"][at:end] = tail
         else:
             for grp in np.unique(groups).tolist():
                 sel = np.flatnonzero(groups == grp)
-                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], gap_next[sel])
+                own = None if gap is None else gap[sel]
+                plan, tail = make_plan(
+                    self.m, grp, self.local[v[sel]], k[sel], gap_next[sel], own
+                )
                 for name in PLAN_COLUMNS:
                     p[name][at + sel] = plan[name]
                 p["tail"][at + sel] = tail
@@ -189,7 +204,8 @@ class Fleet:
         prev = self.last_row[rv]
         linked = prev >= 0
         p["nxt"][prev[linked]] = at + first[linked]
-        self.head[rv[~linked]] = at + first[~linked]
+        if self.head is not None:
+            self.head[rv[~linked]] = at + first[~linked]
         self.last_row[rv] = at + ends
         self.last_k[rv] = k[ends]
         self.next_gap[rv] = gap_next[ends]
@@ -238,7 +254,11 @@ class Fleet:
             cnt = take.sum(1)
             flat = take.reshape(-1)
             self._append(
-                np.repeat(v, cnt), ks.reshape(-1)[flat], gaps[:, 1:].reshape(-1)[flat], cnt[cnt > 0]
+                np.repeat(v, cnt),
+                ks.reshape(-1)[flat],
+                gaps[:, 1:].reshape(-1)[flat],
+                cnt[cnt > 0],
+                gaps[:, :per].reshape(-1)[flat],
             )
             v = v[cnt == per]
 
@@ -248,7 +268,9 @@ class Fleet:
         at or after ``before`` or the run's end gets row -1: nothing but that arrival (its last
         arrival plus ``next_gap``) is needed of it."""
         nxt = self.pool["nxt"]
-        idx = np.where(prev < 0, self.head[v], nxt[np.maximum(prev, 0)] if self.pool_n else -1)
+        head = self.head if self.head is not None else np.full(1, -1, np.int64)
+        first = np.minimum(v, len(head) - 1)
+        idx = np.where(prev < 0, head[first], nxt[np.maximum(prev, 0)] if self.pool_n else -1)
         miss = idx < 0
         if not miss.any():
             return idx
@@ -259,7 +281,7 @@ class Fleet:
             # Open-loop requests past the planned epoch: plan the next epoch (all vCPUs).
             self.plan_epoch(self.planned_until + self.epoch_ns)
             pm = prev[miss]
-            idx[miss] = np.where(pm < 0, self.head[mv], self.pool["nxt"][np.maximum(pm, 0)])
+            idx[miss] = np.where(pm < 0, self._head(mv), self.pool["nxt"][np.maximum(pm, 0)])
             miss = idx < 0
             mv = v[miss]
             need = ~self.poisson[mv] | (self.last_arr[mv] + self.next_gap[mv] < stop)
@@ -267,9 +289,13 @@ class Fleet:
             self._plan_count(mv[need])
             pm = prev[miss][need]
             idx[np.flatnonzero(miss)[need]] = np.where(
-                pm < 0, self.head[mv[need]], self.pool["nxt"][np.maximum(pm, 0)]
+                pm < 0, self._head(mv[need]), self.pool["nxt"][np.maximum(pm, 0)]
             )
         return idx
+
+    def _head(self, v: np.ndarray) -> np.ndarray:
+        """The first planned row of each vCPU ``v`` (-1 once the run has started)."""
+        return self.head[v] if self.head is not None else np.full(len(v), -1, np.int64)
 
     def _gap_of(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """The gap of each request at pool row ``idx`` (-1: the vCPU's unplanned next one)."""
@@ -558,9 +584,8 @@ class Fleet:
         v, k, arr, issue, row, mreq, grant, rel, resume = (
             np.concatenate(x) if len(x) > 1 else x[0] for x in parts
         )
-        p = self.pool
-        tail, pre, sie, cat = p["tail"], p["pre"], p["sie"], p["cat"]  # these arrays, not the
-        # pool's columns later (a compaction replaces them): the columns are made on demand
+        p = self.pool  # the columns are made on demand: before the next :meth:`compact`
+        tail, pre, sie, cat = p["tail"], p["pre"], p["sie"], p["cat"]
         dec = issue + pre[row]
         rwsem = self.rwsem
 
@@ -584,14 +609,14 @@ class Fleet:
                 **{name: _field(tail, name, row) for name in TAIL_DTYPE.names or ()},
             }
         )
-        self._compact()
         return col
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
         """Drop the pool rows nothing can ask for again (requests below each vCPU's pending one,
-        and every row of a vCPU that is done), when they are most of the pool."""
+        and every row of a vCPU that is done), when they are most of the pool; in place, so
+        the pool's memory is reused. Record columns from :meth:`records` must be made first."""
         n = self.pool_n
-        if n < COMPACT_MIN:
+        if n < COMPACT_MIN or 4 * n < 3 * len(self.pool["nxt"]):  # room left: not yet
             return
         p = self.pool
         pv = p["v"][:n]
@@ -600,13 +625,13 @@ class Fleet:
         if 2 * kept > n:
             return
         newpos = np.cumsum(live) - 1
-        for name, a in p.items():
-            p[name] = a[:n][live]
-        nxt = p["nxt"]
-        p["nxt"] = np.where(nxt >= 0, newpos[np.maximum(nxt, 0)], -1)
+        keep = np.flatnonzero(live)
+        for a in p.values():
+            a[:kept] = a[keep]  # in place: the pool's memory is reused
+        nxt = p["nxt"][:kept]
+        p["nxt"][:kept] = np.where(nxt >= 0, newpos[np.maximum(nxt, 0)], -1)
         self.pool_n = kept
         alive = self.key < INF
         self.row = np.where(alive & (self.row >= 0), newpos[np.maximum(self.row, 0)], -1)
         last = self.last_row
         self.last_row = np.where(alive & (last >= 0), newpos[np.maximum(last, 0)], -1)
-        self.head[:] = -1  # first requests are long planned

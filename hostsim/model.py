@@ -436,16 +436,19 @@ class Model:
             self._cache_bytes -= old.nbytes
         return blk
 
-    def draws(self, group: int, lv: np.ndarray, k: np.ndarray) -> Block:
-        """Every draw of requests ``k`` of local vCPUs ``lv`` of ``group`` (arrays of one 2-D
-        shape), elementwise: the same values whatever the shape or grouping (:mod:`keyed`)."""
+    def draws(
+        self, group: int, lv: np.ndarray, k: np.ndarray, gap: np.ndarray | None = None
+    ) -> Block:
+        """Every draw of requests ``k`` of local vCPUs ``lv`` of ``group`` (arrays of one
+        shape), elementwise: the same values whatever the shape or grouping (:mod:`keyed`).
+        ``gap``: the requests' gaps when the caller has them (:meth:`gaps` of the same keys)."""
         s = self.s
         g = s.guests[group]
         shape = lv.shape
         seed = s.seed
         b = Block()
         w = g.workload
-        b.gap = self.gaps(group, lv, k)
+        b.gap = self.gaps(group, lv, k) if gap is None else gap
         b.poll = None  # only a retrying guest waits for a poll
         if w.retry != "none" and w.retry_poll is not None:
             b.poll = w.retry_poll.sample(KeyedGen(seed, "retry-poll", group, lv, k), shape)

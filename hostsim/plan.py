@@ -26,13 +26,20 @@ PLAN_COLUMNS = ("gap", "ngap", "sie", "pre", "koff", "post", "hold", "entry", "c
 
 
 def make_plan(
-    m: Model, group: int, lv: np.ndarray, k: np.ndarray, ngap: np.ndarray
+    m: Model,
+    group: int,
+    lv: np.ndarray,
+    k: np.ndarray,
+    ngap: np.ndarray,
+    gap: np.ndarray | None = None,
+    tail: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decode requests ``k`` of local vCPUs ``lv`` of ``group`` (1-D) with the vectorised
     evaluator and precompute every duration that does not depend on other requests: (the
     :data:`PLAN_COLUMNS`, the decoded record fields as :data:`TAIL_DTYPE`). ``ngap``: the gap of
-    each request's successor (the lookahead)."""
-    blk = m.draws(group, lv, k)
+    each request's successor (the lookahead); ``gap``: the requests' own gaps, when known;
+    ``tail``: where to write the record fields (else a new array)."""
+    blk = m.draws(group, lv, k, gap)
     g = m.s.guests[group]
     n = len(lv)
     regs = blk.regs
@@ -115,7 +122,8 @@ def make_plan(
     served = kind == Kind.HOOK_HANDLED
     path[served & (d.hw_aqic_calls > 0)] = Path.HOOK_ENABLE
     path[served & (d.rule == rule_code("disable.done"))] = Path.HOOK_DISABLE
-    tail = np.empty(n, TAIL_DTYPE)
+    if tail is None:
+        tail = np.empty(n, TAIL_DTYPE)
     tail["gpr0"] = regs["gpr0"]
     tail["gpr1"] = regs["gpr1"]
     tail["gpr2"] = regs["gpr2"]

@@ -885,32 +885,34 @@ class Topology:
 def topology(s: Scenario) -> Topology:
     """Flatten the guest groups of ``s`` into index arrays."""
     gg, gl, gfv, apqns = [], [], [], []
-    vg, vgr, vl = [], [], []
     gfg, gfvc = [], []
+    per_guest_vcpus = []
     vcpu = 0
     for gi, g in enumerate(s.guests):
         gfg.append(len(gg))
         gfvc.append(vcpu)
         for j in range(g.count):
-            guest = len(gg)
             gg.append(gi)
             gl.append(j)
             gfv.append(vcpu)
             apqns.append(
                 np.array([(a << 8) | d for a in g.adapters for d in g.domains[j]], np.uint16)
             )
-            vg.extend([guest] * g.vcpus)
-            vgr.extend([gi] * g.vcpus)
-            vl.extend(range(j * g.vcpus, (j + 1) * g.vcpus))
+            per_guest_vcpus.append(g.vcpus)
             vcpu += g.vcpus
+    per = np.array(per_guest_vcpus, np.int64)
+    vg = np.repeat(np.arange(len(gg), dtype=np.int32), per)
+    vgr = np.repeat(np.array(gg, np.int32), per)
+    first = np.repeat(np.array(gfvc, np.int64), [g.count * g.vcpus for g in s.guests])
+    vl = np.arange(vcpu, dtype=np.int64) - first
     return Topology(
         np.array(gg, np.int32),
         np.array(gl, np.int32),
         np.array(gfv, np.int64),
         tuple(apqns),
-        np.array(vg, np.int32),
-        np.array(vgr, np.int32),
-        np.array(vl, np.int64),
+        vg,
+        vgr,
+        vl,
         np.array(gfg, np.int64),
         np.array(gfvc, np.int64),
     )
