@@ -100,6 +100,7 @@ class Fleet:
         self.k = np.zeros(n, np.int64)  # its request number
         self.arr = starts[self.group].copy()  # its arrival
         self.row = np.full(n, -1, np.int64)  # its plan pool row
+        self.exact = np.ones(n, bool)  # its key is known (else bounded below: see _next)
         # The plan pool: planned requests as columns, linked per vCPU (``nxt``: the row of the
         # same vCPU's next request, -1 while it is not planned yet).
         self.pool: dict[str, np.ndarray] = {}
@@ -107,7 +108,7 @@ class Fleet:
         expect = sum(
             g.count * g.vcpus * expected_requests(g.workload, self.duration) for g in guests
         )
-        self._grow(int(min(4096 + 1.1 * expect, 3 * EPOCH_ROWS + n)))
+        self._grow(int(min(4096 + 1.1 * expect, 4 * EPOCH_ROWS + n)))
         self.last_row = np.full(n, -1, np.int64)  # each vCPU's last planned row
         self.last_k = np.full(n, -1, np.int64)  # its request number
         self.last_arr = self.arr.copy()  # its arrival (open loop)
@@ -187,9 +188,7 @@ class Fleet:
             for grp in np.unique(groups).tolist():
                 sel = np.flatnonzero(groups == grp)
                 own = None if gap is None else gap[sel]
-                plan, tail = make_plan(
-                    self.m, grp, self.local[v[sel]], k[sel], gap_next[sel], own
-                )
+                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], gap_next[sel], own)
                 for name in PLAN_COLUMNS:
                     p[name][at + sel] = plan[name]
                 p["tail"][at + sel] = tail
@@ -206,6 +205,11 @@ class Fleet:
         p["nxt"][prev[linked]] = at + first[linked]
         if self.head is not None:
             self.head[rv[~linked]] = at + first[~linked]
+        # An inexact pending request planned now: its row is known from here on.
+        pend = ~self.exact[rv]
+        if pend.any():
+            pend &= (self.row[rv] < 0) & (self.k[rv] == k[first])
+            self.row[rv[pend]] = at + first[pend]
         self.last_row[rv] = at + ends
         self.last_k[rv] = k[ends]
         self.next_gap[rv] = gap_next[ends]
@@ -262,11 +266,14 @@ class Fleet:
             )
             v = v[cnt == per]
 
-    def _after(self, v: np.ndarray, prev: np.ndarray, before: int = INF) -> np.ndarray:
+    def _after(
+        self, v: np.ndarray, prev: np.ndarray, before: int = INF, lazy: bool = False
+    ) -> np.ndarray:
         """The pool row of the request after pool row ``prev`` of each vCPU ``v`` (``prev`` -1:
         its first request), planning what is missing. An open-loop vCPU whose next arrival is
-        at or after ``before`` or the run's end gets row -1: nothing but that arrival (its last
-        arrival plus ``next_gap``) is needed of it."""
+        at or after ``before`` or the run's end (``lazy``: any open-loop vCPU not planned that
+        far) gets row -1: nothing but that arrival (its last arrival plus ``next_gap``) is
+        needed of it yet."""
         nxt = self.pool["nxt"]
         head = self.head if self.head is not None else np.full(1, -1, np.int64)
         first = np.minimum(v, len(head) - 1)
@@ -274,17 +281,10 @@ class Fleet:
         miss = idx < 0
         if not miss.any():
             return idx
-        stop = min(before, self.duration)
         mv = v[miss]
-        need = ~self.poisson[mv] | (self.last_arr[mv] + self.next_gap[mv] < stop)
-        if need.any() and self.poisson[mv[need]].any() and before > self.planned_until:
-            # Open-loop requests past the planned epoch: plan the next epoch (all vCPUs).
-            self.plan_epoch(self.planned_until + self.epoch_ns)
-            pm = prev[miss]
-            idx[miss] = np.where(pm < 0, self._head(mv), self.pool["nxt"][np.maximum(pm, 0)])
-            miss = idx < 0
-            mv = v[miss]
-            need = ~self.poisson[mv] | (self.last_arr[mv] + self.next_gap[mv] < stop)
+        need = ~self.poisson[mv]
+        if not lazy:
+            need |= self.last_arr[mv] + self.next_gap[mv] < min(before, self.duration)
         if need.any():
             self._plan_count(mv[need])
             pm = prev[miss][need]
@@ -310,35 +310,64 @@ class Fleet:
         self, v: np.ndarray, k: np.ndarray, resume: np.ndarray, arr: np.ndarray, prev: np.ndarray
     ) -> None:
         """Make request ``k`` of each vCPU ``v`` pending: its previous request resumed at
-        ``resume``, arrived at ``arr`` and was planned at pool row ``prev``."""
-        idx = self._after(v, prev)
-        p = self.pool  # after planning: the pool may have grown
+        ``resume``, arrived at ``arr`` and was planned at pool row ``prev``. An open-loop
+        request that is not planned yet stays so (*inexact*: its key is only bounded below by
+        its issue) until something needs it (:meth:`_materialize`)."""
+        idx = self._after(v, prev, lazy=True)
         gap = self._gap_of(v, idx)
         poisson = self.poisson[v]
         arrival = np.where(poisson, arr, resume) + gap
         issue = np.where(poisson, np.maximum(arrival, resume), arrival)
         done = issue >= self.duration
-        r = np.where(done, 0, idx)  # done vCPUs may have no planned row
-        key = issue + p["koff"][r]
-        mutex = p["cat"][r] == CAT_MUTEX
-        key[done] = INF
         self.k[v] = k
         self.arr[v] = arrival
         self.row[v] = idx
-        self.key[v] = key
         self.issue[v] = np.where(done, INF, issue)
+        self.key[v] = INF
+        self.lb[v] = INF
+        self.exact[v] = True
+        lazy = (idx < 0) & ~done
+        if lazy.any():
+            lv = v[lazy]
+            self.exact[lv] = False
+            self.key[lv] = issue[lazy]  # the key and every later one are no earlier
+            self.lb[lv] = issue[lazy]
+        ready = (idx >= 0) & ~done
+        if ready.all():
+            self._keys(v, idx)
+        elif ready.any():
+            self._keys(v[ready], idx[ready])
+
+    def _keys(self, v: np.ndarray, idx: np.ndarray) -> None:
+        """The key and lookahead bound of the pending requests of ``v`` (planned at ``idx``)."""
+        p = self.pool
+        issue = self.issue[v]
+        key = issue + p["koff"][idx]
+        mutex = p["cat"][idx] == CAT_MUTEX
+        self.key[v] = key
         # Lower bound on the key of the request after this one: its issue, no earlier than
         # this request's resume (a grant is no earlier than its mutex is free now).
         free = self.free[0] if self.single_mutex else np.array(self.free)[self.mutex[v]]
         resume_lb = np.where(
             mutex,
-            np.maximum(key, free) + p["hold"][r] + p["entry"][r],
-            issue + p["pre"][r] + p["post"][r],
+            np.maximum(key, free) + p["hold"][idx] + p["entry"][idx],
+            issue + p["pre"][idx] + p["post"][idx],
         )
-        ngap = p["ngap"][r]
-        lb = np.where(poisson, np.maximum(arrival + ngap, resume_lb), resume_lb + ngap)
-        lb[done] = INF
-        self.lb[v] = lb
+        ngap = p["ngap"][idx]
+        self.lb[v] = np.where(
+            self.poisson[v], np.maximum(self.arr[v] + ngap, resume_lb), resume_lb + ngap
+        )
+
+    def _materialize(self, v: np.ndarray) -> None:
+        """Plan (if need be) the inexact pending requests of ``v`` and make their keys exact."""
+        v = v[~self.exact[v]]
+        if not len(v):
+            return
+        unplanned = v[self.row[v] < 0]
+        if len(unplanned):
+            self._plan_count(unplanned)  # resolves their rows (see :meth:`_append`)
+        self._keys(v, self.row[v])
+        self.exact[v] = True
 
     # --- batches --------------------------------------------------------------------------------
     def bound(self) -> int:
@@ -351,12 +380,18 @@ class Fleet:
 
     def min_key(self) -> tuple[int, int]:
         """(smallest pending key, its vCPU)."""
-        v = int(np.argmin(self.key))
-        return int(self.key[v]), v
+        while True:
+            v = int(np.argmin(self.key))
+            if self.exact[v]:
+                return int(self.key[v]), v
+            self._materialize(np.array([v]))
 
     def batch(self, limit: int) -> int:
         """Process every pending request with key < ``limit``; return how many."""
         v = np.flatnonzero(self.key < limit)
+        if len(v) and not self.exact[v].all():
+            self._materialize(v)
+            v = v[self.key[v] < limit]
         if not len(v):
             return 0
         if len(v) > 1:
@@ -365,7 +400,7 @@ class Fleet:
         return len(v)
 
     def process(self, v: np.ndarray) -> None:
-        """Process the pending requests of ``v`` (in key order) and advance those vCPUs."""
+        """Process the pending requests of ``v`` (in key order, exact) and advance them."""
         idx, issue, key = self.row[v], self.issue[v], self.key[v]
         mreq, grant, rel, resume = self._serve(v, idx, issue, key, np.arange(len(v)))
         mx = np.flatnonzero(mreq >= 0)
@@ -398,6 +433,9 @@ class Fleet:
             self.plan_epoch(max(end, self.planned_until + self.epoch_ns))
         # Round 0: the pending requests; rounds j >= 1: speculated later requests.
         v = np.flatnonzero(self.key < end)
+        if len(v) and not self.exact[v].all():
+            self._materialize(v)
+            v = v[self.key[v] < end]
         if not len(v):
             return 0
         vs, rows, ks, arrs, issues, keys = (
@@ -612,17 +650,21 @@ class Fleet:
         return col
 
     def compact(self) -> None:
-        """Drop the pool rows nothing can ask for again (requests below each vCPU's pending one,
-        and every row of a vCPU that is done), when they are most of the pool; in place, so
+        """Drop the pool rows nothing can ask for again (requests below each vCPU's pending one
+        but its last planned row, and every row of a vCPU that is done), when they are much of
+        the pool; in place, so
         the pool's memory is reused. Record columns from :meth:`records` must be made first."""
         n = self.pool_n
-        if n < COMPACT_MIN or 4 * n < 3 * len(self.pool["nxt"]):  # room left: not yet
+        if n < COMPACT_MIN or 5 * n < 3 * len(self.pool["nxt"]):  # room left: not yet
             return
         p = self.pool
         pv = p["v"][:n]
         live = (p["k"][:n] >= self.k[pv]) & (self.key[pv] < INF)
+        # A vCPU's last planned row anchors what is planned next (it may be a committed one).
+        anchors = self.last_row[(self.key < INF) & (self.last_row >= 0)]
+        live[anchors] = True
         kept = int(np.count_nonzero(live))
-        if 2 * kept > n:
+        if 4 * kept > 3 * n:  # too little to drop
             return
         newpos = np.cumsum(live) - 1
         keep = np.flatnonzero(live)

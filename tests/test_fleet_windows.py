@@ -47,3 +47,29 @@ def test_windows_match_the_reference(sets: list[str]) -> None:
     fast = simulate(s, "fast", keep_records=True).records
     assert len(ref) > 1000
     assert np.array_equal(ref, fast)
+
+
+@pytest.mark.parametrize("epoch_rows", [256, 4096])
+def test_planning_sizes_do_not_change_a_run(
+    epoch_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epochs of open-loop planning, the pool's compaction and count planning are bookkeeping:
+    a run with small epochs (requests pending before they are planned, compactions while
+    chains are anchored on committed rows) writes the records of a run with the defaults.
+    (10,000 vCPUs: this size once caught a compaction that dropped such an anchor.)"""
+    import hostsim.fleet as fleet
+
+    s = load(
+        STEADY,
+        [
+            "guests.0.count=250",
+            "guests.0.vcpus=40",
+            "guests.0.workload.rate_hz=10",
+            "run.duration_ms=1500",
+        ],
+    )
+    default = simulate(s, "fast", keep_records=True).records
+    monkeypatch.setattr(fleet, "EPOCH_ROWS", epoch_rows)
+    small = simulate(s, "fast", keep_records=True).records
+    assert len(default) > 100_000
+    assert default.tobytes() == small.tobytes()
