@@ -32,9 +32,10 @@ from hostsim.model import Model, expected_requests
 from hostsim.plan import CAT_EARLY, CAT_MUTEX, PLAN_COLUMNS, TAIL_DTYPE, make_plan
 
 INF = np.iinfo(np.int64).max
-EPOCH_ROWS = 1 << 17  # open-loop requests planned at a time (about)
+EPOCH_ROWS = 1 << 16  # open-loop requests planned at a time (about)
 COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
 WINDOW_PASSES = 4  # fixed-point passes of an optimistic window
+WINDOW_ROWS = 1 << 15  # open-loop requests in a window (about, at most)
 INIT_CHUNK = 1 << 16  # vCPUs made pending at a time when a run starts
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 
@@ -125,11 +126,14 @@ class Fleet:
         #: open-loop requests are planned an epoch at a time: about EPOCH_ROWS of them
         self.epoch_ns = max(1_000_000, round(EPOCH_ROWS / total * 1e9)) if total > 0 else INF
         self.processed = 0
+        self.compacted_at = 0  # requests committed at the last compaction
         self.done: list[tuple[np.ndarray, ...]] = []  # committed requests, records not built yet
         self.n_done = 0
         #: optimistic windows (see :meth:`window`): only when every member is open loop
         self.optimistic = bool(len(vcpus)) and bool(self.poisson[vcpus].all())
         self.span = 1_000_000  # current window length (ns), adapted to what commits
+        #: about WINDOW_ROWS open-loop requests at most in a window (cache-sized arrays)
+        self.max_span = max(1_000_000, round(WINDOW_ROWS / total * 1e9)) if total > 0 else INF
         self.cooldown = 0
         #: sort keys ``key << vbits | vcpu`` fit in 63 bits when times stay below 2**(63-vbits)
         self.vbits = max(1, int(n - 1).bit_length())
@@ -510,7 +514,7 @@ class Fleet:
             if cut == 0:
                 return 0
         if cut == n:
-            self.span = self.span * 3 // 2
+            self.span = min(self.span * 3 // 2, self.max_span)
         elif cut < n // 2:
             self.span = max(self.span // 2, 1)
         keep = order[:cut]
@@ -655,8 +659,9 @@ class Fleet:
         the pool; in place, so
         the pool's memory is reused. Record columns from :meth:`records` must be made first."""
         n = self.pool_n
-        if n < COMPACT_MIN or 5 * n < 3 * len(self.pool["nxt"]):  # room left: not yet
-            return
+        committed = self.processed - self.compacted_at  # rows no request needs any more
+        if n < COMPACT_MIN or 2 * n < len(self.pool["nxt"]) or 2 * committed < n:
+            return  # room left, or too little to drop: not yet
         p = self.pool
         pv = p["v"][:n]
         live = (p["k"][:n] >= self.k[pv]) & (self.key[pv] < INF)
@@ -664,8 +669,7 @@ class Fleet:
         anchors = self.last_row[(self.key < INF) & (self.last_row >= 0)]
         live[anchors] = True
         kept = int(np.count_nonzero(live))
-        if 4 * kept > 3 * n:  # too little to drop
-            return
+        self.compacted_at = self.processed
         newpos = np.cumsum(live) - 1
         keep = np.flatnonzero(live)
         for a in p.values():

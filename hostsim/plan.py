@@ -72,8 +72,20 @@ def make_plan(
 
     def add(out: np.ndarray, name: str, sel: np.ndarray, j: int | None = None) -> None:
         """out[sel] += cost ``name`` of the rows ``sel`` (drawn for those rows alone)."""
-        idx = np.flatnonzero(sel)
-        if len(idx):
+        dist = m.s.costs[name]
+        count = int(np.count_nonzero(sel))
+        if count == 0:
+            return
+        if dist.kind == "fixed":
+            value = max(round(dist.p("ns")), dist.floor_ns)
+            if count == n:
+                out += value
+            else:
+                out[sel] += value
+        elif count == n:
+            out += costs.subset(name, slice(None), j)
+        else:
+            idx = np.flatnonzero(sel)
             out[idx] += costs.subset(name, idx, j)
 
     kind = d.kind
