@@ -150,7 +150,10 @@ s = scenario({vcpus}, {ms})
 t = time.perf_counter()
 r = simulate(s, "fast")
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM: this process's own peak (ru_maxrss can carry the forking parent's peak over exec)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss = int(hwm[0].split()[1]) * 1024 if hwm else maxrss
 print(json.dumps({{"requests": r.n_records, "wall": wall, "rss": rss}}))
 """
 

@@ -72,6 +72,7 @@ def simulate(
     replay: Any = None,
     trace_out: Any = None,
     on_records: Any = None,
+    on_columns: Any = None,
 ) -> RunResult:
     """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
 
@@ -80,7 +81,9 @@ def simulate(
     arrivals there (native replay format); ``replay``: drive the vCPUs with a recording (a
     :class:`workloads.replay.ReplayFeed` or a dict of per-vCPU script arrays) instead of the
     scenario's workloads; ``trace_out``: an object with ``add(chunk)`` (a trace writer);
-    ``on_records``: called with every chunk of records, in canonical order.
+    ``on_records``: called with every chunk of records, in canonical order; ``on_columns``:
+    called with record columns (a mapping of :data:`RECORD_DTYPE` field names to arrays) as
+    requests finish, in no particular order (for order-free folds: much cheaper).
     """
     model = Model(s)
     if replay is not None:
@@ -109,7 +112,13 @@ def simulate(
 
     # Statistics alone do not need records in order: they are handed on as they finish.
     ordered = any(x is not None for x in (writer, recorder, trace_out, on_records)) or keep_records
-    sink = RecordSink(emit) if ordered else RecordSink(stats.add_columns, ordered=False)
+
+    def emit_columns(col: Any) -> None:
+        stats.add_columns(col)
+        if on_columns is not None:
+            on_columns(col)
+
+    sink = RecordSink(emit) if ordered else RecordSink(emit_columns, ordered=False)
     bar = Progress(s.duration_ns, enabled=progress, force=progress)
     try:
         if writer is not None:

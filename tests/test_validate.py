@@ -1,5 +1,5 @@
 """The queueing-theory showcase (``hostsim validate``) at CI size: the same three checks with
-fewer requests, so a looser tolerance (the documented run uses 12 million per check, 1 %)."""
+fewer requests, so a looser tolerance (the documented run uses 40 million per check, 1 %)."""
 
 from __future__ import annotations
 
