@@ -85,10 +85,10 @@ class Fleet:
         is_poisson = [g.workload.kind == "poisson" for g in guests]
         self.poisson = np.array(is_poisson, bool)[self.group]
         #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a
-        #: sixteenth of what it issues in the run
+        #: quarter of what it issues in the run
         self.refill_of = np.array(
             [
-                min(32, max(1, math.ceil(expected_requests(g.workload, self.duration) / 16)))
+                min(64, max(1, math.ceil(expected_requests(g.workload, self.duration) / 4)))
                 for g in guests
             ],
             np.int64,
@@ -368,6 +368,10 @@ class Fleet:
         if not len(v):
             return
         unplanned = v[self.row[v] < 0]
+        if self.poisson[unplanned].any() and self.planned_until < self.duration:
+            # Open-loop requests past the planned epoch: plan the next epoch, all at once.
+            self.plan_epoch(self.planned_until + self.epoch_ns)
+            unplanned = unplanned[self.row[unplanned] < 0]
         if len(unplanned):
             self._plan_count(unplanned)  # resolves their rows (see :meth:`_append`)
         self._keys(v, self.row[v])
