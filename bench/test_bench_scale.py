@@ -58,6 +58,19 @@ def scenario(vcpus: int, ms: float) -> Scenario:
     )
 
 
+def timed_run(benchmark, s: Scenario, engine: str) -> tuple[RunResult, float]:
+    """One timed run of ``engine`` on ``s`` (pytest-benchmark, one round): (result, seconds)."""
+    box: dict = {}
+
+    def once() -> None:
+        t = time.perf_counter()
+        box["res"] = simulate(s, engine)
+        box["wall"] = time.perf_counter() - t
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    return box["res"], box["wall"]
+
+
 @pytest.mark.benchmark(group="scale")
 @pytest.mark.parametrize("engine", ["reference", "fast"])
 @pytest.mark.parametrize("vcpus", list(SIZES))
@@ -67,22 +80,13 @@ def test_engine_scale(benchmark, vcpus: int, engine: str) -> None:
     ms = SIZES[vcpus] / (10 if benchmark.disabled else 1)
     if engine == "reference" and vcpus == 100_000:
         ms /= 4  # the reference engine is slow here; the fast one runs the same shortened run
-    s = scenario(vcpus, ms)
-    box = {}
-
-    def once() -> None:
-        t = time.perf_counter()
-        box["res"] = simulate(s, engine)
-        box["wall"] = time.perf_counter() - t
-
-    benchmark.pedantic(once, rounds=1, iterations=1)
-    res = box["res"]
+    res, wall = timed_run(benchmark, scenario(vcpus, ms), engine)
     assert res.n_records > 0 and res.summary["mutex"]["utilisation"] < 0.9
     COUNTS[(vcpus, engine, ms)] = fingerprint(res)
     other = COUNTS.get((vcpus, "reference" if engine == "fast" else "fast", ms))
     if other is not None:
         assert other == fingerprint(res), "engines disagree"
-    rate = res.n_records / box["wall"]
+    rate = res.n_records / wall
     RATES[(vcpus, engine, ms)] = rate
     benchmark.extra_info.update(
         vcpus=vcpus, requests=res.n_records, simulated_ms=ms, requests_per_s=round(rate)
@@ -97,17 +101,8 @@ def test_fast_100k_same_run_as_reference(benchmark) -> None:
     """At 100,000 vCPUs the reference runs a shortened simulated time: the fast engine runs that
     same run here, so the ratio is measured on one scenario and seed."""
     ms = SIZES[100_000] / 4 / (10 if benchmark.disabled else 1)
-    s = scenario(100_000, ms)
-    box = {}
-
-    def once() -> None:
-        t = time.perf_counter()
-        box["res"] = simulate(s, "fast")
-        box["wall"] = time.perf_counter() - t
-
-    benchmark.pedantic(once, rounds=1, iterations=1)
-    res = box["res"]
-    rate = res.n_records / box["wall"]
+    res, wall = timed_run(benchmark, scenario(100_000, ms), "fast")
+    rate = res.n_records / wall
     other = COUNTS.get((100_000, "reference", ms))
     if other is not None:
         assert other == fingerprint(res), "engines disagree"
@@ -122,22 +117,13 @@ def test_fast_100k_ten_seconds(benchmark) -> None:
     """Steady-state throughput at 100,000 vCPUs: ten simulated seconds (a million requests,
     what a latency to 1 % takes), the fast engine alone."""
     ms = 10_000 / (10 if benchmark.disabled else 1)
-    s = scenario(100_000, ms)
-    box = {}
-
-    def once() -> None:
-        t = time.perf_counter()
-        box["res"] = simulate(s, "fast")
-        box["wall"] = time.perf_counter() - t
-
-    benchmark.pedantic(once, rounds=1, iterations=1)
-    res = box["res"]
+    res, wall = timed_run(benchmark, scenario(100_000, ms), "fast")
     assert res.n_records > 0 and res.summary["mutex"]["utilisation"] < 0.9
     benchmark.extra_info.update(
         vcpus=100_000,
         requests=res.n_records,
         simulated_ms=ms,
-        requests_per_s=round(res.n_records / box["wall"]),
+        requests_per_s=round(res.n_records / wall),
     )
 
 
