@@ -355,7 +355,7 @@ class Fleet:
         resume_lb = np.where(
             mutex,
             np.maximum(key, free) + p["hold"][idx] + p["entry"][idx],
-            issue + p["pre"][idx] + p["post"][idx],
+            issue + p["fin"][idx],
         )
         ngap = p["ngap"][idx]
         self.lb[v] = np.where(
@@ -574,7 +574,7 @@ class Fleet:
         mutex was taken. The mutexes' free times are not changed (see :meth:`_set_free`)."""
         p = self.pool
         n = len(v)
-        resume = issue + p["pre"][row] + p["post"][row]
+        resume = issue + p["fin"][row]
         mreq = np.full(n, -1, np.int64)
         grant = np.full(n, -1, np.int64)
         rel = np.full(n, -1, np.int64)
@@ -632,11 +632,10 @@ class Fleet:
         )
         p = self.pool  # the columns are made on demand: before the next :meth:`compact`
         tail, pre, sie, cat = p["tail"], p["pre"], p["sie"], p["cat"]
-        dec = issue + pre[row]
         rwsem = self.rwsem
 
         def t_rwsem() -> np.ndarray:
-            return np.where(cat[row] == CAT_EARLY, -1, dec if rwsem else -1)
+            return np.where(cat[row] == CAT_EARLY, -1, col["t_decode"] if rwsem else -1)
 
         col = LazyColumns(
             {
@@ -646,7 +645,7 @@ class Fleet:
                 "t_arrival": arr,
                 "t_issue": issue,
                 "t_exit": lambda: issue + sie[row],
-                "t_decode": dec,
+                "t_decode": lambda: issue + pre[row],
                 "t_rwsem": t_rwsem,
                 "t_mutex_req": mreq,
                 "t_mutex_grant": grant,

@@ -3,7 +3,7 @@
 A planned request carries everything about it that does not depend on other requests: its gap,
 the decode (record fields), and the durations of its segments, folded into offsets from its
 issue time: ``t_exit = issue + sie``, ``t_decode = issue + pre``, the mutex request at ``issue
-+ koff`` (mutex requests only), and its resume at ``t_decode + post`` when it takes no lock or
++ koff`` (mutex requests only), and its resume at ``issue + fin`` when it takes no lock or
 ``release + entry`` when it does (the hold is fixed before the request is granted).
 """
 
@@ -22,7 +22,7 @@ from hostsim.rules import Kind, rule_code
 TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
 CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
 #: Duration columns of a plan (int64, but ``cat``: int8).
-PLAN_COLUMNS = ("gap", "ngap", "sie", "pre", "koff", "post", "hold", "entry", "cat")
+PLAN_COLUMNS = ("gap", "ngap", "sie", "pre", "koff", "fin", "hold", "entry", "cat")
 
 
 def make_plan(
@@ -114,15 +114,19 @@ def make_plan(
     ):
         for j in range(min(width, int(calls.max()) if n else 0)):
             add(hold, name, mutex & (calls > j), j)
-    # After the decode: no lock (pure arithmetic), or the mutex request after the read side.
-    post = entry + np.where(cat == CAT_EARLY, exitc, np.where(cat == CAT_NOHOOK, rw, rwhe + exitc))
+    # A request that takes no lock resumes at a fixed offset from its issue (pure arithmetic).
+    fin = (
+        pre
+        + entry
+        + np.where(cat == CAT_EARLY, exitc, np.where(cat == CAT_NOHOOK, rw, rwhe + exitc))
+    )
     plan = {
         "gap": np.asarray(blk.gap, np.int64),
         "ngap": ngap,
         "sie": sie,
         "pre": pre,
         "koff": np.where(mutex, pre + rwhe, 0),
-        "post": post,
+        "fin": fin,
         "hold": hold,
         "entry": entry,
         "cat": cat,
