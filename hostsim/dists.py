@@ -50,6 +50,11 @@ class Dist:
             return self.p("median_ns") * math.exp(self.p("sigma") ** 2 / 2)
         return float(np.mean(self.p("samples_ns")))
 
+    @property
+    def fixed_ns(self) -> int:
+        """The one value of a fixed distribution, as :meth:`sample` gives it (no draw)."""
+        return max(round(min(float(self.p("ns")), MAX_NS)), self.floor_ns)
+
     def sample(self, gen: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
         """``shape`` draws as int64 nanoseconds, rounded once and clamped to the floor."""
         k = self.kind

@@ -278,10 +278,7 @@ class Fleet:
         at or after ``before`` or the run's end (``lazy``: any open-loop vCPU not planned that
         far) gets row -1: nothing but that arrival (its last arrival plus ``next_gap``) is
         needed of it yet."""
-        nxt = self.pool["nxt"]
-        head = self.head if self.head is not None else np.full(1, -1, np.int64)
-        first = np.minimum(v, len(head) - 1)
-        idx = np.where(prev < 0, head[first], nxt[np.maximum(prev, 0)] if self.pool_n else -1)
+        idx = self._row_after(v, prev)
         miss = idx < 0
         if not miss.any():
             return idx
@@ -291,15 +288,15 @@ class Fleet:
             need |= self.last_arr[mv] + self.next_gap[mv] < min(before, self.duration)
         if need.any():
             self._plan_count(mv[need])
-            pm = prev[miss][need]
-            idx[np.flatnonzero(miss)[need]] = np.where(
-                pm < 0, self._head(mv[need]), self.pool["nxt"][np.maximum(pm, 0)]
-            )
+            at = np.flatnonzero(miss)[need]
+            idx[at] = self._row_after(v[at], prev[at])
         return idx
 
-    def _head(self, v: np.ndarray) -> np.ndarray:
-        """The first planned row of each vCPU ``v`` (-1 once the run has started)."""
-        return self.head[v] if self.head is not None else np.full(len(v), -1, np.int64)
+    def _row_after(self, v: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        """The planned row after pool row ``prev`` of each vCPU ``v`` (``prev`` -1: its first
+        planned row, known only while the run starts); -1 where none is planned."""
+        head = self.head[v] if self.head is not None else np.full(len(v), -1, np.int64)
+        return np.where(prev < 0, head, self.pool["nxt"][np.maximum(prev, 0)])
 
     def _gap_of(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """The gap of each request at pool row ``idx`` (-1: the vCPU's unplanned next one)."""
@@ -394,12 +391,17 @@ class Fleet:
                 return int(self.key[v]), v
             self._materialize(np.array([v]))
 
-    def batch(self, limit: int) -> int:
-        """Process every pending request with key < ``limit``; return how many."""
+    def _pending_below(self, limit: int) -> np.ndarray:
+        """The vCPUs whose pending request's key is below ``limit`` (made exact first)."""
         v = np.flatnonzero(self.key < limit)
         if len(v) and not self.exact[v].all():
             self._materialize(v)
             v = v[self.key[v] < limit]
+        return v
+
+    def batch(self, limit: int) -> int:
+        """Process every pending request with key < ``limit``; return how many."""
+        v = self._pending_below(limit)
         if not len(v):
             return 0
         if len(v) > 1:
@@ -440,10 +442,7 @@ class Fleet:
         if end > self.planned_until:
             self.plan_epoch(max(end, self.planned_until + self.epoch_ns))
         # Round 0: the pending requests; rounds j >= 1: speculated later requests.
-        v = np.flatnonzero(self.key < end)
-        if len(v) and not self.exact[v].all():
-            self._materialize(v)
-            v = v[self.key[v] < end]
+        v = self._pending_below(end)
         if not len(v):
             return 0
         vs, rows, ks, arrs, issues, keys = (

@@ -122,8 +122,7 @@ class Costs:
         if cached is None:
             dist = self._m.s.costs[name]
             if dist.kind == "fixed":
-                value = max(round(dist.p("ns")), dist.floor_ns)
-                cached = np.broadcast_to(np.int64(value), self._shape)
+                cached = np.broadcast_to(np.int64(dist.fixed_ns), self._shape)
             else:
                 gen = KeyedGen(self._m.s.seed, family, self._group, self._lv, self._k)
                 cached = dist.sample(gen, self._shape)
@@ -141,7 +140,7 @@ class Costs:
         dist = self._m.s.costs[name]
         lv, k = self._lv[sel], self._k[sel]
         if dist.kind == "fixed":
-            return np.full(lv.shape, max(round(dist.p("ns")), dist.floor_ns), np.int64)
+            return np.full(lv.shape, dist.fixed_ns, np.int64)
         return dist.sample(KeyedGen(self._m.s.seed, family, self._group, lv, k), lv.shape)
 
     def slot(self, name: str, j: int) -> np.ndarray:

@@ -77,11 +77,10 @@ def make_plan(
         if count == 0:
             return
         if dist.kind == "fixed":
-            value = max(round(dist.p("ns")), dist.floor_ns)
             if count == n:
-                out += value
+                out += dist.fixed_ns
             else:
-                out[sel] += value
+                out[sel] += dist.fixed_ns
         elif count == n:
             out += costs.subset(name, slice(None), j)
         else:
