@@ -109,6 +109,8 @@ class KeyedGen:
             )
         if shape[:-1] != self.shape:
             raise ValueError(f"draw shape {shape} does not extend the key shape {self.shape}")
+        if shape[-1] > 256:  # sub-slots are packed in 8 bits: more would reach the next slot
+            raise ValueError(f"draw shape {shape}: at most 256 sub-slots per call")
         out = np.empty(shape, np.uint64)
         for j in range(shape[-1]):
             key = family_key(self._seed, self._family, self._group, (slot << 8) | j)

@@ -2,12 +2,14 @@
 
 Randomness is keyed, not consumed in event order: request ``k`` of vCPU ``v`` always gets the same
 draws, whichever engine asks, in whatever order and grouping. Every draw is a counter-based hash
-of ``(seed, family, group, local vCPU, k)`` (:mod:`hostsim.keyed`), one family per kind of draw
-(arrivals, registers, hardware, and each named cost), so changing one cost's distribution does
-not move the arrivals (common random numbers across variants and lock models), and no draw is
-made for a request that never happens. The reference engine draws a block of requests at a time
-(64 vCPUs x a few requests, cached); the fast engine draws exactly the requests it plans. Block
-shapes are a cache choice only: they never change a value.
+of ``(seed, family, group, local vCPU, k)`` (:mod:`hostsim.keyed`), one declared family per kind
+of draw (:mod:`hostsim.draws`: arrivals, each part of the registers, each hardware answer, each
+named cost), so changing one cost's distribution does not move any other draw (common random
+numbers across variants and lock models), and no draw is made for a request that never happens.
+Groups are keyed by name and host events by identity, so adding one moves no other's draws.
+The reference engine draws a block of requests at a time (64 vCPUs x a few requests, cached);
+the fast engine draws exactly the requests it plans. Block shapes are a cache choice only: they
+never change a value.
 
 The timing functions turn a decision and its draws into durations; both engines call them, so
 the arithmetic is the same integer arithmetic in both.
@@ -16,14 +18,13 @@ the arithmetic is the same integer arithmetic in both.
 from __future__ import annotations
 
 import math
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hostsim import arch
+from hostsim import arch, draws
 from hostsim.costs import PER_CALL_COSTS
 from hostsim.decode import Decision, _disable_one
 from hostsim.dists import MAX_NS
@@ -65,16 +66,6 @@ def expected_requests(w: Any, duration_ns: int) -> float:
 
 
 CACHE_BYTES = 512 * 1024 * 1024
-
-
-def _family(name: str) -> int:
-    return zlib.crc32(name.encode())
-
-
-def generator(seed: int, family: str, *key: int) -> np.random.Generator:
-    """The generator of one named family of draws for one block (see module docstring)."""
-    ss = np.random.SeedSequence(seed, spawn_key=(_family(family), *key))
-    return np.random.Generator(np.random.PCG64(ss))
 
 
 @dataclass(frozen=True)
@@ -124,7 +115,7 @@ class Costs:
             if dist.kind == "fixed":
                 cached = np.broadcast_to(np.int64(dist.fixed_ns), self._shape)
             else:
-                gen = KeyedGen(self._m.s.seed, family, self._group, self._lv, self._k)
+                gen = draws.keyed(self._m.s.seed, family, self._group, self._lv, self._k)
                 cached = dist.sample(gen, self._shape)
                 self.nbytes += cached.nbytes
             self._cols[family] = cached
@@ -133,7 +124,7 @@ class Costs:
     def subset(self, name: str, sel: np.ndarray, j: int | None = None) -> np.ndarray:
         """Cost ``name`` (call slot ``j`` of a per-call cost) of the requests ``sel`` (an index
         or mask into 1-D keys) alone: the same values as the full column, drawn only there."""
-        family = f"cost:{name}" if j is None else f"cost:{name}:{j}"
+        family = draws.cost_family(name, j)
         cached = self._cols.get(family)
         if cached is not None:
             return np.broadcast_to(cached, self._shape)[sel]
@@ -141,16 +132,16 @@ class Costs:
         lv, k = self._lv[sel], self._k[sel]
         if dist.kind == "fixed":
             return np.full(lv.shape, dist.fixed_ns, np.int64)
-        return dist.sample(KeyedGen(self._m.s.seed, family, self._group, lv, k), lv.shape)
+        return dist.sample(draws.keyed(self._m.s.seed, family, self._group, lv, k), lv.shape)
 
     def slot(self, name: str, j: int) -> np.ndarray:
         """Call slot ``j`` of a per-call cost."""
-        return self._draw(f"cost:{name}:{j}", name)
+        return self._draw(draws.cost_family(name, j), name)
 
     def __getitem__(self, name: str) -> np.ndarray:
         width = PER_CALL_COSTS.get(name)
         if width is None:
-            return self._draw(f"cost:{name}", name)
+            return self._draw(draws.cost_family(name), name)
         family = f"cost:{name}:*"
         cached = self._cols.get(family)
         if cached is None:
@@ -197,6 +188,15 @@ class Model:
         self.rwsem = self.variant.hook_guard == "rwsem"
         self.n_vcpus = len(self.topo.vcpu_guest)
         self.n_guests = len(self.topo.guest_group)
+        #: draw keys of the groups (by name) and host events (by identity): see hostsim.draws
+        self.group_keys = [draws.group_key(g.name) for g in scenario.guests]
+        draws.distinct_keys(self.group_keys, "guest groups")
+        seen: dict[tuple[str, str, int], int] = {}
+        self.event_keys = []
+        for ev in scenario.events:
+            ident = (ev.label, ev.kind.name, ev.at_ns)
+            seen[ident] = seen.get(ident, -1) + 1
+            self.event_keys.append(draws.event_key(*ident, seen[ident]))
         self._cache: OrderedDict[tuple[int, int, int], Block] = OrderedDict()
         self._cache_bytes = 0
         self._queues: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -261,7 +261,7 @@ class Model:
             g = s.guests[int(topo.guest_group[guest])]
             w = g.workload
             assert w.gap is not None
-            gaps = w.gap.sample(generator(s.seed, "script-gap", *key), max(len(apqns), 1))
+            gaps = w.gap.sample(draws.seeded(s.seed, draws.SCRIPT_GAP, *key), max(len(apqns), 1))
             v0 = int(topo.guest_first_vcpu[guest])
             arr = np.array(sorted(apqns), np.uint16)
             rows.setdefault(v0, []).append(enable_burst(arr, t, gaps[: len(arr)], w.isc, w.nib))
@@ -273,16 +273,21 @@ class Model:
             for j in range(g.count):
                 guest = int(topo.group_first_guest[gi]) + j
                 t = boot_time(
-                    generator(s.seed, "boot", gi, j),
+                    draws.seeded(s.seed, draws.BOOT, self.group_keys[gi], j),
                     round(w.boot_at_ms * 1e6),
                     round(w.spread_ms * 1e6),
                 )
-                burst(guest, sorted(matrix[guest]), t, (gi, j))
+                burst(guest, sorted(matrix[guest]), t, (0, self.group_keys[gi], j))
         for i, ev in enumerate(s.events):
             gm = matrix[ev.guest]
             self.event_queues.append(np.array(sorted(gm), np.uint16))
             if ev.kind == HostEventKind.GUEST_RESET or ev.kind == HostEventKind.REBOOT:
-                burst(ev.guest, sorted(gm), ev.at_ns + round(ev.delay_ms * 1e6), (1 << 20, i))
+                burst(
+                    ev.guest,
+                    sorted(gm),
+                    ev.at_ns + round(ev.delay_ms * 1e6),
+                    (1, self.event_keys[i]),
+                )
             elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
                 changed = self.event_apqns(ev)
                 if ev.kind == HostEventKind.ASSIGN:
@@ -291,12 +296,14 @@ class Model:
                 else:
                     new = set()
                     gm -= changed
-                seen = ev.at_ns + rescan_delay(generator(s.seed, "rescan", i), ev.rescan)
+                seen = ev.at_ns + rescan_delay(
+                    draws.seeded(s.seed, draws.RESCAN, self.event_keys[i]), ev.rescan
+                )
                 self.views.setdefault(ev.guest, [(0, self.initial_matrix[ev.guest])]).append(
                     (seen, frozenset(gm))
                 )
                 if new:
-                    burst(ev.guest, sorted(new), seen, (1 << 20, i))
+                    burst(ev.guest, sorted(new), seen, (1, self.event_keys[i]))
         for v in self.views.values():
             v.sort(key=lambda tv: tv[0])
         self.scripts: dict[int, np.ndarray] = {}
@@ -308,7 +315,7 @@ class Model:
             w = g.workload
             if w.kind == "bursty":
                 self.clocks[gi] = BurstyClock(
-                    generator(s.seed, "bursty", gi),
+                    draws.seeded(s.seed, draws.BURSTY, self.group_keys[gi]),
                     s.duration_ns,
                     w.on_ms * 1e6,
                     w.off_ms * 1e6,
@@ -402,7 +409,7 @@ class Model:
         unit-mean or think times): the only draws of the "arrival" family, so they can be made
         without the rest."""
         w = self.s.guests[group].workload
-        wl = KeyedGen(self.s.seed, "arrival", group, lv, k)
+        wl = draws.keyed(self.s.seed, draws.ARRIVAL, self.group_keys[group], lv, k)
         if w.kind == "poisson":
             x = wl.exponential(1e9 / w.rate_hz)
         elif w.kind == "bursty":
@@ -445,22 +452,35 @@ class Model:
         g = s.guests[group]
         shape = lv.shape
         seed = s.seed
+        gk = self.group_keys[group]
         b = Block()
         w = g.workload
+
+        def gen(family: draws.Family | str) -> KeyedGen:
+            return draws.keyed(seed, family, gk, lv, k)
+
         b.gap = self.gaps(group, lv, k) if gap is None else gap
         b.poll = None  # only a retrying guest waits for a poll
         if w.retry != "none" and w.retry_poll is not None:
-            b.poll = w.retry_poll.sample(KeyedGen(seed, "retry-poll", group, lv, k), shape)
-        reg = KeyedGen(seed, "registers", group, lv, k)
-        b.qu = reg.random()
-        b.enable = reg.random() < w.enable_fraction
+            b.poll = w.retry_poll.sample(gen(draws.RETRY_POLL), shape)
+        b.qu = gen(draws.REG_QUEUE).random()
+        b.enable = gen(draws.REG_ENABLE).random() < w.enable_fraction
         # Which of its guest's queues each request addresses.
         table, _, nq = self._group_queues(group)
         local_guest = lv // g.vcpus
         count = nq[local_guest]
         qi = np.minimum((b.qu * count).astype(np.int64), np.maximum(count - 1, 0))
         b.apqn = table[local_guest, qi]
-        b.regs = compose(reg, shape, b.apqn, b.enable, w.isc, w.nib, w.fc_mix, w.adversarial)
+        b.regs = compose(
+            lambda part: gen(f"registers:{part}").random(),
+            shape,
+            b.apqn,
+            b.enable,
+            w.isc,
+            w.nib,
+            w.fc_mix,
+            w.adversarial,
+        )
         b.apqn = (b.regs["gpr0"] & np.uint64(0xFFFF)).astype(np.uint16)
         # Assigned: the queue picked from the guest's own (unless the registers changed it).
         b.assigned = (b.apqn == table[local_guest, qi]) & (count > 0)
@@ -474,15 +494,14 @@ class Model:
         if self.deterministic_hw:
             b.au = b.tu = b.iu = b.pu = None
         else:
-            hw = KeyedGen(seed, "hardware", group, lv, k)
-            b.au = hw.random((*shape, AQIC_SLOTS))
-            b.tu = hw.random((*shape, TAPQ_SLOTS))
-            b.iu = hw.random((*shape, TAPQ_SLOTS))
-            b.pu = hw.random()
+            b.au = gen(draws.HW_AQIC).random((*shape, AQIC_SLOTS))
+            b.tu = gen(draws.HW_TAPQ).random((*shape, TAPQ_SLOTS))
+            b.iu = gen(draws.HW_IRQ).random((*shape, TAPQ_SLOTS))
+            b.pu = gen(draws.HW_PIN).random()
         b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = self._answers(
             self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu
         )
-        b.costs = Costs(self, group, lv, k)
+        b.costs = Costs(self, gk, lv, k)
         b.nbytes = sum(
             a.nbytes
             for a in (
@@ -535,14 +554,23 @@ class Model:
     def host_event_work(self, index: int, ev: HostEvent) -> tuple[int, int, int, int, int]:
         """(rwsem write hold, mutex hold, AQIC calls, TAPQ calls, sleeps) of host event ``index``.
 
-        The per-queue hardware answers and durations come from the event's own keyed draws.
+        Every draw is keyed by the event's identity, its queue and call (:mod:`hostsim.draws`,
+        one family per cost and per hardware answer), so a cost's distribution never moves
+        another cost's values or the queues' answers.
         """
         s = self.s
-        g = generator(s.seed, "host-event", index)
+        ek = self.event_keys[index]
         apqns = self.event_queues[index]
         c = s.costs
-        rw = int(c["rwsem_write"].sample(g, 1)[0])
-        hold = int(c["mutex_acquire"].sample(g, 1)[0])
+
+        def cost(name: str, lv: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
+            kk = np.zeros(len(lv), np.int64) if k is None else k
+            gen = draws.keyed(s.seed, f"host-cost:{name}", ek, lv, kk)
+            return c[name].sample(gen, gen.shape)
+
+        one = np.zeros(1, np.int64)
+        rw = int(cost("rwsem_write", one)[0])
+        hold = int(cost("mutex_acquire", one)[0])
         aqic = tapq = sleeps = 0
         kind = ev.kind
         if kind == HostEventKind.GUEST_RESET:
@@ -553,7 +581,7 @@ class Model:
             HostEventKind.ASSIGN,
             HostEventKind.UNASSIGN,
         ):
-            hold += int(c["mdev_kvm_update"].sample(g, 1)[0])
+            hold += int(cost("mdev_kvm_update", one)[0])
         if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
             apqns = np.array(sorted(self.event_apqns(ev)), np.uint16)
         per_queue_disable = kind in (HostEventKind.DETACH, HostEventKind.IRQ_DISABLE)
@@ -563,31 +591,39 @@ class Model:
             HostEventKind.REBOOT,
             HostEventKind.UNASSIGN,
         )
-        prof_of = self.profile_index(apqns)
-        for qi in range(len(apqns)):
-            p = self._profiles[int(prof_of[qi])]
-            if per_queue_disable:
-                au = g.random(AQIC_SLOTS)
-                tu = g.random(TAPQ_SLOTS)
-                iu = g.random(TAPQ_SLOTS)
+        nq = len(apqns)
+        queues = np.arange(nq, dtype=np.int64)
+        if per_queue_disable and nq:
+            zero = np.zeros(nq, np.int64)
+            au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
+            tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+            iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+            prof_of = self.profile_index(apqns)
+            calls = np.zeros((3, nq), np.int64)  # AQIC, TAPQ, sleeps of each queue
+            for qi in range(nq):
+                p = self._profiles[int(prof_of[qi])]
                 rc = p.aqic_rc[
-                    np.searchsorted(p.aqic_cdf, au, side="right").clip(0, len(p.aqic_rc) - 1)
+                    np.searchsorted(p.aqic_cdf, au[qi], side="right").clip(0, len(p.aqic_rc) - 1)
                 ]
                 trc = p.tapq_rc[
-                    np.searchsorted(p.tapq_cdf, tu, side="right").clip(0, len(p.tapq_rc) - 1)
+                    np.searchsorted(p.tapq_cdf, tu[qi], side="right").clip(0, len(p.tapq_rc) - 1)
                 ]
                 x = Intercept(
                     gpr0=int(apqns[qi]),
                     hw_aqic=[int(v) << arch.STATUS_RC_SHIFT for v in rc],
-                    hw_tapq=[(int(a), bool(b)) for a, b in zip(trc, iu < p.tapq_irq, strict=True)],
+                    hw_tapq=[
+                        (int(a), bool(b)) for a, b in zip(trc, iu[qi] < p.tapq_irq, strict=True)
+                    ],
                 )
-                _, a, t, sl = _disable_one(x, 0)
-                aqic, tapq, sleeps = aqic + a, tapq + t, sleeps + sl
-                hold += int(c["host_aqic"].sample(g, a).sum())
-                hold += int(c["host_tapq"].sample(g, t).sum()) if t else 0
-                hold += int(c["msleep20"].sample(g, sl).sum()) if sl else 0
-            if per_queue_reset:
-                hold += int(c["queue_reset"].sample(g, 1)[0])
+                _, calls[0, qi], calls[1, qi], calls[2, qi] = _disable_one(x, 0)
+            aqic, tapq, sleeps = (int(n) for n in calls.sum(axis=1))
+            for name, n in zip(("host_aqic", "host_tapq", "msleep20"), calls, strict=True):
+                if n.sum():
+                    lv = np.repeat(queues, n)
+                    k = np.arange(len(lv)) - np.repeat(np.cumsum(n) - n, n)  # call j of queue
+                    hold += int(cost(name, lv, k).sum())
+        if per_queue_reset and nq:
+            hold += int(cost("queue_reset", queues).sum())
         return rw, hold, aqic, tapq, sleeps
 
 

@@ -1,10 +1,14 @@
 """Register states of PQAP issues: well-formed AQICs, and the malformed mix of an adversary.
 
-Every function takes a seeded ``numpy.random.Generator`` and returns columns, so the same draws
-give the same registers in both engines.
+Every function takes its uniforms from a callable that draws one named family of keyed draws
+per part (``"fc"``, ``"adversarial"``, ``"pick"``: :mod:`hostsim.draws`), so the same draws give
+the same registers in both engines, and adding an ``fc_mix`` never moves which issues are
+adversarial.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,8 +19,8 @@ OTHER_FCS = np.array([0, 1, 2, 4, 5, 7, 8], np.uint64)
 
 
 def compose(
-    gen: np.random.Generator,
-    shape: tuple[int, int],
+    uniforms: Callable[[str], np.ndarray],
+    shape: tuple[int, ...],
     apqn: np.ndarray,
     enable: np.ndarray,
     isc: int,
@@ -32,6 +36,7 @@ def compose(
     ``apxa_range`` (APID >= 64 or APQI >= 16), ``other_fc``, ``nib_zero`` (GR2 = 0) and
     ``unassigned`` (another domain on the same adapter: APQI bit 3 flipped, which stays within
     the non-APXA range; usually outside the guest's matrix, and then the hook answers RC 01).
+    ``uniforms(part)``: uniforms in [0, 1) of ``shape`` for one part, the same on every call.
     """
     u64 = np.uint64
     a = apqn.astype(u64)
@@ -40,16 +45,14 @@ def compose(
     else:
         codes = np.array([c for c, _ in fc_mix], u64)
         cdf = np.cumsum([p for _, p in fc_mix])
-        fc = codes[
-            np.minimum(np.searchsorted(cdf, gen.random(shape), side="right"), len(codes) - 1)
-        ]
+        fc = codes[np.minimum(np.searchsorted(cdf, uniforms("fc"), side="right"), len(codes) - 1)]
     gpr0 = (fc << u64(arch.GR0_FC_SHIFT)) | a
     gpr1 = np.where(enable, u64(arch.GR1_IR_BIT), u64(0)) | u64(isc & arch.GR1_ISC_MASK)
     gpr2 = np.full(shape, nib, u64)
     psw = np.full(shape, arch.PSW_DEFAULT_SUPERVISOR, u64)
     if adversarial:
-        cat_u = gen.random(shape)
-        pick = gen.random(shape)
+        cat_u = uniforms("adversarial")
+        pick = uniforms("pick")
         lo = 0.0
         for name, p in adversarial:
             m = (cat_u >= lo) & (cat_u < lo + p)
