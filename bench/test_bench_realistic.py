@@ -1,0 +1,84 @@
+"""Realistic-scenario benchmark: both engines on the scenarios users actually run, side by side.
+
+Group "realistic": each scenario of :data:`SCENARIOS` (files in ``bench/scenarios/``, and the
+boot storm of ``workloads/boot-storm.toml``) runs once with the reference engine and once with
+the fast engine, the same scenario and seed, in this one session; the two must give the same
+whole summary (so a fast wrong result fails). ``extra_info`` holds the requests simulated,
+requests per wall second, and for the fast run its speed-up over the reference run.
+
+Run: ``python -m pytest bench/test_bench_realistic.py --benchmark-only
+--benchmark-columns=min,rounds``; with ``--benchmark-disable`` (CI) each body runs once on a
+quarter of the simulated time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from hostsim.run import RunResult, simulate
+from hostsim.scenario import Scenario, load
+
+HERE = Path(__file__).parent / "scenarios"
+ROOT = Path(__file__).parents[1]
+#: name -> scenario file
+SCENARIOS = {
+    "steady-10k": HERE / "steady-10k.toml",
+    "default": HERE / "default.toml",
+    "knee-44-global": HERE / "knee-44-global.toml",
+    "knee-44-per-mdev": HERE / "knee-44-per-mdev.toml",
+    "mixed-9600": HERE / "mixed-9600.toml",
+    "closed-1000": HERE / "closed-1000.toml",
+    "boot-storm": ROOT / "workloads" / "boot-storm.toml",
+}
+ENGINES = ("reference", "fast")
+RATES: dict[tuple[str, str], float] = {}
+SUMMARIES: dict[tuple[str, str], str] = {}
+
+
+def scenario(name: str, quarter: bool) -> Scenario:
+    s = load(SCENARIOS[name])
+    if quarter and name != "boot-storm":  # the storm is over in 2 s whatever the duration
+        s = load(SCENARIOS[name], [f"run.duration_ms={s.duration_ns / 4e6!r}"])
+    return s
+
+
+def fingerprint(res: RunResult) -> str:
+    """The whole summary but the engine's name, and the record count."""
+    summary = {k: v for k, v in res.summary.items() if k != "hostsim"}
+    return json.dumps([res.n_records, summary], sort_keys=True)
+
+
+@pytest.mark.benchmark(group="realistic")
+@pytest.mark.parametrize(
+    ("name", "engine"),
+    [(n, e) for n in SCENARIOS for e in ENGINES],
+    ids=[f"{n}-{e}" for n in SCENARIOS for e in ENGINES],
+)
+def test_realistic(benchmark, name: str, engine: str) -> None:
+    s = scenario(name, benchmark.disabled)
+    wall: list[float] = []
+
+    def once() -> RunResult:
+        t0 = time.perf_counter()
+        res = simulate(s, engine)
+        wall.append(time.perf_counter() - t0)
+        return res
+
+    res = benchmark.pedantic(once, rounds=1, iterations=1)
+    SUMMARIES[(name, engine)] = fingerprint(res)
+    other = "fast" if engine == "reference" else "reference"
+    if (name, other) not in SUMMARIES:
+        SUMMARIES[(name, other)] = fingerprint(simulate(s, other))
+    assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
+    assert res.n_records > 0
+    rate = res.n_records / wall[-1]
+    RATES[(name, engine)] = rate
+    benchmark.extra_info.update(
+        scenario=name, engine=engine, requests=res.n_records, requests_per_s=round(rate)
+    )
+    if engine == "fast" and (name, "reference") in RATES:
+        benchmark.extra_info["speedup_vs_reference"] = round(rate / RATES[(name, "reference")], 2)
