@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from hostsim.run import RunResult, simulate
-from hostsim.scenario import Scenario, load
+from hostsim.scenario import load
+from hostsim.scenario_types import Scenario
 
 STEADY = Path(__file__).parent / "scenarios" / "steady.toml"
 #: vCPUs -> (vCPUs per guest, simulated ms).

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from hostsim.run import RunResult, simulate
-from hostsim.scenario import Scenario, load
+from hostsim.scenario import load
+from hostsim.scenario_types import Scenario
 
 HERE = Path(__file__).parent / "scenarios"
 ROOT = Path(__file__).parents[1]

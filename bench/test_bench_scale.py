@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from hostsim.run import RunResult, simulate
-from hostsim.scenario import Scenario, load
+from hostsim.scenario import load
+from hostsim.scenario_types import Scenario
 
 STEADY = Path(__file__).parent / "scenarios" / "steady.toml"
 LOAD_PER_S = 100_000  # offered AQICs per simulated second, whatever the vCPU count

@@ -30,7 +30,8 @@ def _default_out(args: argparse.Namespace, seed: int) -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hostsim.report import format_report
     from hostsim.run import simulate
-    from hostsim.scenario import ScenarioError, load
+    from hostsim.scenario import load
+    from hostsim.scenario_types import ScenarioError
 
     sets = list(args.set or [])
     if args.seed is not None:
@@ -81,7 +82,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from hostsim.report import format_report
     from hostsim.run import simulate
-    from hostsim.scenario import ScenarioError, load, topology
+    from hostsim.scenario import load
+    from hostsim.scenario_types import ScenarioError
+    from hostsim.topology import topology
     from workloads.replay import ReplayError, ReplayFeed
 
     sets = list(args.set or [])
@@ -135,7 +138,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from hostsim.scenario import ScenarioError
+    from hostsim.scenario_types import ScenarioError
     from hostsim.sweep import (
         SweepError,
         SweepRunError,
@@ -200,7 +203,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from hostsim.compare import CompareError, compare, format_compare, write_compare
-    from hostsim.scenario import ScenarioError
+    from hostsim.scenario_types import ScenarioError
 
     sets = list(args.set or [])
     if args.seed is not None:

@@ -26,7 +26,8 @@ from hostsim.records import PATH_NAMES
 from hostsim.results import RECORDS_FILE
 from hostsim.rules import Kind
 from hostsim.run import simulate
-from hostsim.scenario import LOCK_MODELS, load
+from hostsim.scenario import load
+from hostsim.scenario_types import LOCK_MODELS
 from hostsim.summary import percentile_key
 from hostsim.table import format_text, to_csv_text, write_atomic
 from hostsim.variants import VARIANTS

@@ -31,7 +31,7 @@ from hostsim.fleet import Fleet
 from hostsim.model import Model, exit_cost, hold_ns, path_of
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
-from hostsim.scenario import HostEventKind
+from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink, record_tuple
 from hostsim.streams import (
     GuestState,

@@ -32,7 +32,8 @@ from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
 from hostsim.keyed import KeyedGen
 from hostsim.records import Path
 from hostsim.rules import Kind
-from hostsim.scenario import Hardware, HostEvent, HostEventKind, Scenario, Topology, topology
+from hostsim.scenario_types import Hardware, HostEvent, HostEventKind, Scenario
+from hostsim.topology import Topology, topology
 from hostsim.variants import Variant, get_variant
 from workloads.bursts import boot_time, enable_burst, rescan_delay
 from workloads.registers import compose

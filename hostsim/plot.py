@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 
 from hostsim.records import PATH_NAMES
 from hostsim.results import HOST_EVENTS_FILE, RECORDS_FILE, SUMMARY_FILE, read_host_events
-from hostsim.scenario import HostEventKind
+from hostsim.scenario_types import HostEventKind
 from hostsim.sweep import KNEE_FILE, META_FILE, RUNS_DIR, TABLE_STEM, label
 from hostsim.table import read_table
 

@@ -13,7 +13,8 @@ from hostsim.model import Model
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
 from hostsim.report import Progress
 from hostsim.results import ResultWriter
-from hostsim.scenario import Scenario, resolved_toml
+from hostsim.scenario_toml import resolved_toml
+from hostsim.scenario_types import Scenario
 from hostsim.sink import RecordSink
 from hostsim.summary import RunStats
 

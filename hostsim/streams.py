@@ -24,7 +24,7 @@ from hostsim.decode import Decision
 from hostsim.intercept import Intercept
 from hostsim.model import Block, Model
 from hostsim.rules import Kind
-from hostsim.scenario import HostEventKind
+from hostsim.scenario_types import HostEventKind
 
 _RETRY_RC = (arch.RC.BUSY, arch.RC.RESET_IN_PROGRESS)
 

@@ -242,7 +242,7 @@ def _add_counts(into: dict[int, int], values: np.ndarray) -> None:
 def _host_kind_names() -> dict[int, str]:
     """Lower-case ``HostEventKind`` names (numbers as text if the scenario module is absent)."""
     try:
-        from hostsim.scenario import HostEventKind
+        from hostsim.scenario_types import HostEventKind
     except ImportError:
         return {}
     return {int(k): k.name.lower() for k in HostEventKind}

@@ -64,7 +64,9 @@ from hostsim import __version__
 from hostsim.knee import DEFAULT_GROWTH, DEFAULT_MULTIPLE, knee_table
 from hostsim.records import PATH_NAMES
 from hostsim.run import ENGINES, simulate
-from hostsim.scenario import ScenarioError, apply_set, default_text, from_dict, loads, resolved_toml
+from hostsim.scenario import apply_set, default_text, from_dict, loads
+from hostsim.scenario_toml import resolved_toml
+from hostsim.scenario_types import ScenarioError
 from hostsim.table import (
     aggregate,
     format_text,

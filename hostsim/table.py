@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hostsim.records import PATH_NAMES
-from hostsim.scenario import Scenario
+from hostsim.scenario_types import Scenario
 from hostsim.summary import FIO_PERCENTILES, percentile_key
 
 #: Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 .. 30.

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from hostsim.run import simulate
-from hostsim.scenario import Scenario, loads
+from hostsim.scenario import loads
+from hostsim.scenario_types import Scenario
 
 #: Every cost but the mutex hold: the floor (1 ns), so they barely move the queue.
 _FLOOR_COSTS = """

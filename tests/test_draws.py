@@ -9,7 +9,8 @@ from hostsim import draws
 from hostsim.keyed import KeyedGen
 from hostsim.model import Model
 from hostsim.run import simulate
-from hostsim.scenario import HostEventKind, load, loads
+from hostsim.scenario import load, loads
+from hostsim.scenario_types import HostEventKind
 
 
 def test_the_registry_refuses_duplicates_undeclared_names_and_separators() -> None:

@@ -19,7 +19,8 @@ import hostsim.run
 from hostsim.records import Path
 from hostsim.rules import rule_code
 from hostsim.run import RunResult, simulate
-from hostsim.scenario import HostEventKind, Scenario, load
+from hostsim.scenario import load
+from hostsim.scenario_types import HostEventKind, Scenario
 from hostsim.sink import RecordSink
 from hostsim.variants import VARIANTS
 

@@ -118,7 +118,7 @@ seed = 5
 
 
 def test_boot_storm_completion_vs_guest_count(tmp_path):
-    from hostsim.scenario import WORKLOAD_KINDS
+    from hostsim.scenario_types import WORKLOAD_KINDS
 
     if "boot" not in WORKLOAD_KINDS:
         pytest.skip("no boot-storm workload in this tree")

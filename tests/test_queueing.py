@@ -32,7 +32,8 @@ import pytest
 from hostsim.costs import COSTS
 from hostsim.records import Path
 from hostsim.run import simulate
-from hostsim.scenario import NS_PER_MS, Scenario, loads
+from hostsim.scenario import loads
+from hostsim.scenario_types import NS_PER_MS, Scenario
 
 N_VCPUS = 2000
 SERVICE_NS = 10_000  # mean of mutex_acquire

@@ -12,16 +12,9 @@ import numpy as np
 import pytest
 
 from hostsim.run import simulate
-from hostsim.scenario import (
-    HostEventKind,
-    Scenario,
-    ScenarioError,
-    apply_set,
-    default_text,
-    load,
-    loads,
-    resolved_toml,
-)
+from hostsim.scenario import apply_set, default_text, load, loads
+from hostsim.scenario_toml import resolved_toml
+from hostsim.scenario_types import HostEventKind, Scenario, ScenarioError
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SOURCE = "bad.toml"

@@ -18,7 +18,8 @@ import pytest
 from hostsim import sweep as sweep_mod
 from hostsim.cli import main
 from hostsim.run import simulate
-from hostsim.scenario import loads, resolved_toml
+from hostsim.scenario import loads
+from hostsim.scenario_toml import resolved_toml
 from hostsim.sweep import (
     SweepError,
     load_sweep,

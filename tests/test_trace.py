@@ -13,7 +13,8 @@ import pytest
 from hostsim import arch, records
 from hostsim.records import Path as RecPath
 from hostsim.run import simulate
-from hostsim.scenario import Scenario, loads
+from hostsim.scenario import loads
+from hostsim.scenario_types import Scenario
 from workloads.bursts import SCRIPT_DTYPE
 from workloads.trace import (
     CLASSES,
@@ -169,7 +170,7 @@ def test_round_trip_rows_are_replayable(tmp_path: Path, run: tuple[Scenario, np.
     trace = tmp_path / "run.txt"
     _write(trace, s, rec, "trace-cmd", (4096,))
     imp = read_trace(trace, s)
-    from hostsim.scenario import topology
+    from hostsim.topology import topology
 
     topo = topology(s)
     for v, rows in imp.arrivals.items():

@@ -11,7 +11,9 @@ from hostsim import arch
 from hostsim.records import Path as RPath
 from hostsim.rules import rule_code
 from hostsim.run import simulate
-from hostsim.scenario import ScenarioError, loads, topology
+from hostsim.scenario import loads
+from hostsim.scenario_types import ScenarioError
+from hostsim.topology import topology
 from workloads.replay import ReplayError, ReplayFeed
 from workloads.steady import BurstyClock
 

@@ -72,7 +72,8 @@ import numpy as np
 
 from hostsim import arch
 from hostsim.records import Path as RecPath
-from hostsim.scenario import Scenario, topology
+from hostsim.scenario_types import Scenario
+from hostsim.topology import topology
 from workloads.bursts import SCRIPT_DTYPE
 
 FORMATS = ("trace-cmd", "perf")

@@ -1,0 +1,157 @@
+"""The resolved scenario (every value a run used, defaults filled in) and its TOML writer.
+
+The resolved form is saved with each result so that a run can be repeated from its folder alone;
+loading :func:`resolved_toml` back with :func:`hostsim.scenario.loads` gives the same scenario.
+:func:`to_toml` is a small writer for exactly this tree (``tomllib`` only reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hostsim.scenario_types import GUEST_FLAGS, NS_PER_MS, Hardware, HostEventKind, Scenario
+
+
+def resolved(s: Scenario) -> dict[str, Any]:
+    """Every value the run used, defaults filled in: what is saved with each result."""
+
+    def hw(h: Hardware) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "aqic_rc": {f"0x{rc:02x}": p for rc, p in h.aqic_rc},
+            "tapq_rc": {f"0x{rc:02x}": p for rc, p in h.tapq_rc},
+            "tapq_irq_enabled": h.tapq_irq_enabled,
+            "pin_fail": h.pin_fail,
+        }
+        if h.adapters is not None:
+            d["adapters"] = list(h.adapters)
+        if h.domains is not None:
+            d["domains"] = list(h.domains)
+        return d
+
+    hwd = hw(s.host.hardware)
+    if s.host.queue_overrides:
+        hwd["queues"] = [hw(q) for q in s.host.queue_overrides]
+    guests = []
+    for g in s.guests:
+        w = g.workload
+        wd: dict[str, Any] = {"kind": w.kind}
+        if w.kind == "poisson":
+            wd["rate_hz"] = w.rate_hz
+        elif w.kind == "closed":
+            assert w.think is not None
+            wd["think"] = w.think.to_toml()
+        elif w.kind == "bursty":
+            wd.update(
+                rate_on_hz=w.rate_on_hz, rate_off_hz=w.rate_off_hz, on_ms=w.on_ms, off_ms=w.off_ms
+            )
+        elif w.kind == "boot":
+            wd.update(boot_at_ms=w.boot_at_ms, spread_ms=w.spread_ms)
+        assert w.gap is not None and w.retry_poll is not None
+        wd.update(
+            gap=w.gap.to_toml(),
+            enable_fraction=w.enable_fraction,
+            isc=w.isc,
+            nib=f"0x{w.nib:x}",
+            start_ms=w.start_ms,
+            retry=w.retry,
+            retry_poll=w.retry_poll.to_toml(),
+            fc_mix={f"0x{fc:02x}": p for fc, p in w.fc_mix},
+        )
+        if w.adversarial:
+            wd["adversarial"] = dict(w.adversarial)
+        gd: dict[str, Any] = {
+            "name": g.name,
+            "count": g.count,
+            "vcpus": g.vcpus,
+            "adapters": list(g.adapters),
+            "domains": [list(d) for d in g.domains],
+        }
+        gd.update({f: getattr(g, f) for f in GUEST_FLAGS})
+        gd["workload"] = wd
+        guests.append(gd)
+    out: dict[str, Any] = {
+        "run": {
+            "duration_ms": s.duration_ns / NS_PER_MS,
+            "warmup_ms": s.warmup_ns / NS_PER_MS,
+            "seed": s.seed,
+        },
+        "host": {
+            "variant": s.host.variant,
+            "lock_model": s.host.lock_model,
+            "ap_instructions_available": s.host.ap_instructions_available,
+            "apxa": s.host.apxa,
+            "adapters": list(s.host.adapters),
+            "domains": list(s.host.domains),
+            "hardware": hwd,
+        },
+        "costs": {k: d.to_toml() for k, d in s.costs.items()},
+        "guests": guests,
+    }
+    if s.events:
+        out["events"] = []
+        for e in s.events:
+            ed: dict[str, Any] = {
+                "at_ms": e.at_ns / NS_PER_MS,
+                "kind": e.kind.name.lower(),
+                "guest": e.label,
+            }
+            if e.domains:
+                ed["domains"] = list(e.domains)
+            if e.kind == HostEventKind.ASSIGN:
+                ed["rescan"] = e.rescan
+            if e.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT):
+                ed["delay_ms"] = e.delay_ms
+            out["events"].append(ed)
+    return out
+
+
+def _tv(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_tv(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_tv(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _tv(k)
+
+
+def to_toml(d: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for the resolved-scenario tree (tables, arrays of tables)."""
+    lines: list[str] = []
+    subs: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if (
+            (isinstance(v, dict) and any(isinstance(x, dict | list) for x in v.values()))
+            or (isinstance(v, dict) and prefix == "" and k in ("run", "host", "costs"))
+        ) or (
+            isinstance(v, list)
+            and v
+            and all(isinstance(x, dict) for x in v)
+            and k in ("guests", "events", "queues")
+        ):
+            subs.append((k, v))
+        else:
+            lines.append(f"{_key(k)} = {_tv(v)}")
+    for k, v in subs:
+        name = f"{prefix}{_key(k)}"
+        if isinstance(v, list):
+            for item in v:
+                lines.append(f"\n[[{name}]]")
+                lines.append(to_toml(item, f"{name}.").rstrip("\n"))
+        else:
+            lines.append(f"\n[{name}]")
+            lines.append(to_toml(v, f"{name}.").rstrip("\n"))
+    return "\n".join(x for x in lines if x != "") + "\n"
+
+
+def resolved_toml(s: Scenario) -> str:
+    """The resolved scenario as TOML text; loading it back gives the same scenario."""
+    return "# hostsim resolved scenario: every value this run used\n" + to_toml(resolved(s))

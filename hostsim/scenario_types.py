@@ -1,0 +1,157 @@
+"""The scenario as data: frozen dataclasses, the host-event kinds, the option constants and
+:class:`ScenarioError`.
+
+These are the types every other module works with (the engines, the model, the report), kept
+apart from the TOML loader (:mod:`hostsim.scenario`) so that reading a scenario's fields does not
+pull in the validation code. See ``docs/scenario.md`` for what each field means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from hostsim.dists import Dist
+
+NS_PER_MS = 1_000_000
+LOCK_MODELS = ("global", "per-mdev")
+WORKLOAD_KINDS = ("poisson", "closed", "bursty", "boot", "idle")
+RETRY_POLICIES = ("none", "on_idle")
+MIN_RATE_HZ = 1e-6
+#: Malformed register states the adversarial mix can produce (see workloads.registers).
+ADVERSARIAL = (
+    "problem_state",
+    "reserved_bits",
+    "t_bit",
+    "apxa_range",
+    "other_fc",
+    "nib_zero",
+    "unassigned",
+)
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used: names the file, the key path and the expectation."""
+
+
+class HostEventKind(IntEnum):
+    """Host-side work that competes for the locks (spec section 6)."""
+
+    ATTACH = 0  # vfio_ap_mdev_set_kvm: rwsem write sets the hook, then set KVM under the mutex
+    DETACH = 1  # vfio_ap_mdev_unset_kvm: rwsem write clears the hook, then disable + reset
+    RESET = 2  # reset every queue of the guest under the mutex
+    IRQ_DISABLE = 3  # host-side vfio_ap_irq_disable of every queue (teardown, DMA unmap)
+    GUEST_RESET = 4  # the guest resets its queues (interpreted) and re-enables interruptions
+    REBOOT = 5  # host resets every queue under the mutex; the guest boots and enables again
+    ASSIGN = 6  # hot-plug: domains assigned to the mdev under the mutex; the guest enables them
+    UNASSIGN = 7  # hot-unplug: domains unassigned (and reset) under the mutex
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """How an AP queue answers the host: probabilities of each response code."""
+
+    aqic_rc: tuple[tuple[int, float], ...] = ((0, 1.0),)
+    tapq_rc: tuple[tuple[int, float], ...] = ((0, 1.0),)
+    tapq_irq_enabled: float = 0.0  # P(the I bit still shows after a disable)
+    pin_fail: float = 0.0  # P(vfio_pin_pages fails)
+    adapters: tuple[int, ...] | None = None  # override selection (None: all)
+    domains: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    """The machine: kernel variant, lock design, AP adapters and domains, queue behaviour."""
+
+    variant: str = "upstream"
+    lock_model: str = "global"
+    ap_instructions_available: bool = True
+    apxa: bool = True
+    adapters: tuple[int, ...] = (0, 1, 2, 3)
+    domains: tuple[int, ...] = tuple(range(16))
+    hardware: Hardware = Hardware()
+    queue_overrides: tuple[Hardware, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the vCPUs of a guest group issue (see ``workloads/`` and docs/scenario.md)."""
+
+    kind: str = "poisson"
+    rate_hz: float = 100.0  # per vCPU (poisson)
+    think: Dist | None = None  # closed loop
+    rate_on_hz: float = 0.0  # bursty: per-vCPU rate while the group is "on"
+    rate_off_hz: float = 0.0  # bursty: ... and while "off"
+    on_ms: float = 0.0  # bursty: mean length of an on period (exponential)
+    off_ms: float = 0.0  # bursty: mean length of an off period (exponential)
+    boot_at_ms: float = 0.0  # boot: when the first guest boots
+    spread_ms: float = 0.0  # boot: guests boot uniformly over [boot_at, boot_at + spread]
+    gap: Dist | None = None  # boot and re-enable bursts: guest time between two AQICs
+    enable_fraction: float = 1.0  # P(IR = 1): enable; else disable
+    isc: int = 3
+    nib: int = 0x0000_0000_1234_5000
+    start_ms: float = 0.0
+    retry: str = "none"  # "on_idle": re-issue a BUSY / RESET-IN-PROGRESS enable (Linux 6.7+)
+    retry_poll: Dist | None = None  # guest poll interval between retries
+    adversarial: tuple[tuple[str, float], ...] = ()  # malformed register states, by probability
+    fc_mix: tuple[tuple[int, float], ...] = ((3, 1.0),)  # nested: function codes intercepted
+
+
+@dataclass(frozen=True)
+class GuestGroup:
+    """``count`` identical guests of ``vcpus`` vCPUs each."""
+
+    name: str
+    count: int
+    vcpus: int
+    adapters: tuple[int, ...]
+    domains: tuple[tuple[int, ...], ...]  # per guest
+    mdev: bool = True
+    eca_apie: bool = True
+    eca_aiv: bool = True
+    facility15: bool = True
+    facility65: bool = True
+    apxa: bool = True
+    pv: bool = False
+    workload: Workload = Workload()
+
+
+#: The boolean switches of a guest group, in the order they are read and written back.
+GUEST_FLAGS = ("mdev", "eca_apie", "eca_aiv", "facility15", "facility65", "apxa", "pv")
+
+
+@dataclass(frozen=True)
+class HostEvent:
+    """One host-side event at a time, on one guest."""
+
+    at_ns: int
+    kind: HostEventKind
+    guest: int  # global guest index
+    label: str  # "group[i]"
+    domains: tuple[int, ...] = ()  # assign / unassign: the APQIs, on the guest's adapters
+    rescan: str = "immediate"  # assign: "immediate" (CRW/SEI) or "periodic" (AP bus 30 s scan)
+    delay_ms: float = 0.0  # guest_reset: reset wait before re-enabling; reboot: boot time
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole validated scenario. ``source`` is the file it came from (for messages)."""
+
+    duration_ns: int
+    warmup_ns: int
+    seed: int
+    host: Host
+    costs: dict[str, Dist]
+    guests: tuple[GuestGroup, ...]
+    events: tuple[HostEvent, ...] = ()
+    source: str = "<scenario>"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n_guests(self) -> int:
+        return sum(g.count for g in self.guests)
+
+    @property
+    def n_vcpus(self) -> int:
+        return sum(g.count * g.vcpus for g in self.guests)
