@@ -139,14 +139,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from hostsim.scenario_types import ScenarioError
-    from hostsim.sweep import (
-        SweepError,
-        SweepRunError,
-        format_knees,
-        format_sweep,
-        load_sweep,
-        run_sweep,
-    )
+    from hostsim.sweep import run_sweep
+    from hostsim.sweep_spec import SweepError, SweepRunError, load_sweep
+    from hostsim.sweep_table import format_knees, format_sweep
 
     try:
         spec = load_sweep(args.sweep)

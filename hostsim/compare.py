@@ -284,7 +284,7 @@ def format_compare(cmp: Comparison) -> str:
 
 def plot_compare(cmp: Comparison, path: Path) -> Path:
     """compare.png: latency per variant x lock model, and the outcome counts that differ."""
-    from hostsim.plot import plot_comparison
+    from hostsim.plot_compare import plot_comparison
 
     return plot_comparison(cmp, path)
 

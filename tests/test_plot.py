@@ -12,7 +12,8 @@ from hostsim.cli import main
 from hostsim.plot import PlotError, plot_path
 from hostsim.run import simulate
 from hostsim.scenario import loads
-from hostsim.sweep import loads_sweep, run_sweep
+from hostsim.sweep import run_sweep
+from hostsim.sweep_spec import loads_sweep
 from tests.test_sweep import BASE
 
 GUEST_SWEEP = """\

@@ -15,20 +15,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hostsim import sweep as sweep_mod
+from hostsim import sweep_backends
 from hostsim.cli import main
 from hostsim.run import simulate
 from hostsim.scenario import loads
 from hostsim.scenario_toml import resolved_toml
-from hostsim.sweep import (
-    SweepError,
-    load_sweep,
-    loads_sweep,
-    plan,
-    replication_seed,
-    run_sweep,
-    run_task,
-)
+from hostsim.sweep import run_sweep
+from hostsim.sweep_backends import run_task
+from hostsim.sweep_plan import plan
+from hostsim.sweep_spec import SweepError, load_sweep, loads_sweep, replication_seed
 from hostsim.table import mean_ci95, run_metrics, t_quantile_975
 
 #: A small host: two app guests (hook path), one guest without an mdev (RC 01 path).
@@ -274,13 +269,13 @@ def test_an_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch)
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
 
     ran = []
-    real = sweep_mod.run_task
+    real = sweep_backends.run_task
 
     def counting(task):
         ran.append(task.key)
         return real(task)
 
-    monkeypatch.setattr(sweep_mod, "run_task", counting)
+    monkeypatch.setattr(sweep_backends, "run_task", counting)
     res = run_sweep(spec, out, workers=1)
     assert (res.total, res.resumed, res.computed) == (12, 5, 7)
     assert len(ran) == 7 and not set(ran) & set(seen)
@@ -305,14 +300,14 @@ def test_an_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch)
 
 def test_a_failing_run_is_reported_after_the_table_is_written(tmp_path, monkeypatch):
     spec = load_sweep(write_sweep(tmp_path))
-    real = sweep_mod.run_task
+    real = sweep_backends.run_task
 
     def flaky(task):
         if task.point == 2 and task.replication == 1:
             raise RuntimeError("boom")
         return real(task)
 
-    monkeypatch.setattr(sweep_mod, "run_task", flaky)
+    monkeypatch.setattr(sweep_backends, "run_task", flaky)
     with pytest.raises(SweepError, match=r"1 of 12 runs failed.*rate_hz=5000, replication 1.*boom"):
         run_sweep(spec, tmp_path / "out", workers=1)
     t = pq.read_table(tmp_path / "out" / "sweep.parquet").to_pydict()
@@ -384,7 +379,7 @@ def test_ctrl_c_on_the_command_line_keeps_finished_runs(tmp_path, monkeypatch):
     assert (out / "sweep.csv").exists()
 
     ran = []
-    real = sweep_mod.run_task
+    real = sweep_backends.run_task
 
     def counting(task):
         ran.append(task.key)
@@ -393,7 +388,7 @@ def test_ctrl_c_on_the_command_line_keeps_finished_runs(tmp_path, monkeypatch):
     def stop(task, row):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep_mod, "run_task", counting)
+    monkeypatch.setattr(sweep_backends, "run_task", counting)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(load_sweep(p), out, workers=1, on_result=stop)
     assert len(ran) == 1 and ran[0] not in done

@@ -1,0 +1,199 @@
+"""Plots of one run's result folder (``hostsim run``).
+
+* ``latency_cdf.png``: latency CDF per path (log µs) and the tail (1 - CDF) on log-log axes;
+* ``latency_timeline.png``: every request's latency against its issue time, host events marked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow.parquet as pq
+
+from hostsim.plot_style import (
+    PATH_COLORS,
+    PATH_LABELS,
+    PlotError,
+    save_figure,
+    style_axes,
+    us_formatter,
+)
+from hostsim.records import PATH_NAMES
+from hostsim.results import HOST_EVENTS_FILE, RECORDS_FILE, SUMMARY_FILE, read_host_events
+from hostsim.scenario_types import HostEventKind
+
+MAX_TIMELINE_POINTS = 60_000
+
+
+def _run_title(summary: Mapping[str, Any]) -> str:
+    m = summary.get("hostsim", {})
+    return (
+        f"{m.get('scenario', '?')}: {m.get('guests', '?')} guests, {m.get('vcpus', '?')} vCPUs, "
+        f"{m.get('variant', '?')}, {m.get('lock_model', '?')} lock, seed {m.get('seed', '?')}"
+    )
+
+
+def _measured_latencies(folder: Path, summary: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    t = pq.read_table(folder / RECORDS_FILE, columns=["path", "t_issue", "t_resume"])
+    path = t.column("path").to_numpy()
+    t_issue = t.column("t_issue").to_numpy()
+    t_resume = t.column("t_resume").to_numpy()
+    start = int(summary.get("window", {}).get("start_ns", 0))
+    ok = (t_issue >= start) & (t_resume >= 0)
+    lat = (t_resume - t_issue)[ok]
+    p = path[ok]
+    out = {"all": np.sort(lat)}
+    for i, name in enumerate(PATH_NAMES):
+        v = lat[p == i]
+        if v.size:
+            out[name] = np.sort(v)
+    return out
+
+
+def plot_latency_cdf(folder: str | Path, out_dir: str | Path) -> Path:
+    """Latency CDF per path (left) and its tail 1 - CDF (right), in µs on log axes."""
+    folder = Path(folder)
+    summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    lats = _measured_latencies(folder, summary)
+    if lats["all"].size == 0:
+        raise PlotError(f"{folder}: no measured requests to plot")
+    fig, (ax, tail) = plt.subplots(1, 2, figsize=(13, 5.6), layout="constrained")
+    for name, v in lats.items():
+        us = v / 1000
+        n = us.size
+        y = np.arange(1, n + 1) / n
+        kw = {
+            "color": PATH_COLORS.get(name, "grey"),
+            "lw": 2.2 if name == "all" else 1.6,
+            "ls": "--" if name == "all" else "-",
+            "label": f"{PATH_LABELS.get(name, name)} (N={n:,})",
+            "drawstyle": "steps-post",
+        }
+        ax.plot(us, y, **kw)
+        # Tail: 1 - F just below each sample, so the last sample sits at 1/N, not 0.
+        tail.plot(us, 1 - (np.arange(n) / n), **kw)
+    for a in (ax, tail):
+        a.set_xscale("log")
+        a.set_xlabel("latency, issue to resume (µs, log scale)")
+        us_formatter(a)
+        style_axes(a)
+    ax.set_ylabel("fraction of requests at or below")
+    ax.set_ylim(0, 1.01)
+    ax.set_title("Latency CDF per path")
+    tail.set_yscale("log")
+    tail.set_ylabel("fraction of requests above (1 - CDF, log scale)")
+    tail.set_title("Tail: where p99 and p99.9 fall")
+    lo = 0.5 / lats["all"].size
+    tail.set_ylim(lo, 1.5)
+    for q, txt in ((1e-2, "p99"), (1e-3, "p99.9")):
+        if q > lo:
+            tail.axhline(q, color="grey", lw=0.8, ls=":")
+            tail.annotate(
+                txt,
+                (0, q),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 3),
+                textcoords="offset points",
+                ha="left",
+                fontsize=8,
+                color="dimgrey",
+            )
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    fig.suptitle(_run_title(summary), fontsize=11)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, out / "latency_cdf.png")
+
+
+def plot_latency_timeline(folder: str | Path, out_dir: str | Path) -> Path:
+    """Each request's latency against its issue time (log µs), host events as vertical lines."""
+    folder = Path(folder)
+    summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    t = pq.read_table(folder / RECORDS_FILE, columns=["path", "t_issue", "t_resume"])
+    path = t.column("path").to_numpy()
+    t_issue = t.column("t_issue").to_numpy()
+    t_resume = t.column("t_resume").to_numpy()
+    done = t_resume >= 0
+    path, t_issue, lat = path[done], t_issue[done], (t_resume - t_issue)[done]
+    if lat.size == 0:
+        raise PlotError(f"{folder}: no finished requests to plot")
+    keep = np.ones(lat.size, bool)
+    if lat.size > MAX_TIMELINE_POINTS:  # thin the body, keep every request above p99
+        rng = np.random.default_rng(0)
+        cut = np.quantile(lat, 0.99)
+        frac = MAX_TIMELINE_POINTS / lat.size
+        keep = (lat >= cut) | (rng.random(lat.size) < frac)
+    fig, ax = plt.subplots(figsize=(13, 5.6), layout="constrained")
+    order = sorted(range(len(PATH_NAMES)), key=lambda i: -int(np.count_nonzero(path == i)))
+    for i in order:  # the commonest path first, so rare paths are drawn on top
+        name = PATH_NAMES[i]
+        m = keep & (path == i)
+        if m.any():
+            rare = int(m.sum()) < 2000
+            ax.scatter(
+                t_issue[m] / 1e6,
+                lat[m] / 1000,
+                s=14 if rare else 4,
+                alpha=0.8 if rare else 0.5,
+                lw=0,
+                color=PATH_COLORS[name],
+                label=PATH_LABELS[name],
+                rasterized=True,
+            )
+    ax.set_yscale("log")
+    us_formatter(ax, "y")
+    start = summary.get("window", {}).get("start_ns", 0) / 1e6
+    if start > 0:
+        ax.axvspan(0, start, color="grey", alpha=0.12, lw=0)
+        ax.annotate(
+            "warm-up",
+            (start / 2, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, -12),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            color="dimgrey",
+        )
+    if (folder / HOST_EVENTS_FILE).exists():
+        ev = read_host_events(folder)
+        for e in ev:
+            x = e["t_at"] / 1e6
+            ax.axvline(x, color="crimson", lw=1, ls="--", alpha=0.8)
+            kind = HostEventKind(int(e["kind"])).name.lower()
+            ax.annotate(
+                f"{kind} (guest {int(e['guest'])})",
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color="crimson",
+            )
+    ax.set_xlabel("issue time (ms of simulated time)")
+    ax.set_ylabel("latency, issue to resume (µs, log scale)")
+    ax.set_title("Request latency over the run (host events dashed)")
+    ax.set_xlim(0, summary.get("window", {}).get("end_ns", t_issue.max()) / 1e6)
+    style_axes(ax)
+    ax.legend(loc="center right", fontsize=8, markerscale=2, framealpha=0.95)
+    fig.suptitle(_run_title(summary), fontsize=11)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, out / "latency_timeline.png")
+
+
+def plot_result(folder: str | Path, out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """Every plot of a run's result folder; returns (files written, notes)."""
+    folder = Path(folder)
+    if not (folder / RECORDS_FILE).exists():
+        raise PlotError(f"{folder}: no {RECORDS_FILE}")
+    return [plot_latency_cdf(folder, out_dir), plot_latency_timeline(folder, out_dir)], []
