@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hostsim.decode import decode_one
-from hostsim.fleet import Fleet
+from hostsim.fleet import INF, Fleet
 from hostsim.model import Model, exit_cost, hold_ns, path_of
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
@@ -146,7 +146,7 @@ class FastEngine:
         inf = 1 << 63
         while True:
             top = heap[0][0] if heap else inf
-            if fleet.optimistic and fleet.window(top):
+            if (fleet.optimistic and fleet.window(top)) or fleet.scalar(INF, self._events_before):
                 bound = fleet.progress_time()
             elif not fleet.batch(bound := min(fleet.bound(), top)):
                 kmin, vmin = fleet.min_key()
@@ -165,6 +165,16 @@ class FastEngine:
                 next_progress = bound + step
         self._flush(final=True)
         return np.array(sorted(self.host_rows), dtype=HOST_EVENT_DTYPE)
+
+    def _events_before(self, key: int, v: int) -> None:
+        """Run every heap event that comes before the fleet's request ``(key, v)``."""
+        heap = self.heap
+        if heap and heap[0][0] <= key:
+            mark = (key, NORMAL, VCPU, v, _MREQ)
+            while heap and heap[0] <= mark:
+                t, _, _, ident, kind = heapq.heappop(heap)
+                self.now = t
+                self._event(t, ident, kind)
 
     def _flush(self, final: bool = False) -> None:
         """Hand on every record issued before anything still in flight."""

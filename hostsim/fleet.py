@@ -22,8 +22,9 @@ When every member is open loop, :meth:`Fleet.window` goes further: see there.
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,10 @@ INF = np.iinfo(np.int64).max
 EPOCH_ROWS = 1 << 16  # open-loop requests planned at a time (about)
 COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
 WINDOW_PASSES = 4  # fixed-point passes of an optimistic window
-WINDOW_ROWS = 1 << 15  # open-loop requests in a window (about, at most)
+WINDOW_ROWS = 1 << 15  # requests in a window (about, at most)
+MIN_SPAN_NS = 1_000  # the shortest window
+SCALAR_BUDGET = 4096  # requests of one scalar stretch (at most)
+COOLDOWN_MIN, COOLDOWN_MAX = 32, 4096  # batches between windows while they keep failing
 INIT_CHUNK = 1 << 16  # vCPUs made pending at a time when a run starts
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 
@@ -84,6 +88,7 @@ class Fleet:
         self.single_mutex = m.n_mutexes == 1
         is_poisson = [g.workload.kind == "poisson" for g in guests]
         self.poisson = np.array(is_poisson, bool)[self.group]
+        self.closed = vcpus[~self.poisson[vcpus]]  # closed-loop members
         #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a
         #: quarter of what it issues in the run
         self.refill_of = np.array(
@@ -129,12 +134,14 @@ class Fleet:
         self.compacted_at = 0  # requests committed at the last compaction
         self.done: list[tuple[np.ndarray, ...]] = []  # committed requests, records not built yet
         self.n_done = 0
-        #: optimistic windows (see :meth:`window`): only when every member is open loop
-        self.optimistic = bool(len(vcpus)) and bool(self.poisson[vcpus].all())
+        #: optimistic windows (see :meth:`window`), open and closed loops alike
+        self.optimistic = bool(len(vcpus))
         self.span = 1_000_000  # current window length (ns), adapted to what commits
-        #: about WINDOW_ROWS open-loop requests at most in a window (cache-sized arrays)
-        self.max_span = max(1_000_000, round(WINDOW_ROWS / total * 1e9)) if total > 0 else INF
+        #: about WINDOW_ROWS requests at most in a window (cache-sized arrays)
+        per_s = sum(g.count * g.vcpus * expected_requests(g.workload, 10**9) for g in guests)
+        self.max_span = max(1_000_000, round(WINDOW_ROWS / per_s * 1e9)) if per_s > 0 else INF
         self.cooldown = 0
+        self.rest = COOLDOWN_MIN  # batches to rest after a failed window (doubles while failing)
         #: sort keys ``key << vbits | vcpu`` fit in 63 bits when times stay below 2**(63-vbits)
         self.vbits = max(1, int(n - 1).bit_length())
         self.packed = self.duration + (1 << 40) < (1 << (63 - self.vbits))
@@ -233,7 +240,14 @@ class Fleet:
         return out
 
     def _plan_count(self, v: np.ndarray) -> None:
-        """Plan the next few requests (per group ``refill_of``) of vCPUs ``v``."""
+        """Plan the next few requests (per group ``refill_of``) of vCPUs ``v``, and of every
+        closed-loop vCPU with less than half that left planned (one decode for many)."""
+        c = self.closed
+        if len(c) > 1:
+            low = c[(self.last_k[c] - self.k[c] < self.refill_of[self.group[c]] // 2)]
+            low = low[self.key[low] < INF]
+            if len(low):
+                v = np.union1d(v, low)
         size = self.refill_of[self.group[v]]
         start = np.cumsum(size) - size
         rep = np.repeat(np.arange(len(v)), size)
@@ -421,14 +435,17 @@ class Fleet:
         self._next(v, k + 1, resume, arr, idx)
 
     def window(self, hard: int) -> int:
-        """Optimistic batch (all-Poisson fleets): every request whose key falls before a window
-        end, the vCPUs' later arrivals included, assuming first that each vCPU is idle when its
-        next arrival comes. A FIFO pass in key order gives every request's resume; where a
-        vCPU was still busy (``resume_{k-1} > arrival_k``) its request issues at that resume
-        instead, and the pass is run again, up to :data:`WINDOW_PASSES` times (a fixed point of
-        ``issue_k = max(arrival_k, resume_{k-1})`` is the simulation itself). Every request
-        whose key is below the lower bound (its key with an issue at its arrival) of each still
-        unsettled one is exact and is committed. Returns how many requests were committed.
+        """Optimistic batch: every request whose key falls before a window end, the vCPUs'
+        later requests included, each first speculated at a lower bound of its issue: an open
+        loop's arrival (as if its vCPU were idle then), a closed loop's think time after a lower
+        bound of its predecessor's resume (the mutex granted as soon as it is requested). A FIFO
+        pass in key order gives every request's resume; where that moves a request's issue
+        (``issue_k = max(arrival_k, resume_{k-1})`` open loop, ``resume_{k-1} + think_k``
+        closed) the pass is run again, up to :data:`WINDOW_PASSES` times (a fixed point is the
+        simulation itself). Every request whose key is below the first speculated lower bound
+        of each still unsettled one is exact and is committed: an unsettled request and its
+        successors cannot have a smaller true key, and the settled prefix depends on nothing
+        else. Returns how many requests were committed.
         """
         if self.cooldown:  # windows kept failing (a saturated mutex): batches for a while
             self.cooldown -= 1
@@ -445,25 +462,39 @@ class Fleet:
         v = self._pending_below(end)
         if not len(v):
             return 0
-        vs, rows, ks, arrs, issues, keys = (
+        vs, rows, ks, arrs, issues, keys, gaps = (
             [v],
             [self.row[v]],
             [self.k[v]],
             [self.arr[v]],
             [self.issue[v]],
             [self.key[v]],
+            [np.zeros(len(v), np.int64)],
         )
         preds = [np.full(len(v), -1, np.int64)]  # index of the same vCPU's previous entry
         limit = end
-        cur_v, cur_row, cur_k, cur_arr = v, rows[0], ks[0], arrs[0]
+        free = self.free[0] if self.single_mutex else np.array(self.free, np.int64)
+        cur_v, cur_row, cur_k, cur_arr, cur_issue = v, rows[0], ks[0], arrs[0], issues[0]
         cur_at = np.arange(len(v))
         count = len(v)
         while len(cur_v):
+            # A lower bound of each request's resume (exact issue for round 0).
+            p = self.pool  # (planning below may grow the pool: read it afresh)
+            fr = free if self.single_mutex else free[self.mutex[cur_v]]
+            res_lb = np.where(
+                p["cat"][cur_row] == CAT_MUTEX,
+                np.maximum(cur_issue + p["koff"][cur_row], fr)
+                + p["hold"][cur_row]
+                + p["entry"][cur_row],
+                cur_issue + p["fin"][cur_row],
+            )
             idx = self._after(cur_v, cur_row, end)
-            arrival = cur_arr + self._gap_of(cur_v, idx)
+            p = self.pool
+            gap = self._gap_of(cur_v, idx)
+            arrival = np.where(self.poisson[cur_v], cur_arr + gap, res_lb + gap)
             alive = arrival < self.duration
             r = np.where(idx < 0, 0, idx)
-            key = arrival + self.pool["koff"][r]
+            key = arrival + p["koff"][r]
             take = alive & (key < end)
             # A request left out bounds what can be committed (its true key is no earlier).
             left = alive & ~take
@@ -473,6 +504,7 @@ class Fleet:
             if not len(t):
                 break
             cur_v, cur_row, cur_k, cur_arr = cur_v[t], idx[t], cur_k[t] + 1, arrival[t]
+            cur_issue = cur_arr
             preds.append(cur_at[t])
             cur_at = count + np.arange(len(t))
             count += len(t)
@@ -482,21 +514,25 @@ class Fleet:
             arrs.append(cur_arr)
             issues.append(cur_arr)
             keys.append(key[t])
+            gaps.append(gap[t])
         v = np.concatenate(vs)
         row = np.concatenate(rows)
         key = np.concatenate(keys)
         issue = np.concatenate(issues)
+        arr = np.concatenate(arrs)
         pred = np.concatenate(preds)
         n = len(v)
         spec = np.flatnonzero(pred >= 0)
         sp = pred[spec]
-        low = key  # lower bounds of the true keys (every speculated issue at its arrival)
+        low = key  # lower bounds of the true keys (every speculated issue at its lower bound)
+        open_spec = self.poisson[v[spec]]
         arr_spec = issue[spec]
+        gap_spec = np.concatenate(gaps)[spec]
         koff_spec = key[spec] - arr_spec
         for it in range(WINDOW_PASSES):
             order = self._order(v, key)
             mreq, grant, rel, resume = self._serve(v, row, issue, key, order)
-            want = np.maximum(arr_spec, resume[sp])
+            want = np.where(open_spec, np.maximum(arr_spec, resume[sp]), resume[sp] + gap_spec)
             bad = want != issue[spec]
             if not bad.any():
                 cut_t = limit
@@ -509,24 +545,33 @@ class Fleet:
             issue[spec] = want
             key = key.copy()
             key[spec] = want + koff_spec
+            arr = arr.copy()
+            arr[spec] = np.where(open_spec, arr_spec, want)
+        # A speculated request that would issue at or after the run's end never happens: it may
+        # only follow (in key order) what is committed, so nothing it would delay is.
+        ghost = issue[spec] >= self.duration
+        if ghost.any():
+            cut_t = min(cut_t, int(key[spec[ghost]].min()))
         cut = int(np.searchsorted(key[order], cut_t, side="left"))
         if cut < min(n, 64):
             # Speculation is not paying: shrink the window and rest for a few batches.
-            self.span = max(self.span // 2, 1)
-            self.cooldown = 32
+            self.span = max(self.span // 2, MIN_SPAN_NS)
+            self.cooldown = self.rest
+            self.rest = min(2 * self.rest, COOLDOWN_MAX)
             if cut == 0:
                 return 0
-        if cut == n:
-            self.span = min(self.span * 3 // 2, self.max_span)
+        else:
+            self.rest = COOLDOWN_MIN
+        if cut == n and end == kmin + self.span:  # all of a full-length window: grow it
+            self.span = min(max(self.span * 3 // 2, self.span + MIN_SPAN_NS), self.max_span)
         elif cut < n // 2:
-            self.span = max(self.span // 2, 1)
+            self.span = max(self.span // 2, MIN_SPAN_NS)
         keep = order[:cut]
         kv = v[keep]
         kept_mx = np.flatnonzero(mreq[keep] >= 0)
         if len(kept_mx):
             self._set_free(self.mutex[kv[kept_mx]], rel[keep[kept_mx]])
         k = np.concatenate(ks)
-        arr = np.concatenate(arrs)
         self._commit(
             kv,
             k[keep],
@@ -546,6 +591,109 @@ class Fleet:
         tail = np.flatnonzero(committed & ~has_next)
         self._next(v[tail], k[tail] + 1, resume[tail], arr[tail], row[tail])
         return cut
+
+    def scalar(
+        self,
+        hard: int,
+        before: Callable[[int, int], None] | None = None,
+        budget: int = SCALAR_BUDGET,
+    ) -> int:
+        """Process pending requests one at a time in key order, in plain Python, while their
+        key is below ``hard`` (at most ``budget`` of them): the path for a contended fleet,
+        where a conservative batch holds a handful of requests and numpy's cost per call
+        outweighs its gain, and speculation fails. The smallest pending key is always safe to
+        process: every vCPU's next request is no earlier than its pending one's resume. The
+        arithmetic is the batch's (:meth:`_serve`, :meth:`_next`), written for one request;
+        afterwards the touched vCPUs' pending state is made by :meth:`_next` itself, so the
+        two paths leave the same state. ``before(key, v)``: called before each request is
+        processed, to run whatever else comes first (the engine's own events, which share
+        the mutexes' free times but no fleet state). Returns how many requests were
+        processed."""
+        hard = min(hard, INF)
+        cand = np.flatnonzero(self.key < hard)
+        if len(cand) > budget:  # the ``budget`` smallest keys: every other one is no smaller
+            cand = cand[np.argpartition(self.key[cand], budget)[:budget]]
+            hard = min(hard, int(self.key[cand].max()))
+            cand = cand[self.key[cand] < hard]
+        if not len(cand):
+            return 0
+        self._materialize(cand)
+        cand = cand[self.key[cand] < hard]
+        if not len(cand):
+            return 0
+        heap = list(zip(self.key[cand].tolist(), cand.tolist(), strict=True))
+        heapq.heapify(heap)
+        state = dict(
+            zip(
+                cand.tolist(),
+                zip(
+                    self.k[cand].tolist(),
+                    self.arr[cand].tolist(),
+                    self.issue[cand].tolist(),
+                    self.row[cand].tolist(),
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
+        last: dict[int, tuple[int, int, int, int]] = {}  # v -> its last (k, resume, arr, row)
+        out: list[tuple[int, ...]] = []
+        free = self.free
+        mutex, poisson, duration = self.mutex, self.poisson, self.duration
+
+        def columns() -> tuple[list[int], ...]:
+            p = self.pool
+            return p["cat"], p["koff"], p["hold"], p["entry"], p["fin"], p["nxt"], p["gap"]
+
+        cat, koff, hold, entry, fin, nxt, gapc = columns()
+        pop, push = heapq.heappop, heapq.heappush
+        while heap and len(out) < budget:
+            key, v = heap[0]
+            if key >= hard:
+                break
+            if before is not None:
+                before(key, v)
+            pop(heap)
+            k, arr, issue, row = state[v]
+            if cat[row] == CAT_MUTEX:
+                m = int(mutex[v])
+                grant = max(key, free[m])
+                rel = grant + int(hold[row])
+                free[m] = rel
+                resume = rel + int(entry[row])
+                out.append((v, k, arr, issue, row, key, grant, rel, resume))
+            else:
+                resume = issue + int(fin[row])
+                out.append((v, k, arr, issue, row, -1, -1, -1, resume))
+            last[v] = (k, resume, arr, row)
+            idx = int(nxt[row])
+            if idx < 0:  # plan what comes next (or learn that nothing does)
+                target = int(self.last_arr[v] + self.next_gap[v])
+                if poisson[v] and self.planned_until <= target < duration:
+                    # Open loop past the planned epoch: the next epochs, for every vCPU at once.
+                    self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
+                    idx = int(self.pool["nxt"][row])
+                if idx < 0:
+                    idx = int(self._after(np.array([v]), np.array([row]))[0])
+                cat, koff, hold, entry, fin, nxt, gapc = columns()
+            gap = int(gapc[idx]) if idx >= 0 else int(self.next_gap[v])
+            if poisson[v]:
+                arrival = arr + gap
+                nissue = max(arrival, resume)
+            else:
+                arrival = nissue = resume + gap
+            if nissue >= duration or idx < 0:
+                continue  # done (an unplanned next request arrives after the end)
+            state[v] = (k + 1, arrival, nissue, idx)
+            push(heap, (nissue + int(koff[idx]), v))
+        if not out:
+            return 0
+        cols = [np.array(c, np.int64) for c in zip(*out, strict=True)]
+        self._commit(*cols)
+        tv = np.fromiter(last, np.int64, len(last))
+        k, resume, arr, row = (np.array(c, np.int64) for c in zip(*last.values(), strict=True))
+        self._next(tv, k + 1, resume, arr, row)
+        return len(out)
 
     def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None:
         """Keep committed requests for their records: (vCPU, k, arrival, issue, pool row,
