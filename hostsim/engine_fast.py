@@ -29,6 +29,15 @@ import numpy as np
 from hostsim.decode import decode_one
 from hostsim.fleet import INF, Fleet
 from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.process import (
+    Acquire,
+    Delay,
+    HostProcess,
+    check_guest,
+    delay_ns,
+    hold_of,
+    other_step,
+)
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
@@ -44,9 +53,17 @@ from hostsim.streams import (
 )
 
 # Event kinds, in the order they break exact ties after (time, priority, class, id).
-_ADVANCE, _HOST_START, _MREQ_HOST, _WRITER_RELEASE, _MREQ, _READ, _RW_DECIDE, _WRITER_GRANT = range(
-    8
-)
+(
+    _ADVANCE,
+    _HOST_START,
+    _MREQ_HOST,
+    _WRITER_RELEASE,
+    _MREQ,
+    _READ,
+    _RW_DECIDE,
+    _WRITER_GRANT,
+    _USER,
+) = range(9)
 NORMAL, LATE = 1, 2
 HOST, VCPU = 0, 1
 #: How far (simulated ns) a vCPU may run ahead inline before it is parked in the heap.
@@ -71,8 +88,13 @@ class _Rw:
 class FastEngine:
     """Simulate a scenario with a heap of shared-resource events (see module docstring)."""
 
-    def __init__(self, model: Model, sink: RecordSink) -> None:
+    def __init__(
+        self, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
+    ) -> None:
         self.m = model
+        self.user_steps = [iter(p()) for p in processes]
+        self.user_section = [0] * len(processes)
+        self.process_rows: list[tuple[int, ...]] = []
         self.sink = sink
         s = model.s
         topo = model.topo
@@ -135,6 +157,8 @@ class FastEngine:
         m = self.m
         for i, ev in enumerate(m.s.events):
             self._push(ev.at_ns, NORMAL, HOST, i, _HOST_START)
+        for u in range(len(self.user_steps)):
+            self._push(0, NORMAL, HOST, len(m.s.events) + u, _USER)
         for v, st in self.vst.items():
             self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
         heap = self.heap
@@ -206,6 +230,8 @@ class FastEngine:
             self._writer_release(ident, t)
         elif kind == _RW_DECIDE:
             self._rw_decide(ident, t)
+        elif kind == _USER:
+            self._user(ident, t)
         else:
             self._writer_grant(ident, t)
 
@@ -382,6 +408,33 @@ class FastEngine:
         for v in blocked:
             if self._after_read(v, t):
                 self._advance(v)
+
+    # --- user host processes (hostsim.process) ---------------------------------------------------
+    def _user(self, ident: int, t: int) -> None:
+        """The next steps of a user host process at time ``t``, up to its next event."""
+        m = self.m
+        u = ident - len(m.s.events)
+        steps, who = self.user_steps[u], f"host process {u}"
+        while t < self.duration:
+            step = next(steps, None)
+            if step is None:
+                return
+            if isinstance(step, Delay):
+                d = delay_ns(step, who)
+                if d:
+                    self._push(t + d, NORMAL, HOST, ident, _USER)
+                    return
+            elif isinstance(step, Acquire):
+                mx = self.mutex_of_guest[check_guest(step, m.n_guests, who)]
+                grant = max(t, self.free[mx])
+                rel = grant + hold_of(steps, who)
+                self.free[mx] = rel
+                self.process_rows.append((u, self.user_section[u], mx, t, grant, rel))
+                self.user_section[u] += 1
+                self._push(rel, NORMAL, HOST, ident, _USER)
+                return
+            else:
+                raise other_step(step, who)
 
     # --- host events ----------------------------------------------------------------------------
     def _host_start(self, i: int, t: int) -> None:

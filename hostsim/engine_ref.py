@@ -26,6 +26,15 @@ import simpy
 
 from hostsim.decode import decode_one
 from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.process import (
+    Acquire,
+    Delay,
+    HostProcess,
+    check_guest,
+    delay_ns,
+    hold_of,
+    other_step,
+)
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
@@ -146,8 +155,12 @@ class _Guest(GuestState):
 class ReferenceEngine:
     """Simulate a scenario with one SimPy process per vCPU (see module docstring)."""
 
-    def __init__(self, model: Model, sink: RecordSink) -> None:
+    def __init__(
+        self, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
+    ) -> None:
         self.m = model
+        self.processes = processes
+        self.process_rows: list[tuple[int, ...]] = []
         self.sink = sink
         self.env = simpy.Environment()
         s = model.s
@@ -169,6 +182,8 @@ class ReferenceEngine:
                 value = ev.kind == HostEventKind.ATTACH
                 _at(env, URGENT, lambda _, g=g, v=value: setattr(g, "hook", v), ev.at_ns)
             env.process(self._host(i, ev))
+        for u, proc in enumerate(self.processes):
+            env.process(self._user(u, proc))
         for v in range(m.n_vcpus):
             env.process(self._vcpu(v))
         step = max(m.s.duration_ns // 200, 1)
@@ -266,6 +281,31 @@ class ReferenceEngine:
                 )
             )
             after(m, v, st, req, d, resume)
+
+    def _user(self, u: int, proc: HostProcess) -> Generator[simpy.Event, Any, None]:
+        """A user host process (:mod:`hostsim.process`), as a SimPy process."""
+        m, env = self.m, self.env
+        ident, who = len(m.s.events) + u, f"host process {u}"
+        steps = iter(proc())
+        section = 0
+        while env.now < m.s.duration_ns:
+            step = next(steps, None)
+            if step is None:
+                return
+            if isinstance(step, Delay):
+                yield env.timeout(delay_ns(step, who))
+            elif isinstance(step, Acquire):
+                mx = int(m.mutex_of_guest[check_guest(step, m.n_guests, who)])
+                lock = self.locks[mx]
+                t_req = env.now
+                yield lock.request(HOST, ident)
+                t_grant = env.now
+                yield env.timeout(hold_of(steps, who))
+                lock.release()
+                self.process_rows.append((u, section, mx, t_req, t_grant, env.now))
+                section += 1
+            else:
+                raise other_step(step, who)
 
     def _host(self, i: int, ev: Any) -> Generator[simpy.Event, Any, None]:
         m, env = self.m, self.env

@@ -10,6 +10,7 @@ import numpy as np
 
 from hostsim import __version__
 from hostsim.model import Model
+from hostsim.process import PROCESS_DTYPE, HostProcess
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
 from hostsim.report import Progress
 from hostsim.results import ResultWriter
@@ -30,18 +31,23 @@ class RunResult:
     records: np.ndarray | None  # kept only when asked (tests, small runs)
     out_dir: Path | None
     n_records: int
+    #: the lock sections of the run's user host processes (:data:`PROCESS_DTYPE`)
+    processes: np.ndarray | None = None
 
 
-def make_engine(name: str, model: Model, sink: RecordSink) -> Any:
-    """The engine called ``name`` over ``model``, writing into ``sink``."""
+def make_engine(
+    name: str, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
+) -> Any:
+    """The engine called ``name`` over ``model``, writing into ``sink``, running the user host
+    ``processes`` (:mod:`hostsim.process`) beside the workload."""
     if name == "reference":
         from hostsim.engine_ref import ReferenceEngine
 
-        return ReferenceEngine(model, sink)
+        return ReferenceEngine(model, sink, processes)
     if name == "fast":
         from hostsim.engine_fast import FastEngine
 
-        return FastEngine(model, sink)
+        return FastEngine(model, sink, processes)
     raise ValueError(f"unknown engine {name!r}; expected one of {list(ENGINES)}")
 
 
@@ -74,6 +80,7 @@ def simulate(
     trace_out: Any = None,
     on_records: Any = None,
     on_columns: Any = None,
+    processes: tuple[HostProcess, ...] | list[HostProcess] = (),
 ) -> RunResult:
     """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
 
@@ -84,7 +91,9 @@ def simulate(
     scenario's workloads; ``trace_out``: an object with ``add(chunk)`` (a trace writer);
     ``on_records``: called with every chunk of records, in canonical order; ``on_columns``:
     called with record columns (a mapping of :data:`RECORD_DTYPE` field names to arrays) as
-    requests finish, in no particular order (for order-free folds: much cheaper).
+    requests finish, in no particular order (for order-free folds: much cheaper);
+    ``processes``: user host processes run beside the workload (:mod:`hostsim.process`), whose
+    lock sections come back in ``RunResult.processes``.
     """
     model = Model(s)
     if replay is not None:
@@ -124,7 +133,8 @@ def simulate(
     try:
         if writer is not None:
             writer.write_scenario(resolved_toml(s))
-        host = make_engine(engine, model, sink).run(bar if progress else None)
+        eng = make_engine(engine, model, sink, tuple(processes))
+        host = eng.run(bar if progress else None)
         bar.update(s.duration_ns, sink.count)  # the final line shows the whole run
         bar.close()
         stats.add_host_events(host)
@@ -149,5 +159,10 @@ def simulate(
     if keep_records and records is None:
         records = np.zeros(0, dtype=RECORD_DTYPE)
     return RunResult(
-        summary, host if len(host) else np.zeros(0, HOST_EVENT_DTYPE), records, final, sink.count
+        summary,
+        host if len(host) else np.zeros(0, HOST_EVENT_DTYPE),
+        records,
+        final,
+        sink.count,
+        np.array(sorted(eng.process_rows), dtype=PROCESS_DTYPE),
     )

@@ -2,7 +2,8 @@
 
 Each case draws a scenario from its seed: one to three guest groups (Poisson, closed loop,
 bursty, idle), rates from light to saturating, fixed or random costs, probabilistic hardware
-answers, either lock model, any variant, sometimes host events. CI runs a few dozen cases;
+answers, either lock model, any variant, sometimes host events, and in a quarter of the cases a
+user host process taking the mutex at random (``hostsim.process``). CI runs a few dozen cases;
 ``--run-slow`` runs hundreds. The fast engine's planning constants are also shrunk in some
 cases (tiny epochs, an eager pool compaction, small windows), so that paths which only large
 runs reach are compared on small ones.
@@ -10,10 +11,13 @@ runs reach are compared on small ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
 import hostsim.fleet as fleet
+from hostsim.process import Acquire, Delay, Release, Step
 from hostsim.run import simulate
 from hostsim.scenario import loads
 
@@ -89,6 +93,16 @@ def scenario_text(seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _agent(seed: int, guests: int) -> Iterator[Step]:
+    """A user host process: lock sections of random length at random intervals."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield Delay(int(rng.integers(0, 3_000_000)))
+        yield Acquire(int(rng.integers(0, guests)))
+        yield Delay(int(rng.choice([1, 5_000, 2_000_000])))
+        yield Release()
+
+
 def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     if seed % 3 == 0:  # small planning constants: many epochs, eager compaction
         monkeypatch.setattr(fleet, "EPOCH_ROWS", 64)
@@ -96,9 +110,11 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     if seed % 5 == 0:
         monkeypatch.setattr(fleet, "WINDOW_PASSES", 1)
     s = loads(scenario_text(seed), f"fuzz-{seed}")
-    ref = simulate(s, "reference", keep_records=True)
-    fast = simulate(s, "fast", keep_records=True)
+    procs = [lambda: _agent(seed, s.n_guests)] if seed % 4 == 1 else []
+    ref = simulate(s, "reference", keep_records=True, processes=procs)
+    fast = simulate(s, "fast", keep_records=True, processes=procs)
     assert ref.records.tobytes() == fast.records.tobytes(), scenario_text(seed)
+    assert ref.processes.tobytes() == fast.processes.tobytes()
     assert ref.summary["counts"] == fast.summary["counts"]
 
 
