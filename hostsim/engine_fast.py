@@ -4,7 +4,8 @@ What makes it fast while exact:
 * **Decode ahead, in bulk.** Requests of plain steady vCPUs (guests whose configuration never
   changes during the run) are decoded with the vectorised evaluator, many at a time, together
   with every duration that does not depend on other requests (the mutex hold included), and
-  processed in batches by :class:`hostsim.fleet.Fleet`. Guests that host events touch (attach,
+  timed by :class:`hostsim.fleet.Fleet` (optimistic windows, or one at a time in plain Python
+  where the mutex is contended). Guests that host events touch (attach,
   detach, reset, disable) are decoded one request at a time when the request reaches the
   relevant stage, exactly as the reference does.
 * **Only shared resources make events.** A request that touches no lock (program check,
@@ -172,8 +173,9 @@ class FastEngine:
             top = heap[0][0] if heap else inf
             if (fleet.optimistic and fleet.window(top)) or fleet.scalar(INF, self._events_before):
                 bound = fleet.progress_time()
-            elif not fleet.batch(bound := min(fleet.bound(), top)):
+            else:  # one at a time: the fleet is done, or its next keys are all equal
                 kmin, vmin = fleet.min_key()
+                bound = kmin
                 if not heap and kmin >= inf - 1:
                     break
                 if heap and heap[0] <= (kmin, NORMAL, VCPU, vmin, _MREQ):

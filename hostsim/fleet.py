@@ -1,4 +1,4 @@
-"""The vectorised core of the fast engine: every plain steady vCPU, processed in batches.
+"""The vectorised core of the fast engine: every plain steady vCPU, in windows or one by one.
 
 A *plain* vCPU has a steady Poisson or closed-loop stream and a guest whose configuration never
 changes, so every request it will ever issue can be decoded in advance (:mod:`hostsim.plan`)
@@ -6,18 +6,14 @@ with every duration that does not depend on other requests (the mutex hold inclu
 requests live in a pool of columns, linked per vCPU; open-loop vCPUs are planned an epoch of
 simulated time at a time (their arrivals do not depend on the host), others a few requests at a
 time. Each vCPU has exactly one *pending* request, kept in arrays indexed by vCPU: its key
-(mutex request time, or issue time when it takes no lock) and a lower bound ``lb`` on the key
-of the vCPU's request after it.
+(mutex request time, or issue time when it takes no lock).
 
-A batch is every pending request whose key is below ``B = min(lb)``: no request that is not yet
-known can have a smaller key, so nothing can overtake the batch (conservative lookahead). The
-batch is processed in key order ``(time, vCPU)``: requests that touch no lock are pure
-arithmetic; the mutex is the FIFO recursion ``release_i = max(request_i, release_{i-1}) +
-hold_i``, which has the closed form ``release_i = S_i + max(free, max_{j<=i}(request_j -
-S_{j-1}))`` with ``S`` the running sum of holds (segmented per mutex for the per-mdev lock
-model). Then every vCPU of the batch takes its next request from the plans, all at once.
-
-When every member is open loop, :meth:`Fleet.window` goes further: see there.
+Requests are timed in key order ``(time, vCPU)``: those that touch no lock are pure arithmetic;
+the mutex is the FIFO recursion ``release_i = max(request_i, release_{i-1}) + hold_i``, which
+has the closed form ``release_i = S_i + max(free, max_{j<=i}(request_j - S_{j-1}))`` with ``S``
+the running sum of holds (segmented per mutex for the per-mdev lock model). Two paths apply it:
+:meth:`Fleet.window` (optimistic windows, vectorised, for when speculation pays) and
+:meth:`Fleet.scalar` (one request at a time in plain Python, for a contended mutex).
 """
 
 from __future__ import annotations
@@ -39,7 +35,7 @@ WINDOW_PASSES = 4  # fixed-point passes of an optimistic window
 WINDOW_ROWS = 1 << 15  # requests in a window (about, at most)
 MIN_SPAN_NS = 1_000  # the shortest window
 SCALAR_BUDGET = 4096  # requests of one scalar stretch (at most)
-COOLDOWN_MIN, COOLDOWN_MAX = 32, 4096  # batches between windows while they keep failing
+COOLDOWN_MIN, COOLDOWN_MAX = 1, 32  # scalar stretches between windows while they keep failing
 INIT_CHUNK = 1 << 16  # vCPUs made pending at a time when a run starts
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 
@@ -69,7 +65,7 @@ def _field(tail: np.ndarray, name: str, row: np.ndarray) -> Any:
 
 
 class Fleet:
-    """The plain vCPUs of a run: their pending requests as arrays, processed in batches."""
+    """The plain vCPUs of a run: their pending requests as arrays (see module docstring)."""
 
     def __init__(self, m: Model, vcpus: np.ndarray, free: list[int]) -> None:
         self.m = m
@@ -101,7 +97,6 @@ class Fleet:
         starts = np.array([round(g.workload.start_ms * 1e6) for g in guests], np.int64)
         # The pending request of each vCPU.
         self.key = np.full(n, INF, np.int64)  # its mutex request or issue time
-        self.lb = np.full(n, INF, np.int64)  # lower bound of the key of the request after it
         self.issue = np.full(n, INF, np.int64)  # its issue (the watermark)
         self.k = np.zeros(n, np.int64)  # its request number
         self.arr = starts[self.group].copy()  # its arrival
@@ -141,7 +136,7 @@ class Fleet:
         per_s = sum(g.count * g.vcpus * expected_requests(g.workload, 10**9) for g in guests)
         self.max_span = max(1_000_000, round(WINDOW_ROWS / per_s * 1e9)) if per_s > 0 else INF
         self.cooldown = 0
-        self.rest = COOLDOWN_MIN  # batches to rest after a failed window (doubles while failing)
+        self.rest = COOLDOWN_MIN  # stretches to rest after a failed window (doubles while failing)
         #: sort keys ``key << vbits | vcpu`` fit in 63 bits when times stay below 2**(63-vbits)
         self.vbits = max(1, int(n - 1).bit_length())
         self.packed = self.duration + (1 << 40) < (1 << (63 - self.vbits))
@@ -190,16 +185,14 @@ class Fleet:
         end = at + total
         groups = self.group[v]
         if self.n_groups == 1 or not (groups != groups[0]).any():
-            plan, _ = make_plan(
-                self.m, int(groups[0]), self.local[v], k, gap_next, gap, p["tail"][at:end]
-            )
+            plan, _ = make_plan(self.m, int(groups[0]), self.local[v], k, gap, p["tail"][at:end])
             for name in PLAN_COLUMNS:
                 p[name][at:end] = plan[name]
         else:
             for grp in np.unique(groups).tolist():
                 sel = np.flatnonzero(groups == grp)
                 own = None if gap is None else gap[sel]
-                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], gap_next[sel], own)
+                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], own)
                 for name in PLAN_COLUMNS:
                     p[name][at + sel] = plan[name]
                 p["tail"][at + sel] = tail
@@ -339,14 +332,12 @@ class Fleet:
         self.row[v] = idx
         self.issue[v] = np.where(done, INF, issue)
         self.key[v] = INF
-        self.lb[v] = INF
         self.exact[v] = True
         lazy = (idx < 0) & ~done
         if lazy.any():
             lv = v[lazy]
             self.exact[lv] = False
             self.key[lv] = issue[lazy]  # the key and every later one are no earlier
-            self.lb[lv] = issue[lazy]
         ready = (idx >= 0) & ~done
         if ready.all():
             self._keys(v, idx)
@@ -354,24 +345,8 @@ class Fleet:
             self._keys(v[ready], idx[ready])
 
     def _keys(self, v: np.ndarray, idx: np.ndarray) -> None:
-        """The key and lookahead bound of the pending requests of ``v`` (planned at ``idx``)."""
-        p = self.pool
-        issue = self.issue[v]
-        key = issue + p["koff"][idx]
-        mutex = p["cat"][idx] == CAT_MUTEX
-        self.key[v] = key
-        # Lower bound on the key of the request after this one: its issue, no earlier than
-        # this request's resume (a grant is no earlier than its mutex is free now).
-        free = self.free[0] if self.single_mutex else np.array(self.free)[self.mutex[v]]
-        resume_lb = np.where(
-            mutex,
-            np.maximum(key, free) + p["hold"][idx] + p["entry"][idx],
-            issue + p["fin"][idx],
-        )
-        ngap = p["ngap"][idx]
-        self.lb[v] = np.where(
-            self.poisson[v], np.maximum(self.arr[v] + ngap, resume_lb), resume_lb + ngap
-        )
+        """The keys of the pending requests of ``v`` (planned at ``idx``)."""
+        self.key[v] = self.issue[v] + self.pool["koff"][idx]
 
     def _materialize(self, v: np.ndarray) -> None:
         """Plan (if need be) the inexact pending requests of ``v`` and make their keys exact."""
@@ -388,11 +363,7 @@ class Fleet:
         self._keys(v, self.row[v])
         self.exact[v] = True
 
-    # --- batches --------------------------------------------------------------------------------
-    def bound(self) -> int:
-        """Below this key nothing unknown can come: the batch limit ``min(lb)``."""
-        return int(self.lb.min()) if len(self.vcpus) else INF
-
+    # --- processing -----------------------------------------------------------------------------
     def progress_time(self) -> int:
         """How far the fleet has got: its smallest pending key."""
         return int(self.key.min()) if len(self.vcpus) else INF
@@ -412,16 +383,6 @@ class Fleet:
             self._materialize(v)
             v = v[self.key[v] < limit]
         return v
-
-    def batch(self, limit: int) -> int:
-        """Process every pending request with key < ``limit``; return how many."""
-        v = self._pending_below(limit)
-        if not len(v):
-            return 0
-        if len(v) > 1:
-            v = v[self._order(v, self.key[v])]
-        self.process(v)
-        return len(v)
 
     def process(self, v: np.ndarray) -> None:
         """Process the pending requests of ``v`` (in key order, exact) and advance them."""
@@ -447,7 +408,7 @@ class Fleet:
         successors cannot have a smaller true key, and the settled prefix depends on nothing
         else. Returns how many requests were committed.
         """
-        if self.cooldown:  # windows kept failing (a saturated mutex): batches for a while
+        if self.cooldown:  # windows kept failing (a saturated mutex): scalar for a while
             self.cooldown -= 1
             return 0
         kmin = int(self.key.min())
@@ -554,7 +515,7 @@ class Fleet:
             cut_t = min(cut_t, int(key[spec[ghost]].min()))
         cut = int(np.searchsorted(key[order], cut_t, side="left"))
         if cut < min(n, 64):
-            # Speculation is not paying: shrink the window and rest for a few batches.
+            # Speculation is not paying: shrink the window and rest for a few scalar stretches.
             self.span = max(self.span // 2, MIN_SPAN_NS)
             self.cooldown = self.rest
             self.rest = min(2 * self.rest, COOLDOWN_MAX)
@@ -600,10 +561,10 @@ class Fleet:
     ) -> int:
         """Process pending requests one at a time in key order, in plain Python, while their
         key is below ``hard`` (at most ``budget`` of them): the path for a contended fleet,
-        where a conservative batch holds a handful of requests and numpy's cost per call
-        outweighs its gain, and speculation fails. The smallest pending key is always safe to
-        process: every vCPU's next request is no earlier than its pending one's resume. The
-        arithmetic is the batch's (:meth:`_serve`, :meth:`_next`), written for one request;
+        where speculation fails and a batch that nothing can overtake would hold a handful of
+        requests (numpy's cost per call outweighs its gain there). The smallest pending key is
+        always safe to process: every vCPU's next request is no earlier than its pending one's
+        resume. The arithmetic is :meth:`_serve`'s and :meth:`_next`'s, for one request;
         afterwards the touched vCPUs' pending state is made by :meth:`_next` itself, so the
         two paths leave the same state. ``before(key, v)``: called before each request is
         processed, to run whatever else comes first (the engine's own events, which share

@@ -22,7 +22,7 @@ from hostsim.rules import Kind, rule_code
 TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
 CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
 #: Duration columns of a plan (int64, but ``cat``: int8).
-PLAN_COLUMNS = ("gap", "ngap", "sie", "pre", "koff", "fin", "hold", "entry", "cat")
+PLAN_COLUMNS = ("gap", "sie", "pre", "koff", "fin", "hold", "entry", "cat")
 
 
 def make_plan(
@@ -30,14 +30,13 @@ def make_plan(
     group: int,
     lv: np.ndarray,
     k: np.ndarray,
-    ngap: np.ndarray,
     gap: np.ndarray | None = None,
     tail: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decode requests ``k`` of local vCPUs ``lv`` of ``group`` (1-D) with the vectorised
     evaluator and precompute every duration that does not depend on other requests: (the
-    :data:`PLAN_COLUMNS`, the decoded record fields as :data:`TAIL_DTYPE`). ``ngap``: the gap of
-    each request's successor (the lookahead); ``gap``: the requests' own gaps, when known;
+    :data:`PLAN_COLUMNS`, the decoded record fields as :data:`TAIL_DTYPE`). ``gap``: the
+    requests' own gaps, when known;
     ``tail``: where to write the record fields (else a new array)."""
     blk = m.draws(group, lv, k, gap)
     g = m.s.guests[group]
@@ -121,7 +120,6 @@ def make_plan(
     )
     plan = {
         "gap": np.asarray(blk.gap, np.int64),
-        "ngap": ngap,
         "sie": sie,
         "pre": pre,
         "koff": np.where(mutex, pre + rwhe, 0),
