@@ -46,7 +46,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = not args.quiet and (args.progress or sys.stderr.isatty())
     trace = None
     if args.trace_out:
-        from workloads.trace import TraceWriter
+        from workloads.trace_write import TraceWriter
 
         trace_tmp = Path(args.trace_out).with_name(f".{Path(args.trace_out).name}.tmp")
         trace_fh = open(trace_tmp, "w", encoding="utf-8")  # noqa: SIM115
@@ -90,7 +90,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     sets = list(args.set or [])
     if args.seed is not None:
         sets.append(f"run.seed={args.seed}")
-    from workloads import trace as tr
+    from workloads.trace_durations import format_calibration, measured_from_records
+    from workloads.trace_format import TraceError
+    from workloads.trace_read import format_import, read_trace
 
     native = Path(args.file).suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv")
     imported = None
@@ -99,9 +101,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if native:
             feed: object = ReplayFeed(args.file, topology(s).vcpu_guest, skip_bad=args.skip_bad)
         else:  # kernel trace text (trace-cmd report / perf script)
-            imported = tr.read_trace(args.file, s, skip_bad=args.skip_bad)
+            imported = read_trace(args.file, s, skip_bad=args.skip_bad)
             feed = {v: a for v, a in imported.arrivals.items() if len(a)}
-    except (ScenarioError, ReplayError, tr.TraceError, OSError) as e:
+    except (ScenarioError, ReplayError, TraceError, OSError) as e:
         print(f"hostsim replay: {e}", file=sys.stderr)
         return 2
     out = args.out or str(Path("hostsim-results") / f"replay-{Path(args.file).stem}")
@@ -121,10 +123,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_report(res.summary))
         if imported is not None:
-            print(tr.format_import(imported))
-            simulated = tr.measured_from_records(res.records)
+            print(format_import(imported))
+            simulated = measured_from_records(res.records)
             print("Measured in the trace vs simulated (per outcome class):")
-            print(tr.format_calibration(imported.measured, simulated))
+            print(format_calibration(imported.measured, simulated))
         else:
             assert isinstance(feed, ReplayFeed)
             print(

@@ -1,4 +1,4 @@
-"""Kernel trace import and export (workloads/trace.py): round trip, spec templates, bad input,
+"""Kernel trace import and export (workloads/trace_*.py): round trip, spec templates, bad input,
 streaming."""
 
 from __future__ import annotations
@@ -16,22 +16,17 @@ from hostsim.run import simulate
 from hostsim.scenario import loads
 from hostsim.scenario_types import Scenario
 from workloads.bursts import SCRIPT_DTYPE
-from workloads.trace import (
+from workloads.trace_durations import format_calibration, measured_from_records, record_class
+from workloads.trace_format import (
     CLASSES,
     FORMATS,
     IN_KERNEL,
     PROGRAM_CHECK,
     USERSPACE_EXIT,
-    ImportedTrace,
     TraceError,
-    TraceWriter,
-    format_calibration,
-    format_import,
-    measured_from_records,
-    read_trace,
-    record_class,
-    write_trace,
 )
+from workloads.trace_read import ImportedTrace, format_import, read_trace
+from workloads.trace_write import TraceWriter, write_trace
 
 DATA = Path(__file__).parent / "data" / "trace"
 
