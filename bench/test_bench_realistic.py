@@ -13,13 +13,12 @@ quarter of the simulated time where the scenario has no host events.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
 
-from hostsim.run import RunResult, simulate
+from bench.test_bench_scale import fingerprint, timed_run
+from hostsim.run import simulate
 from hostsim.scenario import load
 from hostsim.scenario_types import Scenario
 
@@ -48,12 +47,6 @@ def scenario(name: str, quarter: bool) -> Scenario:
     return s
 
 
-def fingerprint(res: RunResult) -> str:
-    """The whole summary but the engine's name, and the record count."""
-    summary = {k: v for k, v in res.summary.items() if k != "hostsim"}
-    return json.dumps([res.n_records, summary], sort_keys=True)
-
-
 @pytest.mark.benchmark(group="realistic")
 @pytest.mark.parametrize(
     ("name", "engine"),
@@ -62,22 +55,14 @@ def fingerprint(res: RunResult) -> str:
 )
 def test_realistic(benchmark, name: str, engine: str) -> None:
     s = scenario(name, benchmark.disabled)
-    wall: list[float] = []
-
-    def once() -> RunResult:
-        t0 = time.perf_counter()
-        res = simulate(s, engine)
-        wall.append(time.perf_counter() - t0)
-        return res
-
-    res = benchmark.pedantic(once, rounds=1, iterations=1)
+    res, wall = timed_run(benchmark, s, engine)
     SUMMARIES[(name, engine)] = fingerprint(res)
     other = "fast" if engine == "reference" else "reference"
     if (name, other) not in SUMMARIES:
         SUMMARIES[(name, other)] = fingerprint(simulate(s, other))
     assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
     assert res.n_records > 0
-    rate = res.n_records / wall[-1]
+    rate = res.n_records / wall
     RATES[(name, engine)] = rate
     benchmark.extra_info.update(
         scenario=name, engine=engine, requests=res.n_records, requests_per_s=round(rate)
