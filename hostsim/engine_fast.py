@@ -30,15 +30,7 @@ import numpy as np
 from hostsim.decode import decode_one
 from hostsim.fleet import INF, Fleet
 from hostsim.model import Model, exit_cost, hold_ns, path_of
-from hostsim.process import (
-    Acquire,
-    Delay,
-    HostProcess,
-    check_guest,
-    delay_ns,
-    hold_of,
-    other_step,
-)
+from hostsim.process import Delay, HostProcess, next_action
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
@@ -418,25 +410,22 @@ class FastEngine:
         u = ident - len(m.s.events)
         steps, who = self.user_steps[u], f"host process {u}"
         while t < self.duration:
-            step = next(steps, None)
-            if step is None:
+            act = next_action(steps, who, m.n_guests)
+            if act is None:
                 return
-            if isinstance(step, Delay):
-                d = delay_ns(step, who)
-                if d:
-                    self._push(t + d, NORMAL, HOST, ident, _USER)
+            if isinstance(act, Delay):
+                if act.ns:
+                    self._push(t + act.ns, NORMAL, HOST, ident, _USER)
                     return
-            elif isinstance(step, Acquire):
-                mx = self.mutex_of_guest[check_guest(step, m.n_guests, who)]
-                grant = max(t, self.free[mx])
-                rel = grant + hold_of(steps, who)
-                self.free[mx] = rel
-                self.process_rows.append((u, self.user_section[u], mx, t, grant, rel))
-                self.user_section[u] += 1
-                self._push(rel, NORMAL, HOST, ident, _USER)
-                return
-            else:
-                raise other_step(step, who)
+                continue
+            mx = self.mutex_of_guest[act.guest]
+            grant = max(t, self.free[mx])
+            rel = grant + act.hold_ns
+            self.free[mx] = rel
+            self.process_rows.append((u, self.user_section[u], mx, t, grant, rel))
+            self.user_section[u] += 1
+            self._push(rel, NORMAL, HOST, ident, _USER)
+            return
 
     # --- host events ----------------------------------------------------------------------------
     def _host_start(self, i: int, t: int) -> None:

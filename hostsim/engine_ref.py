@@ -26,15 +26,7 @@ import simpy
 
 from hostsim.decode import decode_one
 from hostsim.model import Model, exit_cost, hold_ns, path_of
-from hostsim.process import (
-    Acquire,
-    Delay,
-    HostProcess,
-    check_guest,
-    delay_ns,
-    hold_of,
-    other_step,
-)
+from hostsim.process import Delay, HostProcess, next_action
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
@@ -289,23 +281,21 @@ class ReferenceEngine:
         steps = iter(proc())
         section = 0
         while env.now < m.s.duration_ns:
-            step = next(steps, None)
-            if step is None:
+            act = next_action(steps, who, m.n_guests)
+            if act is None:
                 return
-            if isinstance(step, Delay):
-                yield env.timeout(delay_ns(step, who))
-            elif isinstance(step, Acquire):
-                mx = int(m.mutex_of_guest[check_guest(step, m.n_guests, who)])
-                lock = self.locks[mx]
-                t_req = env.now
-                yield lock.request(HOST, ident)
-                t_grant = env.now
-                yield env.timeout(hold_of(steps, who))
-                lock.release()
-                self.process_rows.append((u, section, mx, t_req, t_grant, env.now))
-                section += 1
-            else:
-                raise other_step(step, who)
+            if isinstance(act, Delay):
+                yield env.timeout(act.ns)
+                continue
+            mx = int(m.mutex_of_guest[act.guest])
+            lock = self.locks[mx]
+            t_req = env.now
+            yield lock.request(HOST, ident)
+            t_grant = env.now
+            yield env.timeout(act.hold_ns)
+            lock.release()
+            self.process_rows.append((u, section, mx, t_req, t_grant, env.now))
+            section += 1
 
     def _host(self, i: int, ev: Any) -> Generator[simpy.Event, Any, None]:
         m, env = self.m, self.env

@@ -439,20 +439,14 @@ class Fleet:
         cur_at = np.arange(len(v))
         count = len(v)
         while len(cur_v):
-            # A lower bound of each request's resume (exact issue for round 0).
-            p = self.pool  # (planning below may grow the pool: read it afresh)
-            fr = free if self.single_mutex else free[self.mutex[cur_v]]
-            res_lb = np.where(
-                p["cat"][cur_row] == CAT_MUTEX,
-                np.maximum(cur_issue + p["koff"][cur_row], fr)
-                + p["hold"][cur_row]
-                + p["entry"][cur_row],
-                cur_issue + p["fin"][cur_row],
-            )
             idx = self._after(cur_v, cur_row, end)
-            p = self.pool
             gap = self._gap_of(cur_v, idx)
-            arrival = np.where(self.poisson[cur_v], cur_arr + gap, res_lb + gap)
+            arrival = cur_arr + gap  # open loop: the next arrival
+            shut = ~self.poisson[cur_v]
+            if shut.any():  # closed loop: a lower bound of the resume, plus the think time
+                arrival[shut] = self._resume_lb(cur_v[shut], cur_row[shut], cur_issue[shut], free)
+                arrival[shut] += gap[shut]
+            p = self.pool  # (planning may have grown the pool: read it afresh)
             alive = arrival < self.duration
             r = np.where(idx < 0, 0, idx)
             key = arrival + p["koff"][r]
@@ -584,19 +578,10 @@ class Fleet:
             return 0
         heap = list(zip(self.key[cand].tolist(), cand.tolist(), strict=True))
         heapq.heapify(heap)
-        state = dict(
-            zip(
-                cand.tolist(),
-                zip(
-                    self.k[cand].tolist(),
-                    self.arr[cand].tolist(),
-                    self.issue[cand].tolist(),
-                    self.row[cand].tolist(),
-                    strict=True,
-                ),
-                strict=True,
-            )
-        )
+        # v -> its pending (k, arrival, issue, pool row)
+        cols = (self.k[cand], self.arr[cand], self.issue[cand], self.row[cand])
+        rows = zip(*(c.tolist() for c in cols), strict=True)
+        state = dict(zip(cand.tolist(), rows, strict=True))
         last: dict[int, tuple[int, int, int, int]] = {}  # v -> its last (k, resume, arr, row)
         out: list[tuple[int, ...]] = []
         free = self.free
@@ -655,6 +640,19 @@ class Fleet:
         k, resume, arr, row = (np.array(c, np.int64) for c in zip(*last.values(), strict=True))
         self._next(tv, k + 1, resume, arr, row)
         return len(out)
+
+    def _resume_lb(
+        self, v: np.ndarray, row: np.ndarray, issue: np.ndarray, free: Any
+    ) -> np.ndarray:
+        """A lower bound of the resume of the requests at pool rows ``row`` issued at ``issue``
+        (lower bounds too): a mutex request is granted no earlier than its mutex is free now."""
+        p = self.pool
+        fr = free if self.single_mutex else free[self.mutex[v]]
+        return np.where(
+            p["cat"][row] == CAT_MUTEX,
+            np.maximum(issue + p["koff"][row], fr) + p["hold"][row] + p["entry"][row],
+            issue + p["fin"][row],
+        )
 
     def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None:
         """Keep committed requests for their records: (vCPU, k, arrival, issue, pool row,

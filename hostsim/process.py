@@ -63,18 +63,26 @@ PROCESS_DTYPE = np.dtype(
 )
 
 
+@dataclass(frozen=True)
+class Section:
+    """A lock section as the engines time it: the mutex serving ``guest`` held ``hold_ns``."""
+
+    guest: int
+    hold_ns: int
+
+
 class ProcessError(ValueError):
     """A host process yielded something that is not a valid step here."""
 
 
-def delay_ns(step: Delay, who: str) -> int:
+def _delay_ns(step: Delay, who: str) -> int:
     """The length of a delay step, checked."""
     if not isinstance(step.ns, int | np.integer) or step.ns < 0:
         raise ProcessError(f"{who}: Delay(ns={step.ns!r}): expected an integer >= 0")
     return int(step.ns)
 
 
-def hold_of(steps: Iterator[Step], who: str) -> int:
+def _hold_of(steps: Iterator[Step], who: str) -> int:
     """Consume the steps of a lock section up to its :class:`Release`: the hold's length."""
     hold = 0
     for step in steps:
@@ -82,11 +90,11 @@ def hold_of(steps: Iterator[Step], who: str) -> int:
             return hold
         if not isinstance(step, Delay):
             raise ProcessError(f"{who}: {step!r} while holding the mutex: only Delay is allowed")
-        hold += delay_ns(step, who)
+        hold += _delay_ns(step, who)
     raise ProcessError(f"{who}: ended while holding the mutex (no Release)")
 
 
-def check_guest(step: Acquire, n_guests: int, who: str) -> int:
+def _check_guest(step: Acquire, n_guests: int, who: str) -> int:
     """The guest of an acquire step, checked."""
     g = step.guest
     if not isinstance(g, int | np.integer) or not 0 <= g < n_guests:
@@ -94,8 +102,21 @@ def check_guest(step: Acquire, n_guests: int, who: str) -> int:
     return int(g)
 
 
-def other_step(step: object, who: str) -> ProcessError:
+def _other_step(step: object, who: str) -> ProcessError:
     """The error for a step that is neither a delay nor an acquire outside a lock section."""
     if isinstance(step, Release):
         return ProcessError(f"{who}: Release without Acquire")
     return ProcessError(f"{who}: {step!r} is not a step (Delay, Acquire or Release)")
+
+
+def next_action(steps: Iterator[Step], who: str, n_guests: int) -> Delay | Section | None:
+    """What a process does next, checked: a delay, a whole lock section (its steps consumed up
+    to the :class:`Release`), or None when it is done. Both engines time exactly this."""
+    step = next(steps, None)
+    if step is None:
+        return None
+    if isinstance(step, Delay):
+        return Delay(_delay_ns(step, who))
+    if isinstance(step, Acquire):
+        return Section(_check_guest(step, n_guests, who), _hold_of(steps, who))
+    raise _other_step(step, who)
