@@ -50,7 +50,7 @@ def main() -> None:
         base = simulate(s, engine)
         with_agent = simulate(s, engine, keep_records=True, processes=[agent])
         sections = with_agent.processes
-        waits = sections["t_mutex_grant"] - sections["t_mutex_req"]
+        waits = sections["t_grant"] - sections["t_req"]
         print(
             f"{engine:>9}: {len(sections)} agent lock sections, longest wait "
             f"{waits.max() / 1e3:.1f} us; all p99 "

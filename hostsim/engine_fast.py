@@ -29,9 +29,11 @@ import numpy as np
 
 from hostsim.decode import decode_one
 from hostsim.fleet import INF, Fleet
+from hostsim.host_ops import host_event_rows, programs
+from hostsim.locks import WRITE
 from hostsim.model import Model, exit_cost, hold_ns, path_of
-from hostsim.process import Delay, HostProcess, next_action
-from hostsim.records import HOST_EVENT_DTYPE
+from hostsim.process import HostProcess
+from hostsim.program import Drop, Section, Take, Wait
 from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink, record_tuple
@@ -44,21 +46,10 @@ from hostsim.streams import (
     next_request,
     start_of,
 )
+from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
 
 # Event kinds, in the order they break exact ties after (time, priority, class, id).
-(
-    _ADVANCE,
-    _HOST_START,
-    _MREQ_HOST,
-    _WRITER_RELEASE,
-    _MREQ,
-    _READ,
-    _RW_DECIDE,
-    _WRITER_GRANT,
-    _USER,
-) = range(9)
-NORMAL, LATE = 1, 2
-HOST, VCPU = 0, 1
+_ADVANCE, _PROG, _MREQ, _READ, _RW_DECIDE, _WRITER_GRANT, _LOCK_DECIDE, _RESUMED = range(8)
 #: How far (simulated ns) a vCPU may run ahead inline before it is parked in the heap.
 HORIZON_NS = 2_000_000
 FLUSH_EVERY = 50_000
@@ -78,6 +69,17 @@ class _Rw:
         self.blocked: list[int] = []  # vCPUs waiting for the read side
 
 
+class _HostLock:
+    """A mutex only host programs take (ap_perms_mutex, guests_lock, kvm_lock): FIFO."""
+
+    __slots__ = ("busy", "pending", "queue")
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[int, int, int, int]] = []  # ties.lock_key order
+        self.busy = False
+        self.pending = False
+
+
 class FastEngine:
     """Simulate a scenario with a heap of shared-resource events (see module docstring)."""
 
@@ -85,9 +87,9 @@ class FastEngine:
         self, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
     ) -> None:
         self.m = model
-        self.user_steps = [iter(p()) for p in processes]
-        self.user_section = [0] * len(processes)
-        self.process_rows: list[tuple[int, ...]] = []
+        self.progs = programs(model, processes)
+        self.runners = self.progs.runners
+        self.hlocks: dict[int, _HostLock] = {}
         self.sink = sink
         s = model.s
         topo = model.topo
@@ -97,7 +99,6 @@ class FastEngine:
         self.cur_issue: dict[int, int] = {}  # dynamic vCPUs: the issue of their next request
         self.inflight: dict[int, Any] = {}
         self.heap: list[tuple] = []
-        self.host_rows: list[tuple] = []
         self.group_mdev = [g.mdev for g in s.guests]
         self.guest_mdev = [self.group_mdev[int(gi)] for gi in topo.guest_group]
         # Guests whose configuration changes during the run, and vCPUs whose stream is more
@@ -137,8 +138,6 @@ class FastEngine:
             self.cur_issue[v] = start
         self.fleet = Fleet(model, np.flatnonzero(~vdyn), self.free)
         self.parked: dict[int, Any] = {}
-        self.host_work = [model.host_event_work(i, ev) for i, ev in enumerate(s.events)]
-        self.host_times: dict[int, list[int]] = {}
         self.now = 0
 
     # --- heap ---------------------------------------------------------------------------------
@@ -148,10 +147,8 @@ class FastEngine:
     def run(self, progress: Any = None) -> np.ndarray:
         """Run to completion; returns the host-event records."""
         m = self.m
-        for i, ev in enumerate(m.s.events):
-            self._push(ev.at_ns, NORMAL, HOST, i, _HOST_START)
-        for u in range(len(self.user_steps)):
-            self._push(0, NORMAL, HOST, len(m.s.events) + u, _USER)
+        for r, start in zip(self.runners, self.progs.starts, strict=True):
+            self._push(start, NORMAL, HOST, r.ident, _PROG)
         for v, st in self.vst.items():
             self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
         heap = self.heap
@@ -182,7 +179,7 @@ class FastEngine:
                 progress.update(min(bound, self.duration), sink.count + sink.pending())
                 next_progress = bound + step
         self._flush(final=True)
-        return np.array(sorted(self.host_rows), dtype=HOST_EVENT_DTYPE)
+        return host_event_rows(m, self.progs)
 
     def _events_before(self, key: int, v: int) -> None:
         """Run every heap event that comes before the fleet's request ``(key, v)``."""
@@ -216,16 +213,14 @@ class FastEngine:
             self._advance(ident)
         elif kind == _READ:
             self._read(ident, t)
-        elif kind == _MREQ_HOST:
-            self._mreq_host(ident, t)
-        elif kind == _HOST_START:
-            self._host_start(ident, t)
-        elif kind == _WRITER_RELEASE:
-            self._writer_release(ident, t)
+        elif kind == _PROG:
+            self._prog(ident, t)
+        elif kind == _RESUMED:
+            self._prog(ident, t, 1)
         elif kind == _RW_DECIDE:
             self._rw_decide(ident, t)
-        elif kind == _USER:
-            self._user(ident, t)
+        elif kind == _LOCK_DECIDE:
+            self._lock_decide(ident, t)
         else:
             self._writer_grant(ident, t)
 
@@ -370,26 +365,16 @@ class FastEngine:
         rw = self.rw[guest]
         if rw.waiting and not rw.active and not rw.grant_pending and rw.unknown == 0:
             rw.grant_pending = True
-            first = self.m.s.events[rw.waiting[0]].at_ns
+            first = rw.waiting[0][1]
             self._push(max(now, first, rw.max_release), LATE, HOST, guest, _WRITER_GRANT)
 
     def _writer_grant(self, guest: int, t: int) -> None:
         rw = self.rw[guest]
         rw.grant_pending = False
         rw.active = True
-        i = rw.waiting[0]
-        self.host_times[i] = [self.m.s.events[i].at_ns, t]
-        self._push(t + self.host_work[i][0], NORMAL, HOST, i, _WRITER_RELEASE)
-
-    def _writer_release(self, i: int, t: int) -> None:
-        ev = self.m.s.events[i]
-        rw = self.rw[ev.guest]
-        self.gstate[ev.guest].hook = ev.kind == HostEventKind.ATTACH
-        rw.active = False
-        rw.waiting.pop(0)
-        self.host_times[i].append(t)
-        self._push(t, NORMAL, HOST, i, _MREQ_HOST)
-        self._push(t, LATE, HOST, ev.guest, _RW_DECIDE)
+        ident = rw.waiting[0][0]
+        self.runners[ident].granted(self.m.locks.instance("pqap_hook_rwsem", guest), t)
+        self._push(t, RESUME, HOST, ident, _RESUMED)
 
     def _rw_decide(self, guest: int, t: int) -> None:
         rw = self.rw[guest]
@@ -403,55 +388,63 @@ class FastEngine:
             if self._after_read(v, t):
                 self._advance(v)
 
-    # --- user host processes (hostsim.process) ---------------------------------------------------
-    def _user(self, ident: int, t: int) -> None:
-        """The next steps of a user host process at time ``t``, up to its next event."""
-        m = self.m
-        u = ident - len(m.s.events)
-        steps, who = self.user_steps[u], f"host process {u}"
-        while t < self.duration:
-            act = next_action(steps, who, m.n_guests)
+    # --- host programs: host events and user processes (hostsim.program) -----------------------
+    def _prog(self, ident: int, t: int, phase: int = 0) -> None:
+        """The next actions of a host program at time ``t``, up to its next event; ``phase`` 1
+        when it was just granted a lock at ``t`` (its requests are late: ties.py)."""
+        r = self.runners[ident]
+        while True:
+            act = r.next(t)
             if act is None:
                 return
-            if isinstance(act, Delay):
+            if isinstance(act, Wait):
                 if act.ns:
-                    self._push(t + act.ns, NORMAL, HOST, ident, _USER)
+                    self._push(t + act.ns, NORMAL, HOST, ident, _PROG)
                     return
-                continue
-            mx = self.mutex_of_guest[act.guest]
-            grant = max(t, self.free[mx])
-            rel = grant + act.hold_ns
-            self.free[mx] = rel
-            self.process_rows.append((u, self.user_section[u], mx, t, grant, rel))
-            self.user_section[u] += 1
-            self._push(rel, NORMAL, HOST, ident, _USER)
-            return
+            elif isinstance(act, Section):
+                # Popped in key order: every earlier request is in, so the FIFO grant is known.
+                mx = act.inst
+                grant = max(t, self.free[mx])
+                res = r.section(mx, grant)
+                rel = grant + res.hold
+                self.free[mx] = rel
+                for e in res.effects:
+                    ev = self.m.s.events[e.event]
+                    apply_host_effect(self.m, e.event, ev, self.gstate[ev.guest])
+                self._push(rel, NORMAL, HOST, ident, _PROG)
+                return
+            elif isinstance(act, Take):
+                if act.mode == WRITE:
+                    self.rw[act.guest].waiting.append((ident, t))
+                    self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
+                    return
+                lk = self.hlocks.setdefault(act.inst, _HostLock())
+                heapq.heappush(lk.queue, lock_key(t, phase, HOST, ident))
+                if not lk.busy and not lk.pending:
+                    lk.pending = True
+                    self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
+                return
+            elif isinstance(act, Drop):
+                if act.mode == WRITE:
+                    rw = self.rw[act.guest]
+                    rw.active = False
+                    rw.waiting.pop(0)
+                    self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
+                else:
+                    lk = self.hlocks[act.inst]
+                    lk.busy = False
+                    if lk.queue and not lk.pending:
+                        lk.pending = True
+                        self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
+            else:  # Effect: the hook published or cleared under the rwsem's write side
+                self.gstate[act.step.guest].hook = act.step.value
 
-    # --- host events ----------------------------------------------------------------------------
-    def _host_start(self, i: int, t: int) -> None:
-        ev = self.m.s.events[i]
-        if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH) and self.m.rwsem:
-            rw = self.rw[ev.guest]
-            rw.waiting.append(i)
-            self._push(t, LATE, HOST, ev.guest, _RW_DECIDE)
-            return
-        self._mreq_host(i, t)
-
-    def _mreq_host(self, i: int, t: int) -> None:
-        ev = self.m.s.events[i]
-        if ev.kind == HostEventKind.GUEST_RESET:  # the guest's own business: no host lock
-            _, _, aqic, tapq, sleeps = self.host_work[i]
-            self.host_rows.append(
-                (i, int(ev.kind), ev.guest, ev.at_ns, -1, -1, -1, -1, -1, -1, aqic, tapq, sleeps)
-            )
-            return
-        mx = self.mutex_of_guest[ev.guest]
-        grant = max(t, self.free[mx])
-        _, hold, aqic, tapq, sleeps = self.host_work[i]
-        rel = grant + hold
-        self.free[mx] = rel
-        apply_host_effect(self.m, i, ev, self.gstate[ev.guest])
-        rw_times = tuple(self.host_times.get(i, (-1, -1, -1)))
-        self.host_rows.append(
-            (i, int(ev.kind), ev.guest, ev.at_ns, *rw_times, t, grant, rel, aqic, tapq, sleeps)
-        )
+    def _lock_decide(self, inst: int, t: int) -> None:
+        """Grant a host-only mutex to its first waiter, as the reference's FIFO lock does."""
+        lk = self.hlocks[inst]
+        lk.pending = False
+        if not lk.busy and lk.queue:
+            lk.busy = True
+            ident = heapq.heappop(lk.queue)[3]
+            self.runners[ident].granted(inst, t)
+            self._push(t, RESUME, HOST, ident, _RESUMED)

@@ -25,9 +25,11 @@ import numpy as np
 import simpy
 
 from hostsim.decode import decode_one
+from hostsim.host_ops import host_event_rows, programs
+from hostsim.locks import WRITE
 from hostsim.model import Model, exit_cost, hold_ns, path_of
-from hostsim.process import Delay, HostProcess, next_action
-from hostsim.records import HOST_EVENT_DTYPE
+from hostsim.process import HostProcess
+from hostsim.program import Drop, Runner, Section, Take, Wait
 from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink, record_tuple
@@ -40,10 +42,7 @@ from hostsim.streams import (
     next_request,
     start_of,
 )
-
-LATE = 2
-URGENT = 0
-HOST, VCPU = 0, 1
+from hostsim.ties import HOST, LATE, RESUME, URGENT, VCPU, lock_key
 
 
 def _at(env: simpy.Environment, priority: int, callback: Any, delay: int = 0) -> None:
@@ -59,13 +58,13 @@ class FifoLock:
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.queue: list[tuple[int, int, int, simpy.Event]] = []
+        self.queue: list[tuple[int, int, int, int, simpy.Event]] = []
         self.busy = False
         self._pending = False
 
-    def request(self, cls: int, ident: int) -> simpy.Event:
+    def request(self, cls: int, ident: int, phase: int = 0) -> simpy.Event:
         ev = simpy.Event(self.env)
-        heapq.heappush(self.queue, (self.env.now, cls, ident, ev))
+        heapq.heappush(self.queue, (*lock_key(int(self.env.now), phase, cls, ident), ev))
         self._decide_later()
         return ev
 
@@ -82,7 +81,7 @@ class FifoLock:
         self._pending = False
         if not self.busy and self.queue:
             self.busy = True
-            heapq.heappop(self.queue)[3].succeed()
+            heapq.heappop(self.queue)[4].succeed()
 
 
 class RwSem:
@@ -151,8 +150,6 @@ class ReferenceEngine:
         self, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
     ) -> None:
         self.m = model
-        self.processes = processes
-        self.process_rows: list[tuple[int, ...]] = []
         self.sink = sink
         self.env = simpy.Environment()
         s = model.s
@@ -160,22 +157,23 @@ class ReferenceEngine:
             _Guest(self.env, s.guests[int(gi)].mdev, model.initial_matrix[j])
             for j, gi in enumerate(model.topo.guest_group)
         ]
-        self.locks = [FifoLock(self.env) for _ in range(model.n_mutexes)]
+        self.locks = [FifoLock(self.env) for _ in model.locks.labels]  # rwsem slots unused
+        self.progs = programs(model, processes)
+        self._resumes: list[tuple[int, simpy.Event]] = []
+        self._resume_pending = False
         self.next_issue = np.full(model.n_vcpus, np.iinfo(np.int64).max, np.int64)
-        self.host_rows: list[tuple] = []
         self._since_flush = 0
 
     def run(self, progress: Any = None) -> np.ndarray:
         """Run to completion; returns the host-event records."""
         m, env = self.m, self.env
-        for i, ev in enumerate(m.s.events):
+        for ev in m.s.events:
             if not m.rwsem and ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
                 g = self.guests[ev.guest]
                 value = ev.kind == HostEventKind.ATTACH
                 _at(env, URGENT, lambda _, g=g, v=value: setattr(g, "hook", v), ev.at_ns)
-            env.process(self._host(i, ev))
-        for u, proc in enumerate(self.processes):
-            env.process(self._user(u, proc))
+        for r, start in zip(self.progs.runners, self.progs.starts, strict=True):
+            env.process(self._program(r, start))
         for v in range(m.n_vcpus):
             env.process(self._vcpu(v))
         step = max(m.s.duration_ns // 200, 1)
@@ -190,7 +188,7 @@ class ReferenceEngine:
             self.sink.flush(int(self.next_issue.min()))
             t += step
         self.sink.flush(None)
-        return np.array(sorted(self.host_rows), dtype=HOST_EVENT_DTYPE)
+        return host_event_rows(m, self.progs)
 
     def _vcpu(self, v: int) -> Generator[simpy.Event, Any, None]:
         m, env = self.m, self.env
@@ -274,55 +272,55 @@ class ReferenceEngine:
             )
             after(m, v, st, req, d, resume)
 
-    def _user(self, u: int, proc: HostProcess) -> Generator[simpy.Event, Any, None]:
-        """A user host process (:mod:`hostsim.process`), as a SimPy process."""
+    def _resume(self, ident: int) -> simpy.Event:
+        """Continue a host program after a grant: at RESUME priority, in identifier order."""
+        ev = simpy.Event(self.env)
+        heapq.heappush(self._resumes, (ident, ev))
+        if not self._resume_pending:
+            self._resume_pending = True
+            _at(self.env, RESUME, self._dispatch)
+        return ev
+
+    def _dispatch(self, _: Any) -> None:
+        ev = heapq.heappop(self._resumes)[1]
+        ev.succeed()
+        self._resume_pending = bool(self._resumes)
+        if self._resumes:
+            _at(self.env, RESUME, self._dispatch)
+
+    def _program(self, r: Runner, start: int) -> Generator[simpy.Event, Any, None]:
+        """A host event or user process (:mod:`hostsim.program`), as a SimPy process."""
         m, env = self.m, self.env
-        ident, who = len(m.s.events) + u, f"host process {u}"
-        steps = iter(proc())
-        section = 0
-        while env.now < m.s.duration_ns:
-            act = next_action(steps, who, m.n_guests)
+        yield env.timeout(start)
+        late_at = -1  # resumed after a grant at this time: requests then are late (ties.py)
+        while True:
+            act = r.next(int(env.now))
             if act is None:
                 return
-            if isinstance(act, Delay):
+            phase = int(env.now == late_at)
+            if isinstance(act, Wait):
                 yield env.timeout(act.ns)
-                continue
-            mx = int(m.mutex_of_guest[act.guest])
-            lock = self.locks[mx]
-            t_req = env.now
-            yield lock.request(HOST, ident)
-            t_grant = env.now
-            yield env.timeout(act.hold_ns)
-            lock.release()
-            self.process_rows.append((u, section, mx, t_req, t_grant, env.now))
-            section += 1
-
-    def _host(self, i: int, ev: Any) -> Generator[simpy.Event, Any, None]:
-        m, env = self.m, self.env
-        yield env.timeout(ev.at_ns)
-        gs = self.guests[ev.guest]
-        lock = self.locks[int(m.mutex_of_guest[ev.guest])]
-        rw_hold, hold, aqic, tapq, sleeps = m.host_event_work(i, ev)
-        rw = (-1, -1, -1)
-        if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH) and m.rwsem:
-            t_req = env.now
-            yield gs.rwsem.write()
-            t_g = env.now
-            yield env.timeout(rw_hold)
-            gs.hook = ev.kind == HostEventKind.ATTACH
-            gs.rwsem.write_release()
-            rw = (t_req, t_g, env.now)
-        if ev.kind == HostEventKind.GUEST_RESET:  # the guest's own business: no host lock
-            self.host_rows.append(
-                (i, int(ev.kind), ev.guest, ev.at_ns, *rw, -1, -1, -1, aqic, tapq, sleeps)
-            )
-            return
-        t_mreq = env.now
-        yield lock.request(HOST, i)
-        t_grant = env.now
-        yield env.timeout(hold)
-        apply_host_effect(m, i, ev, gs)
-        lock.release()
-        self.host_rows.append(
-            (i, int(ev.kind), ev.guest, ev.at_ns, *rw, t_mreq, t_grant, env.now, aqic, tapq, sleeps)
-        )
+            elif isinstance(act, Section):
+                lock = self.locks[act.inst]
+                yield lock.request(HOST, r.ident, phase)
+                res = r.section(act.inst, int(env.now))
+                yield env.timeout(res.hold)
+                for e in res.effects:
+                    ev = m.s.events[e.event]
+                    apply_host_effect(m, e.event, ev, self.guests[ev.guest])
+                lock.release()
+            elif isinstance(act, Take):
+                if act.mode == WRITE:
+                    yield self.guests[act.guest].rwsem.write()
+                else:
+                    yield self.locks[act.inst].request(HOST, r.ident, phase)
+                r.granted(act.inst, int(env.now))
+                yield self._resume(r.ident)
+                late_at = int(env.now)
+            elif isinstance(act, Drop):
+                if act.mode == WRITE:
+                    self.guests[act.guest].rwsem.write_release()
+                else:
+                    self.locks[act.inst].release()
+            else:  # Effect: the hook published or cleared under the rwsem's write side
+                self.guests[act.step.guest].hook = act.step.value

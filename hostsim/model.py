@@ -26,10 +26,11 @@ import numpy as np
 
 from hostsim import arch, draws
 from hostsim.costs import PER_CALL_COSTS
-from hostsim.decode import Decision, _disable_one
+from hostsim.decode import Decision
 from hostsim.dists import MAX_NS
-from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
+from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS
 from hostsim.keyed import KeyedGen
+from hostsim.locks import LockTable
 from hostsim.records import Path
 from hostsim.rules import Kind
 from hostsim.scenario_types import Hardware, HostEvent, HostEventKind, Scenario
@@ -236,12 +237,10 @@ class Model:
         for a, pidx in self._profile_of.items():
             self._profile_lut[a] = pidx
         self._build_dynamics()
-        self.mutex_of_guest = (
-            np.zeros(self.n_guests, np.int32)
-            if scenario.host.lock_model == "global"
-            else np.arange(self.n_guests, dtype=np.int32)
-        )
-        self.n_mutexes = int(self.mutex_of_guest.max()) + 1 if self.n_guests else 0
+        #: the host's lock instances (the per-mdev what-if is mdevs_lock's partition)
+        self.locks = LockTable(self.n_guests, scenario.host.lock_model)
+        self.mutex_of_guest = self.locks.mutex_of_guest
+        self.n_mutexes = self.locks.n_mdevs
 
     # --- what changes during the run: scripts, matrices, views, bursty clocks -----------------
     def _build_dynamics(self) -> None:
@@ -551,81 +550,6 @@ class Model:
         """The APQNs an assign or unassign event changes: its domains on the guest's adapters."""
         g = self.s.guests[int(self.topo.guest_group[ev.guest])]
         return {(a << 8) | d for a in g.adapters for d in ev.domains}
-
-    def host_event_work(self, index: int, ev: HostEvent) -> tuple[int, int, int, int, int]:
-        """(rwsem write hold, mutex hold, AQIC calls, TAPQ calls, sleeps) of host event ``index``.
-
-        Every draw is keyed by the event's identity, its queue and call (:mod:`hostsim.draws`,
-        one family per cost and per hardware answer), so a cost's distribution never moves
-        another cost's values or the queues' answers.
-        """
-        s = self.s
-        ek = self.event_keys[index]
-        apqns = self.event_queues[index]
-        c = s.costs
-
-        def cost(name: str, lv: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
-            kk = np.zeros(len(lv), np.int64) if k is None else k
-            gen = draws.keyed(s.seed, f"host-cost:{name}", ek, lv, kk)
-            return c[name].sample(gen, gen.shape)
-
-        one = np.zeros(1, np.int64)
-        rw = int(cost("rwsem_write", one)[0])
-        hold = int(cost("mutex_acquire", one)[0])
-        aqic = tapq = sleeps = 0
-        kind = ev.kind
-        if kind == HostEventKind.GUEST_RESET:
-            return rw, 0, 0, 0, 0
-        if kind in (
-            HostEventKind.ATTACH,
-            HostEventKind.DETACH,
-            HostEventKind.ASSIGN,
-            HostEventKind.UNASSIGN,
-        ):
-            hold += int(cost("mdev_kvm_update", one)[0])
-        if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-            apqns = np.array(sorted(self.event_apqns(ev)), np.uint16)
-        per_queue_disable = kind in (HostEventKind.DETACH, HostEventKind.IRQ_DISABLE)
-        per_queue_reset = kind in (
-            HostEventKind.DETACH,
-            HostEventKind.RESET,
-            HostEventKind.REBOOT,
-            HostEventKind.UNASSIGN,
-        )
-        nq = len(apqns)
-        queues = np.arange(nq, dtype=np.int64)
-        if per_queue_disable and nq:
-            zero = np.zeros(nq, np.int64)
-            au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
-            tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-            iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-            prof_of = self.profile_index(apqns)
-            calls = np.zeros((3, nq), np.int64)  # AQIC, TAPQ, sleeps of each queue
-            for qi in range(nq):
-                p = self._profiles[int(prof_of[qi])]
-                rc = p.aqic_rc[
-                    np.searchsorted(p.aqic_cdf, au[qi], side="right").clip(0, len(p.aqic_rc) - 1)
-                ]
-                trc = p.tapq_rc[
-                    np.searchsorted(p.tapq_cdf, tu[qi], side="right").clip(0, len(p.tapq_rc) - 1)
-                ]
-                x = Intercept(
-                    gpr0=int(apqns[qi]),
-                    hw_aqic=[int(v) << arch.STATUS_RC_SHIFT for v in rc],
-                    hw_tapq=[
-                        (int(a), bool(b)) for a, b in zip(trc, iu[qi] < p.tapq_irq, strict=True)
-                    ],
-                )
-                _, calls[0, qi], calls[1, qi], calls[2, qi] = _disable_one(x, 0)
-            aqic, tapq, sleeps = (int(n) for n in calls.sum(axis=1))
-            for name, n in zip(("host_aqic", "host_tapq", "msleep20"), calls, strict=True):
-                if n.sum():
-                    lv = np.repeat(queues, n)
-                    k = np.arange(len(lv)) - np.repeat(np.cumsum(n) - n, n)  # call j of queue
-                    hold += int(cost(name, lv, k).sum())
-        if per_queue_reset and nq:
-            hold += int(cost("queue_reset", queues).sum())
-        return rw, hold, aqic, tapq, sleeps
 
 
 def path_of(d: Decision) -> Path:

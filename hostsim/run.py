@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from hostsim import __version__
+from hostsim.host_ops import lock_rows, process_rows
 from hostsim.model import Model
-from hostsim.process import PROCESS_DTYPE, HostProcess
+from hostsim.process import HostProcess
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
 from hostsim.report import Progress
 from hostsim.results import ResultWriter
@@ -33,6 +34,12 @@ class RunResult:
     n_records: int
     #: the lock sections of the run's user host processes (:data:`PROCESS_DTYPE`)
     processes: np.ndarray | None = None
+    #: every lock section of every host program, events and processes (:data:`LOCK_DTYPE`)
+    locks: np.ndarray | None = None
+    #: the name of each lock instance (``locks["lock"]`` and ``processes["lock"]`` index it)
+    lock_labels: tuple[str, ...] = ()
+    #: the state of every queue a hardware call touched, at the end (:data:`QUEUE_DTYPE`)
+    queues: np.ndarray | None = None
 
 
 def make_engine(
@@ -164,5 +171,8 @@ def simulate(
         records,
         final,
         sink.count,
-        np.array(sorted(eng.process_rows), dtype=PROCESS_DTYPE),
+        process_rows(model, eng.progs),
+        lock_rows(eng.progs),
+        tuple(model.locks.labels),
+        eng.progs.queues.table(),
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import hostsim.fleet as fleet
-from hostsim.process import Acquire, Delay, Release, Step
+from hostsim.process import Acquire, Delay, HwCall, Release, Sleep, Step
 from hostsim.run import simulate
 from hostsim.scenario import loads
 
@@ -103,6 +103,42 @@ def _agent(seed: int, guests: int) -> Iterator[Step]:
         yield Release()
 
 
+def _operator(seed: int, guests: int) -> Iterator[Step]:
+    """A host program with several locks in the kernel's order, a queue whose state decides
+    what it does next, and the mdevs lock dropped across a sleep with the outer locks held."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield Delay(int(rng.choice([0, 1, int(rng.integers(0, 4_000_000))])))
+        g = int(rng.integers(0, guests))
+        outer = [
+            (name, guest)
+            for name, guest, p in (
+                ("ap_perms_mutex", 0, 0.3),
+                ("guests_lock", 0, 0.6),
+                ("kvm_lock", g, 0.8),
+            )
+            if rng.random() < p
+        ]
+        for name, guest in outer:
+            yield Acquire(guest, name)
+        q = int(rng.integers(0, 3)) << 8 | int(rng.integers(0, 3))
+        yield Acquire(g)
+        ans = yield HwCall("tapq", q, g, int(rng.choice([0, 300])))
+        if ans.reset_pending:
+            yield Delay(int(rng.choice([0, 1_000])))
+        else:
+            op = str(rng.choice(["zapq", "aqic_enable", "aqic_disable"]))
+            yield HwCall(op, q, g, int(rng.choice([0, 500, 30_000_000])), nib=0x1000, isc=6)
+        yield Release()
+        if outer and rng.random() < 0.5:
+            yield Sleep(int(rng.choice([0, 20_000_000])))
+            yield Acquire(g)
+            yield Delay(int(rng.choice([0, 2_000])))
+            yield Release()
+        for name, guest in reversed(outer):
+            yield Release(name, guest)
+
+
 def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     if seed % 3 == 0:  # small planning constants: many epochs, eager compaction
         monkeypatch.setattr(fleet, "EPOCH_ROWS", 64)
@@ -111,10 +147,15 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(fleet, "WINDOW_PASSES", 1)
     s = loads(scenario_text(seed), f"fuzz-{seed}")
     procs = [lambda: _agent(seed, s.n_guests)] if seed % 4 == 1 else []
+    if seed % 4 == 3:  # two operators contend for the outer locks and the queues
+        procs = [lambda: _operator(seed, s.n_guests), lambda: _operator(seed + 1, s.n_guests)]
     ref = simulate(s, "reference", keep_records=True, processes=procs)
     fast = simulate(s, "fast", keep_records=True, processes=procs)
     assert ref.records.tobytes() == fast.records.tobytes(), scenario_text(seed)
     assert ref.processes.tobytes() == fast.processes.tobytes()
+    assert ref.host_events.tobytes() == fast.host_events.tobytes()
+    assert ref.locks.tobytes() == fast.locks.tobytes()
+    assert ref.queues.tobytes() == fast.queues.tobytes()
     assert ref.summary["counts"] == fast.summary["counts"]
 
 
