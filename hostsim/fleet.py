@@ -552,6 +552,7 @@ class Fleet:
         hard: int,
         before: Callable[[int, int], None] | None = None,
         budget: int = SCALAR_BUDGET,
+        events: list[tuple[int, ...]] | None = None,
     ) -> int:
         """Process pending requests one at a time in key order, in plain Python, while their
         key is below ``hard`` (at most ``budget`` of them): the path for a contended fleet,
@@ -562,8 +563,8 @@ class Fleet:
         afterwards the touched vCPUs' pending state is made by :meth:`_next` itself, so the
         two paths leave the same state. ``before(key, v)``: called before each request is
         processed, to run whatever else comes first (the engine's own events, which share
-        the mutexes' free times but no fleet state). Returns how many requests were
-        processed."""
+        the mutexes' free times but no fleet state), when ``events`` (the engine's heap) has
+        one at or before ``key``. Returns how many requests were processed."""
         hard = min(hard, INF)
         cand = np.flatnonzero(self.key < hard)
         if len(cand) > budget:  # the ``budget`` smallest keys: every other one is no smaller
@@ -576,43 +577,49 @@ class Fleet:
         cand = cand[self.key[cand] < hard]
         if not len(cand):
             return 0
-        heap = list(zip(self.key[cand].tolist(), cand.tolist(), strict=True))
+        # heap entries: (key, v, then its pending k, arrival, issue, pool row); (key, v) unique
+        cols = (
+            self.key[cand],
+            cand,
+            self.k[cand],
+            self.arr[cand],
+            self.issue[cand],
+            self.row[cand],
+        )
+        heap = list(zip(*(c.tolist() for c in cols), strict=True))
         heapq.heapify(heap)
-        # v -> its pending (k, arrival, issue, pool row)
-        cols = (self.k[cand], self.arr[cand], self.issue[cand], self.row[cand])
-        rows = zip(*(c.tolist() for c in cols), strict=True)
-        state = dict(zip(cand.tolist(), rows, strict=True))
-        last: dict[int, tuple[int, int, int, int]] = {}  # v -> its last (k, resume, arr, row)
         out: list[tuple[int, ...]] = []
         free = self.free
-        mutex, poisson, duration = self.mutex, self.poisson, self.duration
+        # memoryviews: indexing one gives a Python int, several times faster than numpy's
+        mutex, poisson, duration = self.mutex.data, self.poisson.data, self.duration
 
-        def columns() -> tuple[list[int], ...]:
+        def columns() -> tuple[Any, ...]:
             p = self.pool
-            return p["cat"], p["koff"], p["hold"], p["entry"], p["fin"], p["nxt"], p["gap"]
+            names = ("cat", "koff", "hold", "entry", "fin", "nxt", "gap")
+            return tuple(p[name].data for name in names)
 
         cat, koff, hold, entry, fin, nxt, gapc = columns()
         pop, push = heapq.heappop, heapq.heappush
         while heap and len(out) < budget:
-            key, v = heap[0]
+            key = heap[0][0]
             if key >= hard:
                 break
-            if before is not None:
-                before(key, v)
-            pop(heap)
-            k, arr, issue, row = state[v]
+            if before is not None and (events is None or (events and events[0][0] <= key)):
+                before(key, heap[0][1])
+            _, v, k, arr, issue, row = pop(heap)
             if cat[row] == CAT_MUTEX:
-                m = int(mutex[v])
-                grant = max(key, free[m])
-                rel = grant + int(hold[row])
+                m = mutex[v]
+                grant = free[m]
+                if key > grant:
+                    grant = key
+                rel = grant + hold[row]
                 free[m] = rel
-                resume = rel + int(entry[row])
+                resume = rel + entry[row]
                 out.append((v, k, arr, issue, row, key, grant, rel, resume))
             else:
-                resume = issue + int(fin[row])
+                resume = issue + fin[row]
                 out.append((v, k, arr, issue, row, -1, -1, -1, resume))
-            last[v] = (k, resume, arr, row)
-            idx = int(nxt[row])
+            idx = nxt[row]
             if idx < 0:  # plan what comes next (or learn that nothing does)
                 target = int(self.last_arr[v] + self.next_gap[v])
                 if poisson[v] and self.planned_until <= target < duration:
@@ -622,23 +629,24 @@ class Fleet:
                 if idx < 0:
                     idx = int(self._after(np.array([v]), np.array([row]))[0])
                 cat, koff, hold, entry, fin, nxt, gapc = columns()
-            gap = int(gapc[idx]) if idx >= 0 else int(self.next_gap[v])
+            gap = gapc[idx] if idx >= 0 else int(self.next_gap[v])
             if poisson[v]:
                 arrival = arr + gap
-                nissue = max(arrival, resume)
+                nissue = arrival if arrival > resume else resume
             else:
                 arrival = nissue = resume + gap
             if nissue >= duration or idx < 0:
                 continue  # done (an unplanned next request arrives after the end)
-            state[v] = (k + 1, arrival, nissue, idx)
-            push(heap, (nissue + int(koff[idx]), v))
+            push(heap, (nissue + koff[idx], v, k + 1, arrival, nissue, idx))
         if not out:
             return 0
-        cols = [np.array(c, np.int64) for c in zip(*out, strict=True)]
-        self._commit(*cols)
-        tv = np.fromiter(last, np.int64, len(last))
-        k, resume, arr, row = (np.array(c, np.int64) for c in zip(*last.values(), strict=True))
-        self._next(tv, k + 1, resume, arr, row)
+        c = [np.array(col, np.int64) for col in zip(*out, strict=True)]
+        self._commit(*c)
+        # Each touched vCPU continues after its last request processed here.
+        n = len(out)
+        tv, first = np.unique(c[0][::-1], return_index=True)
+        at = n - 1 - first
+        self._next(tv, c[1][at] + 1, c[8][at], c[2][at], c[4][at])
         return len(out)
 
     def _resume_lb(
@@ -769,7 +777,7 @@ class Fleet:
         the pool's memory is reused. Record columns from :meth:`records` must be made first."""
         n = self.pool_n
         committed = self.processed - self.compacted_at  # rows no request needs any more
-        if n < COMPACT_MIN or 2 * n < len(self.pool["nxt"]) or 2 * committed < n:
+        if n < COMPACT_MIN or 2 * n < len(self.pool["nxt"]) or committed < 2 * (n - committed):
             return  # room left, or too little to drop: not yet
         p = self.pool
         pv = p["v"][:n]
