@@ -27,22 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from hostsim.decode import decode_one
 from hostsim.fleet import INF, Fleet
 from hostsim.host_ops import host_event_rows, programs
 from hostsim.locks import WRITE
-from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.model import Model
 from hostsim.process import HostProcess
 from hostsim.program import Drop, Section, Take, Wait
-from hostsim.rules import Kind
+from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.scenario_types import HostEventKind
-from hostsim.sink import RecordSink, record_tuple
+from hostsim.sink import RecordSink
 from hostsim.streams import (
     GuestState,
     VState,
     after,
     apply_host_effect,
-    intercept,
     next_request,
     start_of,
 )
@@ -153,8 +151,8 @@ class FastEngine:
     def run(self, progress: Any = None) -> np.ndarray:
         """Run to completion; returns the host-event records."""
         m = self.m
-        for r, start in zip(self.runners, self.progs.starts, strict=True):
-            self._push(start, NORMAL, HOST, r.ident, _PROG)
+        for r, t0 in zip(self.runners, self.progs.starts, strict=True):
+            self._push(t0, NORMAL, HOST, r.ident, _PROG)
         for v, st in self.vst.items():
             self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
         heap = self.heap
@@ -260,111 +258,55 @@ class FastEngine:
                 self.parked[v] = req
                 self._push(issue, NORMAL, VCPU, v, _ADVANCE)
                 return
-            blk, r, c = req.blk, req.r, req.c
-            cost = blk.costs
-            t_exit = issue + int(cost["sie_exit"][r, c])
-            t_decode = t_exit + int(cost["kvm_decode"][r, c])
-            hook = self._hook_at(guest, t_decode) if not m.rwsem else gs.hook
-            x = intercept(m, v, req, hook, gs.mdev_kvm, False, gs.matrix)
-            d = decode_one(x, m.variant)
-            self.inflight[v] = [req, t_exit, t_decode, x, d, -1, -1]
-            if not d.hook_called and d.kind != Kind.NO_HOOK_RC01:
-                self._finish(v, t_decode + exit_cost(d, blk, r, c) + int(cost["sie_entry"][r, c]))
+            f = self.inflight[v] = start(req)
+            hook = self._hook_at(guest, f.t_decode) if not m.rwsem else gs.hook
+            if not decode_at_handler(m, v, f, hook, gs):
+                self._finish(v)
                 continue
             if m.rwsem and guest in self.rw:
                 # The read side may have to wait for a writer: decide in time order.
-                self._push(t_decode, LATE, VCPU, v, _READ)
+                self._push(f.t_decode, LATE, VCPU, v, _READ)
                 return
-            if not self._after_read(v, t_decode if m.rwsem else -1):
+            if not self._after_read(v, f.t_decode if m.rwsem else -1):
                 return
 
     def _after_read(self, v: int, t_rw: int) -> bool:
         """Continue a dynamic request past the read side; False if it now waits for the mutex."""
-        m = self.m
         guest = self.vguest[v]
-        st = self.inflight[v]
-        req, _, t_decode, x, d = st[:5]
-        blk, r, c = req.blk, req.r, req.c
-        cost = blk.costs
+        f = self.inflight[v]
         rw = self.rw.get(guest)
-        if m.rwsem and x.hook_registered != self.gstate[guest].hook:
-            # (decode is a pure function of its input: only a changed input is decoded again)
-            x.hook_registered = self.gstate[guest].hook
-            d = st[4] = decode_one(x, m.variant)
-        st[5] = t_rw
-        t_h = (t_rw if m.rwsem else t_decode) + int(cost["rwsem_read"][r, c])
-        entry = int(cost["sie_entry"][r, c])
-        if d.kind == Kind.NO_HOOK_RC01:
+        if after_read(self.m, f, t_rw, self.gstate[guest].hook):
             if rw is not None:
-                rw.max_release = max(rw.max_release, t_h)
-            self._finish(v, t_h + entry)
-            return True
-        if not d.mutex:
-            t_back = t_h + int(cost["hook_entry"][r, c])
-            if rw is not None:
-                rw.max_release = max(rw.max_release, t_back)
-            self._finish(v, t_back + exit_cost(d, blk, r, c) + entry)
-            return True
+                rw.unknown += 1
+            self._push(f.t_mreq, NORMAL, VCPU, v, _MREQ)
+            return False
         if rw is not None:
-            rw.unknown += 1
-        st[6] = t_h + int(cost["hook_entry"][r, c])
-        self._push(st[6], NORMAL, VCPU, v, _MREQ)
-        return False
+            rw.max_release = max(rw.max_release, f.t_back)
+        self._finish(v)
+        return True
 
     def _mreq(self, v: int, t: int) -> None:
-        m = self.m
         guest = self.vguest[v]
         gs = self.gstate[guest]
-        st = self.inflight[v]
-        req, x, t_mreq = st[0], st[3], st[6]
-        blk, r, c = req.blk, req.r, req.c
         mx = self.mutex_of_guest[guest]
         grant = max(t, self.free[mx])
-        now = (
-            gs.mdev_kvm,
-            not m.rwsem and not self._hook_at(guest, grant),
-            (x.gpr0 & 0xFFFF) in gs.matrix,
+        cleared = not self.m.rwsem and not self._hook_at(guest, grant)
+        rel = self.free[mx] = at_grant(
+            self.inflight[v], self.m, grant, gs.mdev_kvm, cleared, gs.matrix
         )
-        d = st[4]
-        if now != (x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned):
-            x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned = now
-            d = st[4] = decode_one(x, m.variant)
-        rel = grant + hold_ns(d, blk, r, c)
-        self.free[mx] = rel
         rw = self.rw.get(guest)
         if rw is not None:
             rw.max_release = max(rw.max_release, rel)
             rw.unknown -= 1
             self._maybe_grant_writer(guest, t)
-        self._finish(v, rel + int(blk.costs["sie_entry"][r, c]), t_mreq, grant, rel)
+        self._finish(v)
         self._advance(v)
 
-    def _finish(
-        self, v: int, resume: int, t_mreq: int = -1, grant: int = -1, rel: int = -1
-    ) -> None:
-        req, t_exit, t_decode, x, d, t_rw = self.inflight[v][:6]
+    def _finish(self, v: int) -> None:
+        f = self.inflight.pop(v)
         st = self.vst[v]
-        self.sink.rows.append(
-            record_tuple(
-                v,
-                self.vguest[v],
-                st.k,
-                req.arrival,
-                req.issue,
-                t_exit,
-                t_decode,
-                t_rw,
-                t_mreq,
-                grant,
-                rel,
-                resume,
-                x,
-                d,
-                path_of(d),
-            )
-        )
-        del self.inflight[v]
-        after(self.m, v, st, req, d, resume)
+        self.sink.rows.append(record(f, v, self.vguest[v], st.k))
+        after(self.m, v, st, f.req, f.d, f.resume)
 
     # --- the rwsem of guests with writers -------------------------------------------------------
     def _read(self, v: int, t: int) -> None:

@@ -24,21 +24,19 @@ from typing import Any
 import numpy as np
 import simpy
 
-from hostsim.decode import decode_one
 from hostsim.host_ops import host_event_rows, programs
 from hostsim.locks import WRITE
-from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.model import Model
 from hostsim.process import HostProcess
 from hostsim.program import Drop, Runner, Section, Take, Wait
-from hostsim.rules import Kind
+from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.scenario_types import HostEventKind
-from hostsim.sink import RecordSink, record_tuple
+from hostsim.sink import RecordSink
 from hostsim.streams import (
     GuestState,
     VState,
     after,
     apply_host_effect,
-    intercept,
     next_request,
     start_of,
 )
@@ -172,8 +170,8 @@ class ReferenceEngine:
                 g = self.guests[ev.guest]
                 value = ev.kind == HostEventKind.ATTACH
                 _at(env, URGENT, lambda _, g=g, v=value: setattr(g, "hook", v), ev.at_ns)
-        for r, start in zip(self.progs.runners, self.progs.starts, strict=True):
-            env.process(self._program(r, start))
+        for r, t0 in zip(self.progs.runners, self.progs.starts, strict=True):
+            env.process(self._program(r, t0))
         for v in range(m.n_vcpus):
             env.process(self._vcpu(v))
         step = max(m.s.duration_ns // 200, 1)
@@ -192,85 +190,39 @@ class ReferenceEngine:
 
     def _vcpu(self, v: int) -> Generator[simpy.Event, Any, None]:
         m, env = self.m, self.env
-        variant = m.variant
         guest = int(m.topo.vcpu_guest[v])
         gs = self.guests[guest]
         lock = self.locks[int(m.mutex_of_guest[guest])]
         st = VState()
         st.resume = st.arrival = start_of(m, v)
+        rwsem = m.rwsem
         while True:
             req = next_request(m, v, st)
             if req is None:
                 self.next_issue[v] = np.iinfo(np.int64).max
                 return
-            issue = req.issue
-            self.next_issue[v] = issue
-            blk, r, c = req.blk, req.r, req.c
-            cost = blk.costs
-            t_exit = issue + int(cost["sie_exit"][r, c])
-            t_decode = t_exit + int(cost["kvm_decode"][r, c])
-            entry = int(cost["sie_entry"][r, c])
-            yield env.timeout(t_decode - env.now)
-            x = intercept(m, v, req, gs.hook, gs.mdev_kvm, False, gs.matrix)
-            d = decode_one(x, variant)
-            t_rw = t_mreq = t_grant = t_rel = -1
-            if not d.hook_called and d.kind != Kind.NO_HOOK_RC01:
-                # KVM rows 1-8: the guards decide before any lock.
-                resume = t_decode + exit_cost(d, blk, r, c) + entry
-            else:
-                if m.rwsem:
+            self.next_issue[v] = req.issue
+            f = start(req)
+            yield env.timeout(f.t_decode - env.now)
+            if decode_at_handler(m, v, f, gs.hook, gs):
+                t_rw = -1
+                if rwsem:
                     yield gs.rwsem.read()
-                    t_rw = env.now
-                    x.hook_registered = gs.hook
-                    d = decode_one(x, variant)
-                t_h = (t_rw if m.rwsem else t_decode) + int(cost["rwsem_read"][r, c])
-                if d.kind == Kind.NO_HOOK_RC01:
-                    yield env.timeout(t_h - env.now)
-                    if m.rwsem:
-                        gs.rwsem.read_release()
-                    resume = t_h + entry
-                elif not d.mutex:
-                    t_back = t_h + int(cost["hook_entry"][r, c])
-                    yield env.timeout(t_back - env.now)
-                    if m.rwsem:
-                        gs.rwsem.read_release()
-                    resume = t_back + exit_cost(d, blk, r, c) + entry
-                else:
-                    t_mreq = t_h + int(cost["hook_entry"][r, c])
-                    yield env.timeout(t_mreq - env.now)
+                    t_rw = int(env.now)
+                if after_read(m, f, t_rw, gs.hook):
+                    yield env.timeout(f.t_mreq - env.now)
                     yield lock.request(VCPU, v)
-                    t_grant = env.now
-                    x.mdev_has_kvm = gs.mdev_kvm
-                    x.hook_cleared_in_flight = not m.rwsem and not gs.hook
-                    x.queue_assigned = (x.gpr0 & 0xFFFF) in gs.matrix
-                    d = decode_one(x, variant)
-                    yield env.timeout(hold_ns(d, blk, r, c))
-                    t_rel = env.now
+                    cleared = not rwsem and not gs.hook
+                    rel = at_grant(f, m, int(env.now), gs.mdev_kvm, cleared, gs.matrix)
+                    yield env.timeout(rel - env.now)
                     lock.release()
-                    if m.rwsem:
-                        gs.rwsem.read_release()
-                    resume = t_rel + entry
-            yield env.timeout(resume - env.now)
-            self.sink.add(
-                record_tuple(
-                    v,
-                    guest,
-                    st.k,
-                    req.arrival,
-                    issue,
-                    t_exit,
-                    t_decode,
-                    t_rw,
-                    t_mreq,
-                    t_grant,
-                    t_rel,
-                    resume,
-                    x,
-                    d,
-                    path_of(d),
-                )
-            )
-            after(m, v, st, req, d, resume)
+                else:
+                    yield env.timeout(f.t_back - env.now)
+                if rwsem:
+                    gs.rwsem.read_release()
+            yield env.timeout(f.resume - env.now)
+            self.sink.add(record(f, v, guest, st.k))
+            after(m, v, st, req, f.d, f.resume)
 
     def _resume(self, ident: int) -> simpy.Event:
         """Continue a host program after a grant: at RESUME priority, in identifier order."""

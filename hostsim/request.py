@@ -1,0 +1,131 @@
+"""One request's stage chain in scalar form: what both engines' one-at-a-time paths follow.
+
+The stages of a PQAP intercept, each a function of the request's draws and of the guest's state
+at that stage (the vectorised form of the same chain is :func:`hostsim.plan.make_plan`):
+
+1. :func:`start`: the SIE exit and KVM's decode times;
+2. :func:`decode_at_handler`: the decode when the handler runs; KVM's own guards (program
+   check, userspace exit) finish here, without a lock;
+3. :func:`after_read`: past the guest's ``pqap_hook_rwsem`` read side (granted at ``t_rw``):
+   RC 01 without a hook, a hook that answers without the mutex, or a mutex request at
+   ``t_mreq``;
+4. :func:`at_grant`: the decode under the mutex, with the configuration as it is at the grant;
+   the hold, the release and the resume.
+
+A decode is repeated only when its input changed since the last one (it is a pure function of
+the intercept and the variant). The engines supply the waits: SimPy events in the reference,
+heap events in the fast engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hostsim.decode import Decision, decode_one
+from hostsim.intercept import Intercept
+from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.rules import Kind
+from hostsim.sink import record_tuple
+from hostsim.streams import Req, intercept
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A request between its issue and its resume, with every stage time it has reached."""
+
+    req: Req
+    t_exit: int
+    t_decode: int
+    x: Intercept | None = None
+    d: Decision | None = None
+    t_rw: int = -1  # the rwsem read side granted
+    t_back: int = -1  # the read side released (a request that takes no mutex)
+    t_mreq: int = -1
+    grant: int = -1
+    rel: int = -1
+    resume: int = -1
+
+
+def start(req: Req) -> InFlight:
+    """The request's SIE exit and decode times."""
+    cost, r, c = req.blk.costs, req.r, req.c
+    t_exit = req.issue + int(cost["sie_exit"][r, c])
+    return InFlight(req, t_exit, t_exit + int(cost["kvm_decode"][r, c]))
+
+
+def decode_at_handler(m: Model, v: int, f: InFlight, hook: bool, gs: Any) -> bool:
+    """Decode at the handler with the guest's state now; True if the request goes on to the
+    rwsem read side (the hook path, or RC 01), else it is finished (``f.resume``)."""
+    req = f.req
+    f.x = x = intercept(m, v, req, hook, gs.mdev_kvm, False, gs.matrix)
+    f.d = d = decode_one(x, m.variant)
+    if d.hook_called or d.kind == Kind.NO_HOOK_RC01:
+        return True
+    entry = int(req.blk.costs["sie_entry"][req.r, req.c])
+    f.resume = f.t_decode + exit_cost(d, req.blk, req.r, req.c) + entry
+    return False
+
+
+def after_read(m: Model, f: InFlight, t_rw: int, hook: bool) -> bool:
+    """Past the read side (granted at ``t_rw``; -1 without an rwsem): True if the request now
+    asks for the mutex at ``f.t_mreq``, else it releases the read side at ``f.t_back`` and is
+    finished (``f.resume``)."""
+    req, x = f.req, f.x
+    assert x is not None and f.d is not None
+    if m.rwsem and x.hook_registered != hook:
+        x.hook_registered = hook
+        f.d = decode_one(x, m.variant)
+    d = f.d
+    cost, r, c = req.blk.costs, req.r, req.c
+    f.t_rw = t_rw
+    t_h = (t_rw if m.rwsem else f.t_decode) + int(cost["rwsem_read"][r, c])
+    entry = int(cost["sie_entry"][r, c])
+    if d.kind == Kind.NO_HOOK_RC01:
+        f.t_back = t_h
+        f.resume = t_h + entry
+        return False
+    if not d.mutex:
+        f.t_back = t_h + int(cost["hook_entry"][r, c])
+        f.resume = f.t_back + exit_cost(d, req.blk, r, c) + entry
+        return False
+    f.t_mreq = t_h + int(cost["hook_entry"][r, c])
+    return True
+
+
+def at_grant(f: InFlight, m: Model, grant: int, mdev_kvm: bool, cleared: bool, matrix: Any) -> int:
+    """The mutex granted at ``grant`` with the configuration then (the mdev's KVM pointer, the
+    hook cleared in flight, the matrix): the release time (``f.rel``; ``f.resume`` too)."""
+    req, x = f.req, f.x
+    assert x is not None and f.d is not None
+    now = (mdev_kvm, cleared, (x.gpr0 & 0xFFFF) in matrix)
+    if now != (x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned):
+        x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned = now
+        f.d = decode_one(x, m.variant)
+    f.grant = grant
+    f.rel = grant + hold_ns(f.d, req.blk, req.r, req.c)
+    f.resume = f.rel + int(req.blk.costs["sie_entry"][req.r, req.c])
+    return f.rel
+
+
+def record(f: InFlight, v: int, guest: int, k: int) -> tuple:
+    """The request's record (:data:`hostsim.records.RECORD_DTYPE` field order)."""
+    assert f.d is not None
+    req = f.req
+    return record_tuple(
+        v,
+        guest,
+        k,
+        req.arrival,
+        req.issue,
+        f.t_exit,
+        f.t_decode,
+        f.t_rw,
+        f.t_mreq,
+        f.grant,
+        f.rel,
+        f.resume,
+        f.x,
+        f.d,
+        path_of(f.d),
+    )
