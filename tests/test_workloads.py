@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostsim import arch
 from hostsim.records import Path as RPath
@@ -15,7 +17,7 @@ from hostsim.scenario import loads
 from hostsim.scenario_types import ScenarioError
 from hostsim.topology import topology
 from workloads.replay import ReplayError, ReplayFeed
-from workloads.steady import BurstyClock
+from workloads.steady import BURSTY_UNIT_MEAN_NS, NEVER_NS, BurstyClock
 
 HERE = Path(__file__).parent
 
@@ -252,3 +254,34 @@ def test_workload_errors() -> None:
                 '[[guests]]\nname = "g"\n[[events]]\nat_ms = 1\nkind = "assign"\nguest = "g[0]"'
             )
         )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    on_ms=st.sampled_from([0.5, 2.0, 20.0]),
+    off_ms=st.sampled_from([0.5, 5.0, 200.0]),
+    rate_on=st.sampled_from([50.0, 2000.0]),
+    rate_off=st.sampled_from([0.0, 10.0]),
+)
+def test_bursty_clock_vectorised_equals_scalar(
+    seed: int, on_ms: float, off_ms: float, rate_on: float, rate_off: float
+) -> None:
+    """The fleet's array form of the on/off time change gives the scalar's arrivals exactly,
+    including past the clock's last period (an "off" period at rate 0: never)."""
+    rng = np.random.default_rng(seed)
+    c = BurstyClock(
+        np.random.default_rng(seed + 1), 10**9, on_ms * 1e6, off_ms * 1e6, rate_on, rate_off
+    )
+    prev = rng.integers(0, 11 * 10**8, 300)
+    unit = np.rint(rng.exponential(BURSTY_UNIT_MEAN_NS, 300)).astype(np.int64)
+    want = [
+        c.next_arrival(int(p), int(u), BURSTY_UNIT_MEAN_NS) for p, u in zip(prev, unit, strict=True)
+    ]
+    assert c.next_arrivals(prev, unit, BURSTY_UNIT_MEAN_NS).tolist() == want
+
+
+def test_bursty_clock_ending_off_at_rate_zero_never_arrives() -> None:
+    c = BurstyClock(np.random.default_rng(3), 10**8, 1e6, 1e8, 1000.0, 0.0)
+    assert c.rates[-1] == 0.0  # the last period (to infinity) is off
+    assert c.next_arrival(10**9, 10**9, BURSTY_UNIT_MEAN_NS) == NEVER_NS

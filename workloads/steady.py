@@ -63,10 +63,41 @@ class BurstyClock:
         """
         target = self.intensity(prev) + unit_gap_ns / mean_ns
         i = bisect.bisect_right(self.cum, target) - 1
-        while self.rates[i] <= 0:
+        while i < len(self.rates) and self.rates[i] <= 0:
             i += 1
+        if i == len(self.rates):  # the last period (to infinity) is "off" at rate 0: never
+            return NEVER_NS
         return max(prev, round(self.starts[i] + (target - self.cum[i]) / self.rates[i]))
 
+    def next_arrivals(
+        self, prev: np.ndarray, unit_gap_ns: np.ndarray, mean_ns: float
+    ) -> np.ndarray:
+        """:meth:`next_arrival` for arrays of ``prev`` and ``unit_gap_ns`` (int64), exactly: the
+        same float64 operations in the same order, and numpy's round is Python's (half to
+        even)."""
+        if not hasattr(self, "_arrays"):
+            starts = np.array(self.starts, np.float64)
+            rates = np.array(self.rates, np.float64)
+            live = np.flatnonzero(rates > 0)
+            # The first period at or after each one with a positive rate (the scalar's loop).
+            first = np.searchsorted(live, np.arange(len(rates)))
+            nxt = np.append(live, -1)[first]  # -1: no later period with a positive rate
+            self._arrays = (starts, np.array(self.cum, np.float64), rates, nxt)
+        starts, cum, rates, nxt = self._arrays
+        prev = np.asarray(prev, np.int64)
+        i = np.searchsorted(starts, prev, side="right") - 1
+        intensity = cum[i] + rates[i] * (prev - starts[i].astype(np.int64))
+        target = intensity + np.asarray(unit_gap_ns, np.int64) / mean_ns
+        j = nxt[np.searchsorted(cum, target, side="right") - 1]
+        never = j < 0
+        j = np.where(never, 0, j)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = np.round(starts[j] + (target - cum[j]) / rates[j])
+        at = np.where(never, NEVER_NS, at).astype(np.int64)
+        return np.maximum(prev, at)
 
+
+#: An arrival that never comes (after an "off" period at rate 0 that lasts to the end)
+NEVER_NS = 1 << 62
 #: Mean of the unit gap drawn for a bursty workload (any fixed value; ns resolution of e).
 BURSTY_UNIT_MEAN_NS = 1e9
