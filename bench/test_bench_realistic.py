@@ -32,6 +32,7 @@ SCENARIOS = {
     "knee-44-per-mdev": HERE / "knee-44-per-mdev.toml",
     "mixed-9600": HERE / "mixed-9600.toml",
     "closed-1000": HERE / "closed-1000.toml",
+    "bursty-1000": HERE / "bursty-1000.toml",
     "boot-storm": ROOT / "workloads" / "boot-storm.toml",
 }
 ENGINES = ("reference", "fast")

@@ -117,7 +117,7 @@ class FastEngine:
             GuestState(mdev, model.initial_matrix[j]) for j, mdev in enumerate(self.guest_mdev)
         ]
         plain = [
-            g.workload.kind in ("poisson", "closed")
+            g.workload.kind in ("poisson", "bursty", "closed")
             and g.workload.retry == "none"
             and not model.replay
             for g in s.guests

@@ -27,6 +27,7 @@ import numpy as np
 
 from hostsim.model import Model, expected_requests
 from hostsim.plan import CAT_EARLY, CAT_MUTEX, PLAN_COLUMNS, TAIL_DTYPE, make_plan
+from workloads.steady import BURSTY_UNIT_MEAN_NS
 
 INF = np.iinfo(np.int64).max
 EPOCH_ROWS = 1 << 16  # open-loop requests planned at a time (about)
@@ -82,9 +83,14 @@ class Fleet:
         self.local = topo.vcpu_local.astype(np.int32)
         self.mutex = m.mutex_of_guest.astype(np.int32)[self.guest]
         self.single_mutex = m.n_mutexes == 1
-        is_poisson = [g.workload.kind == "poisson" for g in guests]
-        self.poisson = np.array(is_poisson, bool)[self.group]
-        self.closed = vcpus[~self.poisson[vcpus]]  # closed-loop members
+        # Open loops (Poisson, bursty): arrivals that do not depend on the host. A bursty
+        # group's gaps are planned as the on/off clock's time change makes them (its
+        # ``next_arrivals``), so every other line treats both alike.
+        is_open = [g.workload.kind in ("poisson", "bursty") for g in guests]
+        self.open_loop = np.array(is_open, bool)[self.group]
+        self.clocks = {gi: c for gi, c in m.clocks.items()}
+        self.bursty = np.array([gi in self.clocks for gi in range(len(guests))], bool)[self.group]
+        self.closed = vcpus[~self.open_loop[vcpus]]  # closed-loop members
         #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a
         #: quarter of what it issues in the run
         self.refill_of = np.array(
@@ -116,13 +122,15 @@ class Fleet:
         self.next_gap = np.zeros(n, np.int64)  # the gap of the request after it
         self.head = np.full(n, -1, np.int64)  # each vCPU's first planned row
         self.planned_until = 0
-        rates = [g.workload.rate_hz for g, p in zip(guests, is_poisson, strict=True) if p]
-        total = sum(
-            g.count * g.vcpus * g.workload.rate_hz
-            for g, p in zip(guests, is_poisson, strict=True)
-            if p
-        )
-        self.rate_max = max(rates, default=0.0)
+        opens = [g for g, p in zip(guests, is_open, strict=True) if p]
+        peak = [
+            max(g.workload.rate_on_hz, g.workload.rate_off_hz)
+            if g.workload.kind == "bursty"
+            else g.workload.rate_hz
+            for g in opens
+        ]
+        total = sum(g.count * g.vcpus * expected_requests(g.workload, 10**9) for g in opens)
+        self.rate_max = max(peak, default=0.0)
         #: open-loop requests are planned an epoch at a time: about EPOCH_ROWS of them
         self.epoch_ns = max(1_000_000, round(EPOCH_ROWS / total * 1e9)) if total > 0 else INF
         self.processed = 0
@@ -142,7 +150,8 @@ class Fleet:
         self.packed = self.duration + (1 << 40) < (1 << (63 - self.vbits))
         if len(vcpus):
             for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):  # bounded temporaries
-                self.next_gap[v] = self._gaps(v, np.zeros(len(v), np.int64))
+                raw = self._gaps(v, np.zeros(len(v), np.int64))
+                self.next_gap[v] = self._arrive(v, self.arr[v], raw) - self.arr[v]
             self.plan_epoch(int(starts.min()) + self.epoch_ns)
             for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):
                 self._next(v, self.k[v], starts[self.group[v]], self.arr[v], self.row[v])
@@ -232,6 +241,17 @@ class Fleet:
             out[sel] = self.m.gaps(grp, self.local[vv[sel]], k[sel])
         return out
 
+    def _arrive(self, v: np.ndarray, prev: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """The arrivals after ``prev`` of vCPUs ``v`` whose next gaps are ``raw``: ``prev + raw``,
+        or a bursty group's time change of it (its clock's ``next_arrivals``)."""
+        out = prev + raw
+        b = self.bursty[v]
+        if b.any():
+            for grp in np.unique(self.group[v[b]]).tolist():
+                sel = np.flatnonzero(b & (self.group[v] == grp))
+                out[sel] = self.clocks[grp].next_arrivals(prev[sel], raw[sel], BURSTY_UNIT_MEAN_NS)
+        return out
+
     def _plan_count(self, v: np.ndarray) -> None:
         """Plan the next few requests (per group ``refill_of``) of vCPUs ``v``, and of every
         closed-loop vCPU with less than half that left planned (one decode for many)."""
@@ -246,7 +266,22 @@ class Fleet:
         rep = np.repeat(np.arange(len(v)), size)
         vv = v[rep]
         k = self.last_k[vv] + 1 + np.arange(len(vv)) - start[rep]
-        self._append(vv, k, self._gaps(vv, k + 1), size)
+        gap_next = self._gaps(vv, k + 1)
+        gap = None
+        if self.bursty[v].any():  # the rows' gaps one after another, as the clock makes them
+            gap = self._gaps(vv, k)
+            prev = self.last_arr[v].copy()
+            for j in range(int(size.max())):
+                r = np.flatnonzero(size > j)
+                rows = start[r] + j
+                if j == 0:
+                    gap[rows] = self.next_gap[v[r]]
+                else:
+                    gap[rows] = self._arrive(v[r], prev[r], gap[rows]) - prev[r]
+                prev[r] += gap[rows]
+            last = start + size - 1
+            gap_next[last] = self._arrive(v, prev, gap_next[last]) - prev
+        self._append(vv, k, gap_next, size, gap)
 
     def plan_epoch(self, until: int) -> None:
         """Plan every open-loop request of the fleet that arrives before ``until`` (at most the
@@ -256,7 +291,7 @@ class Fleet:
             return
         span_s = (until - self.planned_until) / 1e9
         self.planned_until = until
-        v = self.vcpus[self.poisson[self.vcpus]]
+        v = self.vcpus[self.open_loop[self.vcpus]]
         v = v[self.last_arr[v] + self.next_gap[v] < until]
         per = int(max(1, min(64, math.ceil(self.rate_max * span_s * 1.25))))
         while len(v):
@@ -264,6 +299,12 @@ class Fleet:
             gaps = np.empty((len(v), per + 1), np.int64)
             gaps[:, 0] = self.next_gap[v]
             gaps[:, 1:] = self._gaps(v[:, None], ks + 1)
+            if self.bursty[v].any():  # each arrival from the one before, on the clock
+                prev = self.last_arr[v] + gaps[:, 0]
+                for j in range(1, per + 1):
+                    nxt = self._arrive(v, prev, gaps[:, j])
+                    gaps[:, j] = nxt - prev
+                    prev = nxt
             arr = self.last_arr[v][:, None] + np.cumsum(gaps[:, :per], axis=1)
             take = arr < until
             cnt = take.sum(1)
@@ -290,7 +331,7 @@ class Fleet:
         if not miss.any():
             return idx
         mv = v[miss]
-        need = ~self.poisson[mv]
+        need = ~self.open_loop[mv]
         if not lazy:
             need |= self.last_arr[mv] + self.next_gap[mv] < min(before, self.duration)
         if need.any():
@@ -323,9 +364,9 @@ class Fleet:
         its issue) until something needs it (:meth:`_materialize`)."""
         idx = self._after(v, prev, lazy=True)
         gap = self._gap_of(v, idx)
-        poisson = self.poisson[v]
-        arrival = np.where(poisson, arr, resume) + gap
-        issue = np.where(poisson, np.maximum(arrival, resume), arrival)
+        opn = self.open_loop[v]
+        arrival = np.where(opn, arr, resume) + gap
+        issue = np.where(opn, np.maximum(arrival, resume), arrival)
         done = issue >= self.duration
         self.k[v] = k
         self.arr[v] = arrival
@@ -354,7 +395,7 @@ class Fleet:
         if not len(v):
             return
         unplanned = v[self.row[v] < 0]
-        if self.poisson[unplanned].any() and self.planned_until < self.duration:
+        if self.open_loop[unplanned].any() and self.planned_until < self.duration:
             # Open-loop requests past the planned epoch: plan the next epoch, all at once.
             self.plan_epoch(self.planned_until + self.epoch_ns)
             unplanned = unplanned[self.row[unplanned] < 0]
@@ -442,7 +483,7 @@ class Fleet:
             idx = self._after(cur_v, cur_row, end)
             gap = self._gap_of(cur_v, idx)
             arrival = cur_arr + gap  # open loop: the next arrival
-            shut = ~self.poisson[cur_v]
+            shut = ~self.open_loop[cur_v]
             if shut.any():  # closed loop: a lower bound of the resume, plus the think time
                 arrival[shut] = self._resume_lb(cur_v[shut], cur_row[shut], cur_issue[shut], free)
                 arrival[shut] += gap[shut]
@@ -480,7 +521,7 @@ class Fleet:
         spec = np.flatnonzero(pred >= 0)
         sp = pred[spec]
         low = key  # lower bounds of the true keys (every speculated issue at its lower bound)
-        open_spec = self.poisson[v[spec]]
+        open_spec = self.open_loop[v[spec]]
         arr_spec = issue[spec]
         gap_spec = np.concatenate(gaps)[spec]
         koff_spec = key[spec] - arr_spec
@@ -591,7 +632,7 @@ class Fleet:
         out: list[tuple[int, ...]] = []
         free = self.free
         # memoryviews: indexing one gives a Python int, several times faster than numpy's
-        mutex, poisson, duration = self.mutex.data, self.poisson.data, self.duration
+        mutex, open_loop, duration = self.mutex.data, self.open_loop.data, self.duration
 
         def columns() -> tuple[Any, ...]:
             p = self.pool
@@ -622,7 +663,7 @@ class Fleet:
             idx = nxt[row]
             if idx < 0:  # plan what comes next (or learn that nothing does)
                 target = int(self.last_arr[v] + self.next_gap[v])
-                if poisson[v] and self.planned_until <= target < duration:
+                if open_loop[v] and self.planned_until <= target < duration:
                     # Open loop past the planned epoch: the next epochs, for every vCPU at once.
                     self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
                     idx = int(self.pool["nxt"][row])
@@ -630,7 +671,7 @@ class Fleet:
                     idx = int(self._after(np.array([v]), np.array([row]))[0])
                 cat, koff, hold, entry, fin, nxt, gapc = columns()
             gap = gapc[idx] if idx >= 0 else int(self.next_gap[v])
-            if poisson[v]:
+            if open_loop[v]:
                 arrival = arr + gap
                 nissue = arrival if arrival > resume else resume
             else:
