@@ -23,6 +23,7 @@ records.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from hostsim.program import Drop, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink
+from hostsim.steps import Block, SetHook
 from hostsim.streams import (
     GuestState,
     VState,
@@ -47,7 +49,19 @@ from hostsim.streams import (
 from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
 
 # Event kinds, in the order they break exact ties after (time, priority, class, id).
-_ADVANCE, _PROG, _MREQ, _READ, _RW_DECIDE, _WRITER_GRANT, _LOCK_DECIDE, _RESUMED = range(8)
+(
+    _ADVANCE,
+    _EFFECT,
+    _PROG,
+    _MREQ,
+    _READ,
+    _RW_DECIDE,
+    _WRITER_GRANT,
+    _LOCK_DECIDE,
+    _RESUMED,
+    _ISSUE,
+    _RESUME,
+) = range(11)
 #: How far (simulated ns) a vCPU may run ahead inline before it is parked in the heap.
 HORIZON_NS = 2_000_000
 FLUSH_EVERY = 50_000
@@ -104,6 +118,8 @@ class FastEngine:
         dyn_guest = [g in model.views for g in range(model.n_guests)]
         self.flips: dict[int, list[tuple[int, bool]]] = {}
         self.rw: dict[int, _Rw] = {}
+        for g in self.progs.blockable:  # a program may stop their vCPUs: one at a time
+            dyn_guest[g] = True
         for ev in s.events:
             dyn_guest[ev.guest] = True
             if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
@@ -142,6 +158,9 @@ class FastEngine:
             self.cur_issue[v] = start
         self.fleet = Fleet(model, np.flatnonzero(~vdyn), self.free)
         self.parked: dict[int, Any] = {}
+        self.timed: dict[int, deque[Any]] = {}  # program -> its section's blocks, in order
+        self.checking: dict[int, Any] = {}  # blockable guests: requests at their issue check
+        self.waiters: dict[int, list[tuple[int, int]]] = {}  # guest -> vCPUs waiting (v, kind)
         self.now = 0
 
     # --- heap ---------------------------------------------------------------------------------
@@ -223,6 +242,12 @@ class FastEngine:
             self._prog(ident, t)
         elif kind == _RESUMED:
             self._prog(ident, t, 1)
+        elif kind == _EFFECT:
+            self._effect(self.timed[ident].popleft(), t)
+        elif kind == _ISSUE:
+            self._issue(ident, t)
+        elif kind == _RESUME:
+            self._resume(ident, t)
         elif kind == _RW_DECIDE:
             self._rw_decide(ident, t)
         elif kind == _LOCK_DECIDE:
@@ -244,7 +269,6 @@ class FastEngine:
         stream and decode calls as the reference engine."""
         m = self.m
         guest = self.vguest[v]
-        gs = self.gstate[guest]
         st = self.vst[v]
         horizon = self.now + HORIZON_NS
         while True:
@@ -258,17 +282,50 @@ class FastEngine:
                 self.parked[v] = req
                 self._push(issue, NORMAL, VCPU, v, _ADVANCE)
                 return
-            f = self.inflight[v] = start(req)
-            hook = self._hook_at(guest, f.t_decode) if not m.rwsem else gs.hook
-            if not decode_at_handler(m, v, f, hook, gs):
-                self._finish(v)
-                continue
-            if m.rwsem and guest in self.rw:
-                # The read side may have to wait for a writer: decide in time order.
-                self._push(f.t_decode, LATE, VCPU, v, _READ)
+            if guest in self.progs.blockable:  # its issue waits while the guest is blocked
+                self.checking[v] = req
+                self._push(issue, LATE, VCPU, v, _ISSUE)
                 return
-            if not self._after_read(v, f.t_decode if m.rwsem else -1):
+            if not self._begin(v, req):
                 return
+
+    def _begin(self, v: int, req: Any) -> bool:
+        """Start a dynamic request at its issue; True if it is finished already."""
+        m = self.m
+        guest = self.vguest[v]
+        gs = self.gstate[guest]
+        f = self.inflight[v] = start(req)
+        hook = self._hook_at(guest, f.t_decode) if not m.rwsem else gs.hook
+        if not decode_at_handler(m, v, f, hook, gs):
+            return self._finish(v)
+        if m.rwsem and guest in self.rw:
+            # The read side may have to wait for a writer: decide in time order.
+            self._push(f.t_decode, LATE, VCPU, v, _READ)
+            return False
+        return self._after_read(v, f.t_decode if m.rwsem else -1)
+
+    # --- guests whose vCPUs a program blocks: the issue and the resume wait while blocked ---------
+    def _blocked(self, v: int, kind: int) -> bool:
+        guest = self.vguest[v]
+        if self.gstate[guest].blocked:
+            self.waiters.setdefault(guest, []).append((v, kind))
+            return True
+        return False
+
+    def _issue(self, v: int, t: int) -> None:
+        if self._blocked(v, _ISSUE):
+            return
+        req = self.checking.pop(v)
+        req.issue = t
+        if self._begin(v, req):
+            self._advance(v)
+
+    def _resume(self, v: int, t: int) -> None:
+        if self._blocked(v, _RESUME):
+            return
+        self.inflight[v].resume = t
+        self._record(v)
+        self._advance(v)
 
     def _after_read(self, v: int, t_rw: int) -> bool:
         """Continue a dynamic request past the read side; False if it now waits for the mutex."""
@@ -282,8 +339,7 @@ class FastEngine:
             return False
         if rw is not None:
             rw.max_release = max(rw.max_release, f.t_back)
-        self._finish(v)
-        return True
+        return self._finish(v)
 
     def _mreq(self, v: int, t: int) -> None:
         guest = self.vguest[v]
@@ -299,10 +355,19 @@ class FastEngine:
             rw.max_release = max(rw.max_release, rel)
             rw.unknown -= 1
             self._maybe_grant_writer(guest, t)
-        self._finish(v)
-        self._advance(v)
+        if self._finish(v):
+            self._advance(v)
 
-    def _finish(self, v: int) -> None:
+    def _finish(self, v: int) -> bool:
+        """The request has its resume: recorded now (True), or, for a guest a program may
+        block, when its SIE entry is not blocked (False: a check at the resume)."""
+        if self.vguest[v] in self.progs.blockable:
+            self._push(self.inflight[v].resume, LATE, VCPU, v, _RESUME)
+            return False
+        self._record(v)
+        return True
+
+    def _record(self, v: int) -> None:
         f = self.inflight.pop(v)
         st = self.vst[v]
         self.sink.rows.append(record(f, v, self.vguest[v], st.k))
@@ -367,6 +432,9 @@ class FastEngine:
                 for e in res.effects:
                     ev = self.m.s.events[e.event]
                     apply_host_effect(self.m, e.event, ev, self.gstate[ev.guest])
+                for at, step in res.timed:  # blocks and unblocks at their own times
+                    self.timed.setdefault(ident, deque()).append(step)
+                    self._push(at, NORMAL, HOST, ident, _EFFECT)
                 self._push(rel, NORMAL, HOST, ident, _PROG)
                 return
             elif isinstance(act, Take):
@@ -392,8 +460,20 @@ class FastEngine:
                     if lk.queue and not lk.pending:
                         lk.pending = True
                         self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
-            else:  # Effect: the hook published or cleared under the rwsem's write side
-                self.gstate[act.step.guest].hook = act.step.value
+            else:
+                self._effect(act.step, t)
+
+    def _effect(self, step: Any, t: int) -> None:
+        """A program's hook flip (under the rwsem's write side), block or unblock of a guest."""
+        gs = self.gstate[step.guest]
+        if isinstance(step, SetHook):
+            gs.hook = step.value
+        elif isinstance(step, Block):
+            gs.blocked = True
+        else:  # the waiting vCPUs check again after every step of this nanosecond
+            gs.blocked = False
+            for v, kind in self.waiters.pop(step.guest, ()):
+                self._push(t, LATE, VCPU, v, kind)
 
     def _lock_decide(self, inst: int, t: int) -> None:
         """Grant a host-only mutex to its first waiter, as the reference's FIFO lock does."""

@@ -32,6 +32,7 @@ from hostsim.program import Drop, Runner, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink
+from hostsim.steps import Block, SetHook
 from hostsim.streams import (
     GuestState,
     VState,
@@ -134,11 +135,12 @@ class RwSem:
 
 
 class _Guest(GuestState):
-    __slots__ = ("rwsem",)
+    __slots__ = ("rwsem", "unblocked")
 
     def __init__(self, env: simpy.Environment, mdev: bool, matrix: frozenset[int]) -> None:
         super().__init__(mdev, matrix)
         self.rwsem = RwSem(env)
+        self.unblocked = simpy.Event(env)  # succeeds at the next Unblock
 
 
 class ReferenceEngine:
@@ -196,12 +198,17 @@ class ReferenceEngine:
         st = VState()
         st.resume = st.arrival = start_of(m, v)
         rwsem = m.rwsem
+        blockable = guest in self.progs.blockable
         while True:
             req = next_request(m, v, st)
             if req is None:
                 self.next_issue[v] = np.iinfo(np.int64).max
                 return
             self.next_issue[v] = req.issue
+            if blockable:  # no issue while a program keeps the guest's vCPUs stopped
+                yield env.timeout(req.issue - env.now)
+                yield from self._unblocked(gs)
+                req.issue = int(env.now)
             f = start(req)
             yield env.timeout(f.t_decode - env.now)
             if decode_at_handler(m, v, f, gs.hook, gs):
@@ -221,8 +228,23 @@ class ReferenceEngine:
                 if rwsem:
                     gs.rwsem.read_release()
             yield env.timeout(f.resume - env.now)
+            if blockable:  # nor an SIE entry
+                yield from self._unblocked(gs)
+                f.resume = int(env.now)
             self.sink.add(record(f, v, guest, st.k))
             after(m, v, st, req, f.d, f.resume)
+
+    def _unblocked(self, gs: _Guest) -> Generator[simpy.Event, Any, None]:
+        """Wait, deciding at LATE priority (after every step of the nanosecond), until the
+        guest's vCPUs are not blocked."""
+        while True:
+            ev = simpy.Event(self.env)
+            ev._ok, ev._value = True, None
+            self.env.schedule(ev, LATE)
+            yield ev
+            if not gs.blocked:
+                return
+            yield gs.unblocked
 
     def _resume(self, ident: int) -> simpy.Event:
         """Continue a host program after a grant: at RESUME priority, in identifier order."""
@@ -256,7 +278,11 @@ class ReferenceEngine:
                 lock = self.locks[act.inst]
                 yield lock.request(HOST, r.ident, phase)
                 res = r.section(act.inst, int(env.now))
-                yield env.timeout(res.hold)
+                t_end = int(env.now) + res.hold
+                for t, step in res.timed:
+                    yield env.timeout(t - env.now)
+                    self._effect(step)
+                yield env.timeout(t_end - env.now)
                 for e in res.effects:
                     ev = m.s.events[e.event]
                     apply_host_effect(m, e.event, ev, self.guests[ev.guest])
@@ -274,5 +300,17 @@ class ReferenceEngine:
                     self.guests[act.guest].rwsem.write_release()
                 else:
                     self.locks[act.inst].release()
-            else:  # Effect: the hook published or cleared under the rwsem's write side
-                self.guests[act.step.guest].hook = act.step.value
+            else:
+                self._effect(act.step)
+
+    def _effect(self, step: Any) -> None:
+        """A program's hook flip (under the rwsem's write side), block or unblock of a guest."""
+        gs = self.guests[step.guest]
+        if isinstance(step, SetHook):
+            gs.hook = step.value
+        elif isinstance(step, Block):
+            gs.blocked = True
+        else:
+            gs.blocked = False
+            gs.unblocked.succeed()
+            gs.unblocked = simpy.Event(self.env)

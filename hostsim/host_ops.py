@@ -30,12 +30,22 @@ from hostsim.decode import _disable_one
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
 from hostsim.locks import EXCLUSIVE, WRITE
 from hostsim.model import Model
-from hostsim.process import PROCESS_DTYPE
+from hostsim.process import PROCESS_DTYPE, blocks_of
 from hostsim.program import LOCK_DTYPE, Runner
 from hostsim.queues import QueueState
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.scenario_types import HostEvent, HostEventKind
-from hostsim.steps import Acquire, Delay, HwCall, Reconfigure, Release, SetHook, Step
+from hostsim.steps import (
+    Acquire,
+    Block,
+    Delay,
+    HwCall,
+    ProcessError,
+    Reconfigure,
+    Release,
+    SetHook,
+    Step,
+)
 
 _HOOKED = (HostEventKind.ATTACH, HostEventKind.DETACH)
 _KVM_UPDATE = (*_HOOKED, HostEventKind.ASSIGN, HostEventKind.UNASSIGN)
@@ -151,24 +161,45 @@ class Programs:
     host: list[HostProgram]
     rows: list[tuple[int, ...]]  # lock sections (LOCK_DTYPE), appended as they end
     queues: QueueState
+    blocked: list[tuple[int, ...]]  # block intervals (BLOCK_DTYPE), appended as they end
+    blockable: frozenset[int]  # the guests some program may block
 
 
 def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
     """The runners of a run's host events and user processes, ready for an engine."""
     queues = QueueState(list(m.initial_matrix))
     rows: list[tuple[int, ...]] = []
+    blocked: list[tuple[int, ...]] = []
     events = m.s.events
     host = [host_program(m, i, ev) for i, ev in enumerate(events)]
+    blockable = {st.guest for hp in host for st in hp.steps if isinstance(st, Block)}
     runners = [
-        Runner(i, hp.steps, f"host event {i} ({ev.kind.name.lower()})", m.locks, queues, rows, True)
+        Runner(
+            i,
+            hp.steps,
+            f"host event {i} ({ev.kind.name.lower()})",
+            m.locks,
+            queues,
+            rows,
+            True,
+            blocked=blocked,
+        )
         for i, (hp, ev) in enumerate(zip(host, events, strict=True))
     ]
     for u, proc in enumerate(processes):
-        r = Runner(len(events) + u, proc(), f"host process {u}", m.locks, queues, rows)
+        who = f"host process {u}"
+        blocks = blocks_of(proc)
+        bad = [g for g in blocks if not 0 <= g < m.n_guests]
+        if bad:
+            raise ProcessError(f"{who}: blocking({sorted(blocks)}): no guest {bad[0]}")
+        blockable |= blocks
+        r = Runner(
+            len(events) + u, proc(), who, m.locks, queues, rows, blocks=blocks, blocked=blocked
+        )
         r.stop_at = m.s.duration_ns
         runners.append(r)
     starts = [ev.at_ns for ev in events] + [0] * len(processes)
-    return Programs(runners, starts, host, rows, queues)
+    return Programs(runners, starts, host, rows, queues, blocked, frozenset(blockable))
 
 
 def host_event_rows(m: Model, p: Programs) -> np.ndarray:
@@ -198,6 +229,21 @@ def process_rows(m: Model, p: Programs) -> np.ndarray:
         if owner >= e
     )
     return np.array(rows, dtype=PROCESS_DTYPE)
+
+
+BLOCK_DTYPE = np.dtype(
+    [
+        ("owner", np.int32),  # host event index, or len(events) + user process index
+        ("guest", np.int32),
+        ("t_block", np.int64),
+        ("t_unblock", np.int64),
+    ]
+)
+
+
+def block_rows(p: Programs) -> np.ndarray:
+    """Every interval a program kept a guest's vCPUs blocked (:data:`BLOCK_DTYPE`)."""
+    return np.array(sorted(p.blocked), dtype=BLOCK_DTYPE)
 
 
 def lock_rows(p: Programs) -> np.ndarray:

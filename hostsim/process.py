@@ -13,7 +13,10 @@ own operations are made of (:mod:`hostsim.host_ops`), run by the same interprete
   ``ap_perms_mutex``, ``guests_lock``, ``kvm_lock`` per guest, ``mdevs_lock`` host-wide or per
   mdev), taken in the kernel's lock order;
 * ``HwCall(op, apqn, guest, ns)`` under ``mdevs_lock``: a hardware call on a queue, whose
-  answer (:class:`hostsim.queues.QueueAnswer`) is the value of the ``yield``.
+  answer (:class:`hostsim.queues.QueueAnswer`) is the value of the ``yield``;
+* ``Block(guest)``, ``Unblock(guest)``: stop a guest's vCPUs and let them go (a process
+  declares the guests it may block with :func:`blocking`: their vCPUs are then simulated one
+  request at a time).
 
 While it holds ``mdevs_lock`` (the innermost lock) a process may only wait, sleep and make
 hardware calls, so the hold is known when the lock is granted. Both engines follow the tie rule
@@ -30,7 +33,17 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from hostsim.steps import Acquire, Delay, HwCall, ProcessError, Release, Sleep, Step
+from hostsim.steps import (
+    Acquire,
+    Block,
+    Delay,
+    HwCall,
+    ProcessError,
+    Release,
+    Sleep,
+    Step,
+    Unblock,
+)
 
 #: A host process: called once per run, returns the steps it takes.
 HostProcess = Callable[[], Iterable[Step]]
@@ -46,9 +59,26 @@ PROCESS_DTYPE = np.dtype(
     ]
 )
 
+
+def blocking(guests: Iterable[int], process: HostProcess) -> HostProcess:
+    """``process``, declared to block (``Block``/``Unblock``) the vCPUs of ``guests``."""
+
+    def run() -> Iterable[Step]:
+        return process()
+
+    run.blocks = frozenset(int(g) for g in guests)  # type: ignore[attr-defined]
+    return run
+
+
+def blocks_of(process: HostProcess) -> frozenset[int]:
+    """The guests ``process`` may block (none unless declared with :func:`blocking`)."""
+    return getattr(process, "blocks", frozenset())
+
+
 __all__ = [
     "PROCESS_DTYPE",
     "Acquire",
+    "Block",
     "Delay",
     "HostProcess",
     "HwCall",
@@ -56,4 +86,6 @@ __all__ = [
     "Release",
     "Sleep",
     "Step",
+    "Unblock",
+    "blocking",
 ]

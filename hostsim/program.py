@@ -8,9 +8,11 @@ only what needs its own clock and locks:
   an rwsem's write side);
 * :class:`Section` ``(inst)``: wait for the ``mdevs_lock`` instance; when it is granted,
   :meth:`Runner.section` runs every step up to its release (delays, sleeps, hardware calls
-  against the queue state, deferred configuration changes) and returns the hold. ``mdevs_lock``
+  against the queue state, blocks and unblocks at their times, deferred configuration changes)
+  and returns the hold. ``mdevs_lock``
   is the innermost lock, so nothing inside a section waits: the hold is known at the grant.
-* :class:`Effect`: apply a :class:`~hostsim.steps.SetHook` now.
+* :class:`Effect`: apply a :class:`~hostsim.steps.SetHook`, :class:`~hostsim.steps.Block` or
+  :class:`~hostsim.steps.Unblock` now (the runner logs each block interval).
 
 The runner checks every step (types, ranges, lock order, a hardware call only under the lock
 that serves its queue) and logs every lock section as a row of :data:`LOCK_DTYPE`, so the
@@ -29,6 +31,7 @@ from hostsim.locks import EXCLUSIVE, INNERMOST, MODES, RWSEM, WRITE, LockTable
 from hostsim.queues import OPS, QueueState
 from hostsim.steps import (
     Acquire,
+    Block,
     Delay,
     HwCall,
     ProcessError,
@@ -36,6 +39,7 @@ from hostsim.steps import (
     Release,
     SetHook,
     Sleep,
+    Unblock,
 )
 
 LOCK_DTYPE = np.dtype(
@@ -77,7 +81,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Effect:
-    step: SetHook
+    step: SetHook | Block | Unblock
 
 
 @dataclass
@@ -85,7 +89,8 @@ class SectionResult:
     """A section under ``mdevs_lock``: its hold and the configuration changes it makes."""
 
     hold: int
-    effects: list[Reconfigure] = field(default_factory=list)
+    effects: list[Reconfigure] = field(default_factory=list)  # at the release
+    timed: list[tuple[int, Block | Unblock]] = field(default_factory=list)  # at their time
 
 
 def _ns(step: Delay | Sleep | HwCall, who: str) -> int:
@@ -107,12 +112,18 @@ class Runner:
         queues: QueueState,
         rows: list[tuple[int, ...]],
         internal: bool = False,
+        blocks: frozenset[int] | None = None,
+        blocked: list[tuple[int, ...]] | None = None,
     ) -> None:
         self.ident, self.who, self.table, self.queues = ident, who, table, queues
         self.gen = iter(steps)
         self.send = getattr(self.gen, "send", None)
         self.reply: Any = None
         self.internal = internal
+        #: the guests whose vCPUs this program may block (None: any, the host's own programs)
+        self.blocks = blocks
+        self.blocked = blocked if blocked is not None else []  # (owner, guest, t_block, t_unblock)
+        self.blocking: dict[int, int] = {}  # guest -> when this program blocked it
         self.n_guests = len(table.mutex_of_guest)
         self.held: list[int] = []
         self.open: dict[int, list[int]] = {}  # inst -> [section, mode, t_req, t_grant]
@@ -147,6 +158,8 @@ class Runner:
         if step is None:
             if self.held:
                 raise ProcessError(f"{self.who}: ended holding {self._labels(self.held)}")
+            if self.blocking:
+                raise ProcessError(f"{self.who}: ended with guest {min(self.blocking)} blocked")
             self.done = True
             return None
         if isinstance(step, Delay | Sleep):
@@ -160,11 +173,31 @@ class Runner:
             if self.table.instance("pqap_hook_rwsem", g) not in self.held:
                 raise ProcessError(f"{self.who}: {step!r} without the rwsem's write side")
             return Effect(step)
+        if isinstance(step, Block | Unblock):
+            return self._block(step, t)
         if isinstance(step, Release | HwCall | Reconfigure):
             raise ProcessError(f"{self.who}: {step!r} outside a {INNERMOST} section")
         raise ProcessError(
-            f"{self.who}: {step!r} is not a step (Delay, Sleep, Acquire, Release, HwCall)"
+            f"{self.who}: {step!r} is not a step (Delay, Sleep, Acquire, Release, HwCall,"
+            " Block, Unblock)"
         )
+
+    def _block(self, step: Block | Unblock, t: int) -> Effect:
+        g = self._guest(step.guest, step)
+        if self.blocks is not None and g not in self.blocks:
+            raise ProcessError(
+                f"{self.who}: {step!r}: declare the guests a process may block with"
+                " hostsim.process.blocking(guests, process)"
+            )
+        if isinstance(step, Block):
+            if g in self.blocking:
+                raise ProcessError(f"{self.who}: {step!r}: guest {g} is already blocked by it")
+            self.blocking[g] = t
+        else:
+            if g not in self.blocking:
+                raise ProcessError(f"{self.who}: {step!r} without a Block of guest {g}")
+            self.blocked.append((self.ident, g, self.blocking.pop(g), t))
+        return Effect(step)
 
     def _labels(self, insts: list[int]) -> str:
         return ", ".join(self.table.labels[i] for i in insts)
@@ -234,6 +267,9 @@ class Runner:
                 return res
             elif isinstance(step, Reconfigure) and self.internal:
                 res.effects.append(step)
+            elif isinstance(step, Block | Unblock):  # an APCB update stops the vCPUs meanwhile
+                t = t0 + res.hold
+                res.timed.append((t, self._block(step, t).step))
             elif isinstance(step, Acquire):
                 g = self._guest(step.guest, step)
                 self.table.check_order(self.held, self.table.instance(step.lock, g), self.who)
@@ -241,7 +277,7 @@ class Runner:
             else:
                 raise ProcessError(
                     f"{self.who}: {step!r} while holding {self.table.labels[inst]}:"
-                    " only Delay, Sleep and HwCall are allowed"
+                    " only Delay, Sleep, HwCall, Block and Unblock are allowed"
                 )
 
     def _hw(self, step: HwCall, inst: int, t: int) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hostsim import __version__
-from hostsim.host_ops import lock_rows, process_rows
+from hostsim.host_ops import block_rows, lock_rows, process_rows
 from hostsim.model import Model
 from hostsim.process import HostProcess
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
@@ -40,6 +40,8 @@ class RunResult:
     lock_labels: tuple[str, ...] = ()
     #: the state of every queue a hardware call touched, at the end (:data:`QUEUE_DTYPE`)
     queues: np.ndarray | None = None
+    #: every interval a program kept a guest's vCPUs blocked (:data:`BLOCK_DTYPE`)
+    blocks: np.ndarray | None = None
 
 
 def make_engine(
@@ -175,4 +177,5 @@ def simulate(
         lock_rows(eng.progs),
         tuple(model.locks.labels),
         eng.progs.queues.table(),
+        block_rows(eng.progs),
     )

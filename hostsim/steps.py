@@ -13,6 +13,10 @@ engines interpret it (:mod:`hostsim.program`). A generator receives the answer o
 * :class:`HwCall` ``(op, apqn, guest, ns, nib, isc, reset_ns)``: a hardware call on a queue,
   under the ``mdevs_lock`` that serves ``guest``, reading and updating its state
   (:mod:`hostsim.queues`); it takes ``ns``;
+* :class:`Block` / :class:`Unblock` ``(guest)``: stop the guest's vCPUs, as KVM's
+  ``kvm_s390_vcpu_block_all`` does for an APCB update, and let them go: while blocked, a vCPU
+  neither issues an instruction nor re-enters SIE (an issue or a resume then waits for the
+  unblock);
 * :class:`SetHook`, :class:`Reconfigure`: what the host's own operations change (the guest's
   ``pqap_hook`` pointer under the rwsem's write side; a host event's configuration change under
   ``mdevs_lock``); user processes do not use them.
@@ -74,6 +78,20 @@ class HwCall:
 
 
 @dataclass(frozen=True)
+class Block:
+    """Stop every vCPU of ``guest`` (no issue, no SIE entry) until :class:`Unblock`."""
+
+    guest: int
+
+
+@dataclass(frozen=True)
+class Unblock:
+    """Let the vCPUs of ``guest`` run again."""
+
+    guest: int
+
+
+@dataclass(frozen=True)
 class SetHook:
     """Publish (``value`` true) or clear the guest's ``pqap_hook`` (under the rwsem write)."""
 
@@ -88,4 +106,4 @@ class Reconfigure:
     event: int
 
 
-Step = Delay | Sleep | Acquire | Release | HwCall | SetHook | Reconfigure
+Step = Delay | Sleep | Acquire | Release | HwCall | Block | Unblock | SetHook | Reconfigure

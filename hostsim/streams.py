@@ -213,12 +213,13 @@ def after(m: Model, v: int, st: VState, req: Req, d: Decision, resume: int) -> N
 class GuestState:
     """A guest's configuration as the host sees it now (changed by host events)."""
 
-    __slots__ = ("hook", "matrix", "mdev_kvm")
+    __slots__ = ("blocked", "hook", "matrix", "mdev_kvm")
 
     def __init__(self, mdev: bool, matrix: frozenset[int]) -> None:
         self.hook = mdev  # the hook pointer (rwsem variants; module variants use a schedule)
         self.mdev_kvm = mdev
         self.matrix = set(matrix)
+        self.blocked = False  # a program stopped its vCPUs (steps.Block)
 
 
 def apply_host_effect(m: Model, i: int, ev: Any, gs: Any) -> None:

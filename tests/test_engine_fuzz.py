@@ -17,7 +17,17 @@ import numpy as np
 import pytest
 
 import hostsim.fleet as fleet
-from hostsim.process import Acquire, Delay, HwCall, Release, Sleep, Step
+from hostsim.process import (
+    Acquire,
+    Block,
+    Delay,
+    HwCall,
+    Release,
+    Sleep,
+    Step,
+    Unblock,
+    blocking,
+)
 from hostsim.run import simulate
 from hostsim.scenario import loads
 
@@ -103,9 +113,10 @@ def _agent(seed: int, guests: int) -> Iterator[Step]:
         yield Release()
 
 
-def _operator(seed: int, guests: int) -> Iterator[Step]:
+def _operator(seed: int, guests: int, blocks: bool = False) -> Iterator[Step]:
     """A host program with several locks in the kernel's order, a queue whose state decides
-    what it does next, and the mdevs lock dropped across a sleep with the outer locks held."""
+    what it does next, the mdevs lock dropped across a sleep with the outer locks held, and
+    (``blocks``) guest 0's vCPUs stopped for a while, under the lock or not."""
     rng = np.random.default_rng(seed)
     while True:
         yield Delay(int(rng.choice([0, 1, int(rng.integers(0, 4_000_000))])))
@@ -123,13 +134,22 @@ def _operator(seed: int, guests: int) -> Iterator[Step]:
             yield Acquire(guest, name)
         q = int(rng.integers(0, 3)) << 8 | int(rng.integers(0, 3))
         yield Acquire(g)
+        stop = blocks and g == 0 and rng.random() < 0.5
+        if stop:  # an APCB update: the vCPUs stopped under the lock
+            yield Block(0)
         ans = yield HwCall("tapq", q, g, int(rng.choice([0, 300])))
         if ans.reset_pending:
             yield Delay(int(rng.choice([0, 1_000])))
         else:
             op = str(rng.choice(["zapq", "aqic_enable", "aqic_disable"]))
             yield HwCall(op, q, g, int(rng.choice([0, 500, 30_000_000])), nib=0x1000, isc=6)
+        if stop:
+            yield Unblock(0)
         yield Release()
+        if blocks and rng.random() < 0.3:  # stopped with no lock held
+            yield Block(0)
+            yield Sleep(int(rng.choice([0, 1, 50_000, 3_000_000])))
+            yield Unblock(0)
         if outer and rng.random() < 0.5:
             yield Sleep(int(rng.choice([0, 20_000_000])))
             yield Acquire(g)
@@ -148,7 +168,10 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     s = loads(scenario_text(seed), f"fuzz-{seed}")
     procs = [lambda: _agent(seed, s.n_guests)] if seed % 4 == 1 else []
     if seed % 4 == 3:  # two operators contend for the outer locks and the queues
-        procs = [lambda: _operator(seed, s.n_guests), lambda: _operator(seed + 1, s.n_guests)]
+        procs = [
+            lambda: _operator(seed, s.n_guests),
+            blocking([0], lambda: _operator(seed + 1, s.n_guests, blocks=True)),
+        ]
     ref = simulate(s, "reference", keep_records=True, processes=procs)
     fast = simulate(s, "fast", keep_records=True, processes=procs)
     assert ref.records.tobytes() == fast.records.tobytes(), scenario_text(seed)
@@ -156,6 +179,7 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ref.host_events.tobytes() == fast.host_events.tobytes()
     assert ref.locks.tobytes() == fast.locks.tobytes()
     assert ref.queues.tobytes() == fast.queues.tobytes()
+    assert ref.blocks.tobytes() == fast.blocks.tobytes()
     assert ref.summary["counts"] == fast.summary["counts"]
 
 

@@ -11,7 +11,18 @@ import pytest
 from hostsim.host_ops import host_program
 from hostsim.locks import LockOrderError, LockTable
 from hostsim.model import Model
-from hostsim.process import Acquire, Delay, HwCall, ProcessError, Release, Sleep, Step
+from hostsim.process import (
+    Acquire,
+    Block,
+    Delay,
+    HwCall,
+    ProcessError,
+    Release,
+    Sleep,
+    Step,
+    Unblock,
+    blocking,
+)
 from hostsim.queues import QueueState
 from hostsim.run import RunResult, simulate
 from hostsim.scenario import load
@@ -26,7 +37,7 @@ Q = 0x0102
 def both(s: Scenario, *procs) -> tuple[RunResult, RunResult]:
     ref = simulate(s, "reference", keep_records=True, processes=list(procs))
     fast = simulate(s, "fast", keep_records=True, processes=list(procs))
-    for name in ("records", "host_events", "processes", "locks", "queues"):
+    for name in ("records", "host_events", "processes", "locks", "queues", "blocks"):
         assert getattr(ref, name).tobytes() == getattr(fast, name).tobytes(), name
     return ref, fast
 
@@ -124,7 +135,7 @@ def test_several_locks_in_order_and_a_lock_dropped_across_a_sleep(lock_model: st
         ([Acquire(0, "guests_lock")], "ended holding guests_lock"),
         ([Acquire(0), Release("guests_lock")], "inside a mdevs_lock section"),
         ([SetHook(0, True)], "is not a step"),
-        ([Acquire(0), Reconfigure(0), Release()], "only Delay, Sleep and HwCall"),
+        ([Acquire(0), Reconfigure(0), Release()], "only Delay, Sleep, HwCall, Block and Unblock"),
         ([Sleep(-1)], "Sleep\\(ns=-1\\)"),
     ],
 )
@@ -198,3 +209,66 @@ def test_host_events_are_programs_that_write_queue_state() -> None:
         hold = sum(getattr(st, "ns", 0) for st in inside)
         assert row["t_mutex_rel"] - row["t_mutex_grant"] == hold
     assert np.all(ref.locks["t_rel"] >= ref.locks["t_grant"])
+
+
+def apcb_update(guest: int, at: int, every: int) -> Iterator[Step]:
+    """Every ``every`` ns from ``at``: an APCB update as vfio_ap does one, its guest's vCPUs
+    stopped under kvm_lock and mdevs_lock, then a 2 ms pause with the vCPUs stopped and no lock."""
+    yield Delay(at)
+    while True:
+        yield Acquire(guest, "kvm_lock")
+        yield Acquire(guest)
+        yield Delay(1_000)
+        yield Block(guest)
+        yield Delay(40_000)
+        yield Unblock(guest)
+        yield Release()
+        yield Release("kvm_lock", guest)
+        yield Block(guest)
+        yield Sleep(2_000_000)
+        yield Unblock(guest)
+        yield Delay(every)
+
+
+@pytest.mark.parametrize("workload", ["poisson", "closed"])
+def test_blocked_vcpus_neither_issue_nor_resume(workload: str) -> None:
+    sets = ["guests.0.count=3", "guests.0.vcpus=4", "run.duration_ms=200"]
+    if workload == "closed":
+        sets.append('guests.0.workload={kind="closed",think={dist="exponential",mean_ns=100000}}')
+    else:
+        sets.append("guests.0.workload.rate_hz=5000")
+    s = load(STEADY, sets)
+    proc = blocking([1], lambda: apcb_update(1, 10_000_000, 20_000_000))
+    ref, _ = both(s, proc)
+    blocks = ref.blocks
+    assert len(blocks) == 2 * 9 and set(blocks["guest"]) == {1}
+    rec = ref.records
+    mine = rec[rec["guest"] == 1]
+    for b in blocks:
+        for t in (mine["t_issue"], mine["t_resume"]):
+            assert not ((t >= b["t_block"]) & (t < b["t_unblock"])).any()
+    # Requests waited for the unblocks: to issue, and (in flight) to re-enter SIE.
+    assert np.isin(mine["t_issue"], blocks["t_unblock"]).sum() > 9
+    assert np.isin(mine["t_resume"], blocks["t_unblock"]).any()
+    others = rec[rec["guest"] != 1]
+    during = (others["t_issue"] >= blocks[1]["t_block"]) & (
+        others["t_issue"] < blocks[1]["t_unblock"]
+    )
+    assert during.any()  # other guests run meanwhile
+
+
+@pytest.mark.parametrize(
+    ("proc", "message"),
+    [
+        (lambda: iter([Block(0)]), "declare the guests a process may block"),
+        (blocking([0], lambda: iter([Block(0)])), "ended with guest 0 blocked"),
+        (blocking([0], lambda: iter([Unblock(0)])), "without a Block of guest 0"),
+        (blocking([0], lambda: iter([Block(0), Block(0)])), "already blocked"),
+        (blocking([99], lambda: iter([])), "no guest 99"),
+    ],
+)
+def test_bad_blocks_are_named(proc, message: str) -> None:
+    s = load(STEADY, ["guests.0.count=2"])
+    for engine in ("reference", "fast"):
+        with pytest.raises(ProcessError, match=message):
+            simulate(s, engine, processes=[proc])
