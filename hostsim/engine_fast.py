@@ -37,13 +37,12 @@ from hostsim.program import Drop, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink
-from hostsim.steps import Block, SetHook
 from hostsim.streams import (
     GuestState,
     VState,
     after,
-    apply_host_effect,
     next_request,
+    reconfigure,
     start_of,
 )
 from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
@@ -348,7 +347,7 @@ class FastEngine:
         grant = max(t, self.free[mx])
         cleared = not self.m.rwsem and not self._hook_at(guest, grant)
         rel = self.free[mx] = at_grant(
-            self.inflight[v], self.m, grant, gs.mdev_kvm, cleared, gs.matrix
+            self.m, self.inflight[v], grant, gs.mdev_kvm, cleared, gs.matrix
         )
         rw = self.rw.get(guest)
         if rw is not None:
@@ -429,9 +428,7 @@ class FastEngine:
                 res = r.section(mx, grant)
                 rel = grant + res.hold
                 self.free[mx] = rel
-                for e in res.effects:
-                    ev = self.m.s.events[e.event]
-                    apply_host_effect(self.m, e.event, ev, self.gstate[ev.guest])
+                reconfigure(self.m, res.effects, self.gstate)
                 for at, step in res.timed:  # blocks and unblocks at their own times
                     self.timed.setdefault(ident, deque()).append(step)
                     self._push(at, NORMAL, HOST, ident, _EFFECT)
@@ -465,13 +462,8 @@ class FastEngine:
 
     def _effect(self, step: Any, t: int) -> None:
         """A program's hook flip (under the rwsem's write side), block or unblock of a guest."""
-        gs = self.gstate[step.guest]
-        if isinstance(step, SetHook):
-            gs.hook = step.value
-        elif isinstance(step, Block):
-            gs.blocked = True
-        else:  # the waiting vCPUs check again after every step of this nanosecond
-            gs.blocked = False
+        if self.gstate[step.guest].apply(step):
+            # the waiting vCPUs check again after every step of this nanosecond
             for v, kind in self.waiters.pop(step.guest, ()):
                 self._push(t, LATE, VCPU, v, kind)
 

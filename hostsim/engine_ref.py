@@ -32,13 +32,12 @@ from hostsim.program import Drop, Runner, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink
-from hostsim.steps import Block, SetHook
 from hostsim.streams import (
     GuestState,
     VState,
     after,
-    apply_host_effect,
     next_request,
+    reconfigure,
     start_of,
 )
 from hostsim.ties import HOST, LATE, RESUME, URGENT, VCPU, lock_key
@@ -220,7 +219,7 @@ class ReferenceEngine:
                     yield env.timeout(f.t_mreq - env.now)
                     yield lock.request(VCPU, v)
                     cleared = not rwsem and not gs.hook
-                    rel = at_grant(f, m, int(env.now), gs.mdev_kvm, cleared, gs.matrix)
+                    rel = at_grant(m, f, int(env.now), gs.mdev_kvm, cleared, gs.matrix)
                     yield env.timeout(rel - env.now)
                     lock.release()
                 else:
@@ -283,9 +282,7 @@ class ReferenceEngine:
                     yield env.timeout(t - env.now)
                     self._effect(step)
                 yield env.timeout(t_end - env.now)
-                for e in res.effects:
-                    ev = m.s.events[e.event]
-                    apply_host_effect(m, e.event, ev, self.guests[ev.guest])
+                reconfigure(m, res.effects, self.guests)
                 lock.release()
             elif isinstance(act, Take):
                 if act.mode == WRITE:
@@ -306,11 +303,6 @@ class ReferenceEngine:
     def _effect(self, step: Any) -> None:
         """A program's hook flip (under the rwsem's write side), block or unblock of a guest."""
         gs = self.guests[step.guest]
-        if isinstance(step, SetHook):
-            gs.hook = step.value
-        elif isinstance(step, Block):
-            gs.blocked = True
-        else:
-            gs.blocked = False
+        if gs.apply(step):
             gs.unblocked.succeed()
             gs.unblocked = simpy.Event(self.env)

@@ -65,7 +65,7 @@ class Fleet(PlanPool, FleetRecords):
         # ``next_arrivals``), so every other line treats both alike.
         is_open = [g.workload.kind in ("poisson", "bursty") for g in guests]
         self.open_loop = np.array(is_open, bool)[self.group]
-        self.clocks = {gi: c for gi, c in m.clocks.items()}
+        self.clocks = m.clocks  # the bursty groups' on/off clocks
         self.bursty = np.array([gi in self.clocks for gi in range(len(guests))], bool)[self.group]
         self.closed = vcpus[~self.open_loop[vcpus]]  # closed-loop members
         #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a

@@ -3,7 +3,8 @@
 Open-loop vCPUs (Poisson, bursty) are planned an epoch of simulated time at a time
 (:meth:`PlanPool.plan_epoch`: their arrivals do not depend on the host), others a few
 requests at a time (:meth:`PlanPool._plan_count`); :meth:`hostsim.fleet.Fleet.compact` drops
-the rows nothing can ask for again. A mixin of :class:`hostsim.fleet.Fleet`, whose state it reads and writes.
+the rows nothing can ask for again. A mixin of :class:`hostsim.fleet.Fleet`, whose state it
+reads and writes.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def after_read(m: Model, f: InFlight, t_rw: int, hook: bool) -> bool:
     return True
 
 
-def at_grant(f: InFlight, m: Model, grant: int, mdev_kvm: bool, cleared: bool, matrix: Any) -> int:
+def at_grant(m: Model, f: InFlight, grant: int, mdev_kvm: bool, cleared: bool, matrix: Any) -> int:
     """The mutex granted at ``grant`` with the configuration then (the mdev's KVM pointer, the
     hook cleared in flight, the matrix): the release time (``f.rel``; ``f.resume`` too)."""
     req, x = f.req, f.x

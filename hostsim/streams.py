@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hostsim import arch
+from hostsim import arch, steps
 from hostsim.decode import Decision
 from hostsim.intercept import Intercept
 from hostsim.model import Block, Model
@@ -220,6 +220,22 @@ class GuestState:
         self.mdev_kvm = mdev
         self.matrix = set(matrix)
         self.blocked = False  # a program stopped its vCPUs (steps.Block)
+
+    def apply(self, step: Any) -> bool:
+        """A program's hook flip, block or unblock (:mod:`hostsim.steps`); True on an unblock
+        (the engine then lets the waiting vCPUs go)."""
+        if isinstance(step, steps.SetHook):
+            self.hook = step.value
+            return False
+        self.blocked = isinstance(step, steps.Block)
+        return isinstance(step, steps.Unblock)
+
+
+def reconfigure(m: Model, effects: Any, guests: Any) -> None:
+    """The configuration changes of a released ``mdevs_lock`` section (both engines)."""
+    for e in effects:
+        ev = m.s.events[e.event]
+        apply_host_effect(m, e.event, ev, guests[ev.guest])
 
 
 def apply_host_effect(m: Model, i: int, ev: Any, gs: Any) -> None:
