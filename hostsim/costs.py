@@ -101,8 +101,15 @@ COSTS: dict[str, CostSpec] = {
     "msleep20": CostSpec(
         {"dist": "uniform", "low_ns": 20_000_000, "high_ns": 30_000_000},
         "H",
-        "msleep(20) = msecs_to_jiffies(20)+1 jiffies; HZ=100 gives 20-30 ms (kernel-pqap 4.3)",
+        "msleep(20) from host.kernel and host.hz (hostsim.sleeps, host-operations.md 4): "
+        "20-30 ms from 6.12, 30-40 ms up to 6.11 at HZ=100; the default shown is 6.12+",
         "one msleep(20) in the disable loop or the IR-clear poll, held under the mutex",
+    ),
+    "reset_interval": CostSpec(
+        {"dist": "uniform", "low_ns": 20_000_000, "high_ns": 30_000_000},
+        "H",
+        "msleep(AP_RESET_INTERVAL = 20) from host.kernel and host.hz, as msleep20",
+        "apq_reset_check: the sleep before each TAPQ that verifies a queue reset",
     ),
     "rwsem_write": CostSpec(
         {"dist": "fixed", "ns": 200},
@@ -119,8 +126,21 @@ COSTS: dict[str, CostSpec] = {
     "queue_reset": CostSpec(
         {"dist": "lognormal", "median_ns": 5_000_000, "p99_ns": 20_000_000},
         "VL",
-        "queue_reset_duration_ms 5 (1-20); reset verify polls every 20 ms",
-        "RAPQ/ZAPQ of one queue and its verification, held under the mutex",
+        "queue_reset_duration_ms 5 (1-20); no published figure",
+        "the adapter's own reset of one queue after a ZAPQ: TAPQ answers 02 (reset in"
+        " progress) until it completes; the host's verification sleeps reset_interval first",
+    ),
+    "zapq": CostSpec(
+        {"dist": "lognormal", "median_ns": 1000, "p99_ns": 5000},
+        "VL",
+        "estimate, as host_tapq",
+        "one host PQAP(ZAPQ) instruction (the reset itself runs in the adapter: queue_reset)",
+    ),
+    "apcb_update": CostSpec(
+        {"dist": "lognormal", "median_ns": 20_000, "p99_ns": 100_000},
+        "VL",
+        "estimate: kvm_s390_vcpu_block_all + CRYCB update + KVM_REQ_VSIE_RESTART broadcast",
+        "an APCB (guest AP mask) update, with every vCPU of the guest stopped (H8)",
     ),
 }
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from hostsim.fleet import INF, Fleet
+from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.host_ops import host_event_rows, programs
 from hostsim.locks import WRITE
 from hostsim.model import Model
@@ -121,12 +122,12 @@ class FastEngine:
             dyn_guest[g] = True
         for ev in s.events:
             dyn_guest[ev.guest] = True
-            if ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
+            if ev.kind in _HOOK_KINDS:
                 if model.rwsem:
                     self.rw.setdefault(ev.guest, _Rw())
                 else:
                     self.flips.setdefault(ev.guest, []).append(
-                        (ev.at_ns, ev.kind == HostEventKind.ATTACH)
+                        (ev.at_ns, ev.kind != HostEventKind.DETACH)
                     )
         self.gstate = [
             GuestState(mdev, model.initial_matrix[j]) for j, mdev in enumerate(self.guest_mdev)
@@ -346,8 +347,9 @@ class FastEngine:
         mx = self.mutex_of_guest[guest]
         grant = max(t, self.free[mx])
         cleared = not self.m.rwsem and not self._hook_at(guest, grant)
+        queues = self.progs.queues if guest in self.progs.stateful else None
         rel = self.free[mx] = at_grant(
-            self.m, self.inflight[v], grant, gs.mdev_kvm, cleared, gs.matrix
+            self.m, self.inflight[v], grant, gs.mdev_kvm, cleared, gs.matrix, queues, guest
         )
         rw = self.rw.get(guest)
         if rw is not None:

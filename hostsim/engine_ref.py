@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.host_ops import host_event_rows, programs
 from hostsim.locks import WRITE
 from hostsim.model import Model
@@ -167,9 +168,9 @@ class ReferenceEngine:
         """Run to completion; returns the host-event records."""
         m, env = self.m, self.env
         for ev in m.s.events:
-            if not m.rwsem and ev.kind in (HostEventKind.ATTACH, HostEventKind.DETACH):
+            if not m.rwsem and ev.kind in _HOOK_KINDS:
                 g = self.guests[ev.guest]
-                value = ev.kind == HostEventKind.ATTACH
+                value = ev.kind != HostEventKind.DETACH
                 _at(env, URGENT, lambda _, g=g, v=value: setattr(g, "hook", v), ev.at_ns)
         for r, t0 in zip(self.progs.runners, self.progs.starts, strict=True):
             env.process(self._program(r, t0))
@@ -198,6 +199,7 @@ class ReferenceEngine:
         st.resume = st.arrival = start_of(m, v)
         rwsem = m.rwsem
         blockable = guest in self.progs.blockable
+        queues = self.progs.queues if guest in self.progs.stateful else None
         while True:
             req = next_request(m, v, st)
             if req is None:
@@ -219,7 +221,9 @@ class ReferenceEngine:
                     yield env.timeout(f.t_mreq - env.now)
                     yield lock.request(VCPU, v)
                     cleared = not rwsem and not gs.hook
-                    rel = at_grant(m, f, int(env.now), gs.mdev_kvm, cleared, gs.matrix)
+                    rel = at_grant(
+                        m, f, int(env.now), gs.mdev_kvm, cleared, gs.matrix, queues, guest
+                    )
                     yield env.timeout(rel - env.now)
                     lock.release()
                 else:

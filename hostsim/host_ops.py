@@ -1,38 +1,62 @@
 """Host operations as programs: what each host event of a scenario does, step by step.
 
-A host event (attach, detach, reset, irq_disable, reboot, assign, unassign, guest_reset) becomes
-a program of :mod:`hostsim.steps` that both engines interpret (:mod:`hostsim.program`):
+Each host event becomes a generator of :mod:`hostsim.steps` that both engines interpret
+(:mod:`hostsim.program`); it reads every hardware answer from the queue state
+(:mod:`hostsim.queues`), so a reset's verification loops while the adapter is still resetting
+and a disable loop sleeps while a reset is in progress. Upstream (``../shared/spec/
+host-operations.md`` sections 1-3, with the kernel function each follows):
 
-* attach and detach with an rwsem-guarded hook: the rwsem's write side (its hold), the hook
-  published or cleared, the rwsem released; then, as every other event,
-* one ``mdevs_lock`` section: the lock's acquire cost, the mdev's KVM update (attach, detach,
-  assign, unassign), each queue's disable loop (detach, irq_disable: its AQIC, TAPQ and sleep
-  costs as one hardware call that clears the queue's interrupts), each queue's reset (detach,
-  reset, reboot, unassign: a ZAPQ that lasts the queue's reset cost), the queues entering or
-  leaving the configuration (assign, unassign), and the configuration change itself;
-* a guest reset is the guest's own business: no host lock, no steps.
+* ``attach`` (``vfio_ap_mdev_set_kvm``): the rwsem's write side publishes the hook; then
+  ``guests_lock -> kvm->lock -> mdevs_lock``: the mdev walk and KVM reference
+  (``mdev_kvm_update``) and an APCB update (``kvm_arch_crypto_set_masks``: every vCPU of the
+  guest blocked for ``apcb_update``);
+* ``reset`` (QEMU's ``VFIO_DEVICE_RESET`` -> ``vfio_ap_mdev_reset_queues``): under
+  ``mdevs_lock``, a ZAPQ of every queue one after the other, then one ``apq_reset_check`` per
+  queue *in parallel*: each sleeps ``reset_interval`` before its first TAPQ, sleeps again while
+  the reset is in progress and re-ZAPQs if its ZAPQ answered 02, 05 or 0A; the lock is held
+  until every check is done (``flush_work``). The hold is about one reset interval whatever
+  the number of queues;
+* ``start``: a guest start as QEMU does it: ``attach`` (the device open), then the machine
+  reset's ``reset``;
+* ``reboot``: the machine reset (``s390_machine_reset`` -> ``VFIO_DEVICE_RESET``);
+* ``detach`` / ``stop`` (``vfio_ap_mdev_unset_kvm``): the rwsem's write side clears the hook;
+  ``guests_lock -> kvm->lock -> mdevs_lock``: clear the masks (an APCB update, vCPUs blocked),
+  reset every queue, drop the KVM reference. No irq disable: resetting a queue disables its
+  interrupts (removed in 2020, H11);
+* ``irq_disable`` (``vfio_ap_mdev_dma_unmap``): ``vfio_ap_irq_disable`` of every queue whose
+  interrupts are on: AQIC(IR=0), a sleep and a retry on 02/05, then TAPQ until the I bit clears;
+* ``assign`` (``assign_domain_store``): ``ap_perms_mutex -> guests_lock -> kvm->lock ->
+  mdevs_lock``: link and filter, an APCB update, the queues enter the configuration;
+* ``unassign`` (``unassign_domain_store``): ``guests_lock -> kvm->lock -> mdevs_lock``: an APCB
+  update (hot-unplug) and a reset of the removed queues;
+* ``guest_reset``: the guest's own business (interpreted ZAPQ/RAPQ): no host lock, no steps.
 
-Every draw is keyed by the event's identity, its queue and call (:mod:`hostsim.draws`, one family
-per cost and per hardware answer), so a cost's distribution never moves another cost's values or
-the queues' answers. The hardware's answers to the disable loop are still independent draws (the
-queue state is written, not yet read: issue 12).
+The 2019 variants (``Variant.reset_style == "sync"``) take ``matrix_dev->lock`` alone and reset
+the queues one after the other: ZAPQ, up to two ``msleep(20)`` + TAPQ until the queue is empty,
+then ``vfio_ap_irq_disable`` of the queue; their detach is that reset (disable + reset).
+
+Every cost is keyed by the event, its queue and the call (:mod:`hostsim.draws`), so a cost's
+distribution never moves another cost's values. A queue's hardware faults (the scenario's
+``[host.hardware]`` probabilities, keyed per event, queue and call) override the state's answer
+when they draw something other than NORMAL: faults are an explicit option, not the default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hostsim import arch, draws
-from hostsim.decode import _disable_one
-from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS, Intercept
+from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS
 from hostsim.locks import EXCLUSIVE, WRITE
 from hostsim.model import Model
 from hostsim.process import PROCESS_DTYPE, blocks_of
 from hostsim.program import LOCK_DTYPE, Runner
-from hostsim.queues import QueueState
+from hostsim.queues import QueueAnswer, QueueState
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.scenario_types import HostEvent, HostEventKind
 from hostsim.steps import (
@@ -44,112 +68,319 @@ from hostsim.steps import (
     Reconfigure,
     Release,
     SetHook,
+    Sleep,
     Step,
+    Unblock,
 )
 
-_HOOKED = (HostEventKind.ATTACH, HostEventKind.DETACH)
-_KVM_UPDATE = (*_HOOKED, HostEventKind.ASSIGN, HostEventKind.UNASSIGN)
-_DISABLE = (HostEventKind.DETACH, HostEventKind.IRQ_DISABLE)
-_RESET = (
-    HostEventKind.DETACH,
-    HostEventKind.RESET,
-    HostEventKind.REBOOT,
-    HostEventKind.UNASSIGN,
-)
+K = HostEventKind
+_RC = arch.RC
+#: ZAPQ answers after which apq_reset_check issues ZAPQ again
+_REZAP = (_RC.RESET_IN_PROGRESS, _RC.BUSY, _RC.STATE_CHANGE_IN_PROGRESS)
+#: the kinds whose program takes the rwsem's write side (with an rwsem-guarded hook)
+HOOK_KINDS = (K.ATTACH, K.DETACH, K.START)
+#: the kinds whose program updates the guest's APCB (and so blocks its vCPUs), upstream
+_APCB = (K.ATTACH, K.DETACH, K.START, K.ASSIGN, K.UNASSIGN)
+SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further block of slots
 
 
-@dataclass(frozen=True)
+@dataclass
 class HostProgram:
-    """A host event's steps and its hardware call counts (AQIC, TAPQ, sleeps of its loops)."""
+    """A host event's program and what it did (hardware calls, sleeps), filled in as it runs."""
 
-    steps: tuple[Step, ...]
-    aqic: int
-    tapq: int
-    sleeps: int
+    steps: Any  # a generator of steps
+    blocks: frozenset[int]  # the guests whose vCPUs it may block
+    aqic: int = 0
+    tapq: int = 0
+    zapq: int = 0
+    sleeps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _disable_calls(m: Model, ek: int, apqns: np.ndarray) -> np.ndarray:
-    """AQIC, TAPQ and sleep counts of each queue's disable loop, from its keyed answers."""
-    s = m.s
-    nq = len(apqns)
-    queues = np.arange(nq, dtype=np.int64)
-    zero = np.zeros(nq, np.int64)
-    au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
-    tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-    iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-    prof_of = m.profile_index(apqns)
-    calls = np.zeros((3, nq), np.int64)
-    for qi in range(nq):
-        p = m._profiles[int(prof_of[qi])]
-        rc = p.aqic_rc[
-            np.searchsorted(p.aqic_cdf, au[qi], side="right").clip(0, len(p.aqic_rc) - 1)
-        ]
-        trc = p.tapq_rc[
-            np.searchsorted(p.tapq_cdf, tu[qi], side="right").clip(0, len(p.tapq_rc) - 1)
-        ]
-        x = Intercept(
-            gpr0=int(apqns[qi]),
-            hw_aqic=[int(v) << arch.STATUS_RC_SHIFT for v in rc],
-            hw_tapq=[(int(a), bool(b)) for a, b in zip(trc, iu[qi] < p.tapq_irq, strict=True)],
+class _Costs:
+    """The keyed cost draws of one host event: by cost name, queue and call."""
+
+    def __init__(self, m: Model, index: int, nq: int) -> None:
+        self.m, self.ek, self.nq = m, m.event_keys[index], max(nq, 1)
+        self.cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def __call__(self, name: str, q: int = 0, k: int = 0) -> int:
+        blk = k // SLOTS
+        a = self.cache.get((name, blk))
+        if a is None:
+            lv = np.repeat(np.arange(self.nq, dtype=np.int64), SLOTS)
+            kk = np.tile(np.arange(SLOTS, dtype=np.int64), self.nq) + blk * SLOTS
+            gen = draws.keyed(self.m.s.seed, f"host-cost:{name}", self.ek, lv, kk)
+            a = self.cache[(name, blk)] = (
+                self.m.s.costs[name].sample(gen, gen.shape).reshape(self.nq, SLOTS)
+            )
+        return int(a[q, k % SLOTS])
+
+
+class _Faults:
+    """Hardware faults of one host event's calls (the scenario's probabilities): NORMAL unless
+    a fault is drawn."""
+
+    def __init__(self, m: Model, index: int, apqns: np.ndarray) -> None:
+        s, ek, nq = m.s, m.event_keys[index], len(apqns)
+        queues = np.arange(nq, dtype=np.int64)
+        zero = np.zeros(nq, np.int64)
+        self.au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
+        self.tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+        self.iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+        self.prof = [m._profiles[int(p)] for p in m.profile_index(apqns)] if nq else []
+
+    def aqic(self, q: int, j: int) -> int:
+        p = self.prof[q]
+        i = np.searchsorted(p.aqic_cdf, self.au[q, j % AQIC_SLOTS], side="right")
+        return int(p.aqic_rc[min(int(i), len(p.aqic_rc) - 1)])
+
+    def tapq(self, q: int, j: int) -> tuple[int, bool]:
+        p = self.prof[q]
+        i = np.searchsorted(p.tapq_cdf, self.tu[q, j % TAPQ_SLOTS], side="right")
+        return int(p.tapq_rc[min(int(i), len(p.tapq_rc) - 1)]), bool(
+            self.iu[q, j % TAPQ_SLOTS] < p.tapq_irq
         )
-        _, calls[0, qi], calls[1, qi], calls[2, qi] = _disable_one(x, 0)
-    return calls
+
+
+Steps = Generator[Step, Any, None]
+
+
+class _Op:
+    """The program of one host event (see the module docstring)."""
+
+    def __init__(self, m: Model, index: int, ev: HostEvent, hp: HostProgram) -> None:
+        self.m, self.ev, self.hp, self.g = m, ev, hp, ev.guest
+        apqns = m.event_queues[index]
+        if ev.kind in (K.ASSIGN, K.UNASSIGN):
+            apqns = np.array(sorted(m.event_apqns(ev)), np.uint16)
+        self.apqns = [int(a) for a in apqns]
+        self.index = index
+        self.cost = _Costs(m, index, len(self.apqns))
+        self.faults = _Faults(m, index, apqns)
+        self.calls: dict[tuple[str, int], int] = {}  # (cost, queue) -> calls so far
+        self.sync = m.variant.reset_style == "sync"
+
+    def c(self, name: str, q: int = 0) -> int:
+        k = self.calls.get((name, q), 0)
+        self.calls[(name, q)] = k + 1
+        return self.cost(name, q, k)
+
+    # --- pieces -------------------------------------------------------------------------------
+    def hook(self, value: bool) -> Steps:
+        if self.m.rwsem:
+            g, w = self.g, "pqap_hook_rwsem"
+            yield Acquire(g, w, "w")
+            yield Delay(self.c("rwsem_write"))
+            yield SetHook(g, value)
+            yield Release(w, g)
+
+    def outer(self, perms: bool = False) -> Steps:
+        if self.sync:
+            return
+        if perms:
+            yield Acquire(self.g, "ap_perms_mutex")
+        yield Acquire(self.g, "guests_lock")
+        yield Acquire(self.g, "kvm_lock")
+
+    def release_outer(self, perms: bool = False) -> Steps:
+        if self.sync:
+            return
+        yield Release("kvm_lock", self.g)
+        yield Release("guests_lock", self.g)
+        if perms:
+            yield Release("ap_perms_mutex", self.g)
+
+    def apcb(self) -> Steps:
+        """kvm_arch_crypto_set_masks / clear_masks: every vCPU of the guest stopped."""
+        yield Block(self.g)
+        yield Delay(self.c("apcb_update"))
+        yield Unblock(self.g)
+
+    def hw(self, op: str, q: int, ns: int, **kw: Any) -> Generator[Step, Any, QueueAnswer]:
+        a = yield HwCall(op, self.apqns[q], self.g, ns, **kw)
+        return a
+
+    def reset(self, queues: list[int]) -> Steps:
+        if self.sync:
+            yield from self.reset_sync(queues)
+        else:
+            yield from self.reset_async(queues)
+
+    def reset_async(self, queues: list[int]) -> Steps:
+        """vfio_ap_mdev_reset_queues: ZAPQ each queue, then the parallel apq_reset_check work
+        items, flushed under the lock (section 3)."""
+        first: dict[int, int] = {}
+        for q in queues:
+            a = yield from self.hw("zapq", q, self.c("zapq", q), reset_ns=self.c("queue_reset", q))
+            self.hp.zapq += 1
+            first[q] = a.rc
+        if self.m.s.host.reset_verify == "async":
+            return  # what-if: the checks are not waited for under the lock
+        # The checks run in parallel: visit their TAPQs (and re-ZAPQs) in time order.
+        now = 0
+        heap = [(self.c("reset_interval", q), q) for q in queues]
+        self.hp.sleeps += len(heap)
+        heapq.heapify(heap)
+        done = 0
+        while heap:
+            t, q = heapq.heappop(heap)
+            if t > now:
+                yield Sleep(t - now)
+                now = t
+            a = yield from self.hw("tapq", q, 0)
+            self.hp.tapq += 1
+            t += self.c("host_tapq", q)
+            if a.reset_pending or a.rc in (_RC.RESET_IN_PROGRESS, _RC.BUSY):
+                pass  # still resetting: sleep again
+            elif first[q] in _REZAP:
+                z = yield from self.hw("zapq", q, 0, reset_ns=self.c("queue_reset", q))
+                self.hp.zapq += 1
+                first[q] = z.rc
+                t += self.c("zapq", q)
+            else:
+                done = max(done, t)
+                continue
+            heapq.heappush(heap, (t + self.c("reset_interval", q), q))
+            self.hp.sleeps += 1
+        if done > now:
+            yield Delay(done - now)
+
+    def reset_sync(self, queues: list[int]) -> Steps:
+        """The 2019 vfio_ap_mdev_reset_queue: ZAPQ, up to two msleep(20) + TAPQ until the
+        queue is empty, then vfio_ap_irq_disable of the queue; one queue after the other."""
+        for q in queues:
+            for _ in range(arch.DISABLE_MAX_AQIC):  # "retry" of the 2019 loop
+                a = yield from self.hw(
+                    "zapq", q, self.c("zapq", q), reset_ns=self.c("queue_reset", q)
+                )
+                self.hp.zapq += 1
+                if a.rc == _RC.NORMAL:
+                    for _ in range(2):  # retry2 = 2
+                        if not a.reset_pending:
+                            break
+                        yield Sleep(self.c("msleep20", q))
+                        self.hp.sleeps += 1
+                        a = yield from self.hw("tapq", q, self.c("host_tapq", q))
+                        self.hp.tapq += 1
+                    break
+                if a.rc not in (_RC.RESET_IN_PROGRESS, _RC.BUSY):
+                    break
+                yield Sleep(self.c("msleep20", q))
+                self.hp.sleeps += 1
+            yield from self.disable(q, force=True)
+
+    def disable(self, q: int, force: bool = False) -> Steps:
+        """vfio_ap_irq_disable of queue ``q`` (only if its interrupts are on, unless
+        ``force``): the AQIC(IR=0) loop, then vfio_ap_wait_for_irqclear."""
+        if not force:
+            peek = yield from self.hw("peek", q, 0)
+            if not peek.irq:
+                return
+        for i in range(arch.DISABLE_MAX_AQIC):
+            a = yield from self.hw("aqic_disable", q, self.c("host_aqic", q))
+            self.hp.aqic += 1
+            rc = self.faults.aqic(q, i) or a.rc
+            if rc in (_RC.NORMAL, _RC.OTHERWISE_CHANGED):
+                for j in range(arch.IRQCLEAR_MAX_TAPQ):
+                    t = yield from self.hw("tapq", q, self.c("host_tapq", q))
+                    self.hp.tapq += 1
+                    frc, firq = self.faults.tapq(q, j)
+                    trc = frc or t.rc
+                    if trc in (_RC.NORMAL, _RC.RESET_IN_PROGRESS) and not (t.irq or firq):
+                        return
+                    if trc not in (_RC.NORMAL, _RC.RESET_IN_PROGRESS, _RC.BUSY):
+                        return
+                    if j < arch.IRQCLEAR_MAX_TAPQ - 1:
+                        yield Sleep(self.c("msleep20", q))
+                        self.hp.sleeps += 1
+                return
+            if rc not in (_RC.RESET_IN_PROGRESS, _RC.BUSY) or i == arch.DISABLE_MAX_AQIC - 1:
+                return
+            yield Sleep(self.c("msleep20", q))
+            self.hp.sleeps += 1
+
+    # --- the operations -----------------------------------------------------------------------
+    def open(self) -> Steps:
+        yield from self.hook(True)
+        yield from self.outer()
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        yield Delay(self.c("mdev_kvm_update"))
+        if not self.sync:
+            yield from self.apcb()
+        yield Reconfigure(self.index)
+        yield Release()
+        yield from self.release_outer()
+
+    def machine_reset(self) -> Steps:
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        yield from self.reset(list(range(len(self.apqns))))
+        yield Release()
+
+    def close(self) -> Steps:
+        yield from self.hook(False)
+        yield from self.outer()
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        if not self.sync:
+            yield from self.apcb()
+        yield from self.reset(list(range(len(self.apqns))))
+        yield Delay(self.c("mdev_kvm_update"))
+        yield Reconfigure(self.index)
+        yield Release()
+        yield from self.release_outer()
+
+    def dma_unmap(self) -> Steps:
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        for q in range(len(self.apqns)):
+            yield from self.disable(q)
+        yield Reconfigure(self.index)
+        yield Release()
+
+    def assign(self, add: bool) -> Steps:
+        yield from self.outer(perms=add)
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        yield Delay(self.c("mdev_kvm_update"))
+        if not self.sync:
+            yield from self.apcb()
+        if not add:
+            yield from self.reset(list(range(len(self.apqns))))
+        op = "config_add" if add else "config_remove"
+        for q in range(len(self.apqns)):
+            yield from self.hw(op, q, 0)
+        yield Reconfigure(self.index)
+        yield Release()
+        yield from self.release_outer(perms=add)
+
+    def steps(self) -> Steps:
+        kind = self.ev.kind
+        if kind == K.START:
+            yield from self.open()
+            yield from self.machine_reset()
+        elif kind == K.ATTACH:
+            yield from self.open()
+        elif kind == K.DETACH:
+            yield from self.close()
+        elif kind in (K.RESET, K.REBOOT):
+            yield from self.machine_reset()
+        elif kind == K.IRQ_DISABLE:
+            yield from self.dma_unmap()
+        elif kind in (K.ASSIGN, K.UNASSIGN):
+            yield from self.assign(kind == K.ASSIGN)
 
 
 def host_program(m: Model, index: int, ev: HostEvent) -> HostProgram:
     """The program of host event ``index`` (see module docstring)."""
-    s = m.s
-    ek = m.event_keys[index]
-    c = s.costs
-
-    def cost(name: str, lv: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
-        kk = np.zeros(len(lv), np.int64) if k is None else k
-        gen = draws.keyed(s.seed, f"host-cost:{name}", ek, lv, kk)
-        return c[name].sample(gen, gen.shape)
-
-    one = np.zeros(1, np.int64)
-    rw = int(cost("rwsem_write", one)[0])
-    kind, g = ev.kind, ev.guest
-    if kind == HostEventKind.GUEST_RESET:
-        return HostProgram((), 0, 0, 0)
-    steps: list[Step] = []
-    if kind in _HOOKED and m.rwsem:
-        hook = kind == HostEventKind.ATTACH
-        w = "pqap_hook_rwsem"
-        steps += [Acquire(g, w, "w"), Delay(rw), SetHook(g, hook), Release(w, g)]
-    steps += [Acquire(g), Delay(int(cost("mutex_acquire", one)[0]))]
-    if kind in _KVM_UPDATE:
-        steps.append(Delay(int(cost("mdev_kvm_update", one)[0])))
-    apqns = m.event_queues[index]
-    if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-        apqns = np.array(sorted(m.event_apqns(ev)), np.uint16)
-    nq = len(apqns)
-    queues = np.arange(nq, dtype=np.int64)
-    counts = np.zeros(3, np.int64)
-    if kind in _DISABLE and nq:
-        calls = _disable_calls(m, ek, apqns)
-        counts = calls.sum(axis=1)
-        per_queue = np.zeros(nq, np.int64)
-        for name, n in zip(("host_aqic", "host_tapq", "msleep20"), calls, strict=True):
-            if n.sum():
-                lv = np.repeat(queues, n)
-                k = np.arange(len(lv)) - np.repeat(np.cumsum(n) - n, n)  # call j of queue
-                np.add.at(per_queue, lv, cost(name, lv, k))
-        steps += [
-            HwCall("aqic_disable", int(a), g, int(ns))
-            for a, ns in zip(apqns, per_queue, strict=True)
-        ]
-    if kind in _RESET and nq:
-        steps += [
-            HwCall("zapq", int(a), g, int(ns))
-            for a, ns in zip(apqns, cost("queue_reset", queues), strict=True)
-        ]
-    if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-        op = "config_add" if kind == HostEventKind.ASSIGN else "config_remove"
-        steps += [HwCall(op, int(a), g) for a in apqns]
-    steps += [Reconfigure(index), Release()]
-    aqic, tapq, sleeps = (int(n) for n in counts)
-    return HostProgram(tuple(steps), aqic, tapq, sleeps)
+    sync = m.variant.reset_style == "sync"
+    blocks = frozenset() if sync or ev.kind not in _APCB else frozenset({ev.guest})
+    hp = HostProgram(iter(()), blocks)
+    if ev.kind != K.GUEST_RESET:
+        hp.steps = _Op(m, index, ev, hp).steps()
+    return hp
 
 
 @dataclass
@@ -163,6 +394,8 @@ class Programs:
     queues: QueueState
     blocked: list[tuple[int, ...]]  # block intervals (BLOCK_DTYPE), appended as they end
     blockable: frozenset[int]  # the guests some program may block
+    #: the guests whose AQICs read and write the queue state (their queues see host operations)
+    stateful: frozenset[int] = frozenset()
 
 
 def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
@@ -172,7 +405,7 @@ def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
     blocked: list[tuple[int, ...]] = []
     events = m.s.events
     host = [host_program(m, i, ev) for i, ev in enumerate(events)]
-    blockable = {st.guest for hp in host for st in hp.steps if isinstance(st, Block)}
+    blockable = {g for hp in host for g in hp.blocks}
     runners = [
         Runner(
             i,
@@ -199,15 +432,18 @@ def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
         r.stop_at = m.s.duration_ns
         runners.append(r)
     starts = [ev.at_ns for ev in events] + [0] * len(processes)
-    return Programs(runners, starts, host, rows, queues, blocked, frozenset(blockable))
+    stateful = frozenset({ev.guest for ev in events} | blockable)
+    return Programs(runners, starts, host, rows, queues, blocked, frozenset(blockable), stateful)
 
 
 def host_event_rows(m: Model, p: Programs) -> np.ndarray:
     """One row of :data:`HOST_EVENT_DTYPE` per host event whose program finished."""
     lock_of: dict[int, dict[int, tuple[int, int, int]]] = {}
-    for owner, _, inst, mode, t_req, t_grant, t_rel in p.rows:
+    for owner, _, inst, mode, t_req, t_grant, t_rel in sorted(p.rows):
         if mode == WRITE or inst < m.n_mutexes:  # the rwsem's write side, or mdevs_lock
-            lock_of.setdefault(owner, {})[mode] = (t_req, t_grant, t_rel)
+            sec = lock_of.setdefault(owner, {})
+            first = sec.get(mode)  # several sections (start: open, reset): first to last
+            sec[mode] = (t_req, t_grant, t_rel) if first is None else (*first[:2], t_rel)
     none = (-1, -1, -1)
     out = []
     for i, ev in enumerate(m.s.events):

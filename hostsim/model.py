@@ -281,7 +281,7 @@ class Model:
         for i, ev in enumerate(s.events):
             gm = matrix[ev.guest]
             self.event_queues.append(np.array(sorted(gm), np.uint16))
-            if ev.kind == HostEventKind.GUEST_RESET or ev.kind == HostEventKind.REBOOT:
+            if ev.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT, HostEventKind.START):
                 burst(
                     ev.guest,
                     sorted(gm),

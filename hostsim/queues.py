@@ -7,14 +7,19 @@ read and update it under the ``mdevs_lock`` instance that serves the guest, so b
 change it in the same order (the lock's FIFO order) and an answer can depend on what happened
 to the queue before.
 
-The operations and their answers (a first model; the next issue fills in the kernel's):
+The operations and their answers (``../shared/spec/host-operations.md`` section 6):
 
-* ``zapq``: start a reset that completes ``ns`` later (``reset_until``); interrupts go off;
-  (``ns`` here is the step's ``reset_ns``);
-* ``tapq``: read: RC 02 while a reset is in progress, else 00, and the interrupt bit;
-* ``aqic_enable`` (``nib``, ``isc``): RC 02 during a reset, else 00 and interrupts on;
-* ``aqic_disable``: RC 02 during a reset, else 00 and interrupts off;
-* ``config_add`` / ``config_remove``: the queue enters or leaves the guest's configuration.
+* ``zapq``: start a reset that the adapter completes ``reset_ns`` later (``reset_until``);
+  interrupts go off (a reset disables them). During a reset already in progress it answers
+  02 and changes nothing (``apq_reset_check`` then issues it again);
+* ``tapq``: read: RC 02 while a reset is in progress (``apq_status_check``: keep waiting),
+  else 00; and the I bit;
+* ``aqic_enable`` (``nib``, ``isc``): 02 during a reset; 07 (otherwise changed, inferred in the
+  spec) when interrupts are already on; else 00 and interrupts on with that NIB and ISC;
+* ``aqic_disable``: 02 during a reset, else 00 and interrupts off;
+* ``config_add`` / ``config_remove``: the queue enters or leaves the guest's configuration;
+* ``peek``: what the host knows of the queue (its saved NIB, a reset's end) without an
+  instruction: nothing changes and no call is counted.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from hostsim.arch import RC
 
-OPS = ("zapq", "tapq", "aqic_enable", "aqic_disable", "config_add", "config_remove")
+OPS = ("zapq", "tapq", "aqic_enable", "aqic_disable", "config_add", "config_remove", "peek")
 
 QUEUE_DTYPE = np.dtype(
     [
@@ -48,6 +53,7 @@ class QueueAnswer:
     rc: int
     irq: bool
     reset_pending: bool
+    reset_until: int = -1  # when the queue's last reset completes (-1: never reset)
 
 
 class QueueState:
@@ -74,25 +80,27 @@ class QueueState:
         """Hardware call ``op`` on queue ``(guest, apqn)`` at time ``t``; its answer."""
         r = self._row(guest, apqn)  # (first: it may grow the arrays)
         q = self.a[r]
-        q["calls"] += 1
         resetting = t < int(q["reset_until"])
-        rc = (
-            RC.RESET_IN_PROGRESS
-            if resetting and op != "zapq" and not op.startswith("config")
-            else RC.NORMAL
-        )
-        if op == "zapq":
+        if op == "peek":
+            return QueueAnswer(0, bool(q["irq"]), resetting, int(q["reset_until"]))
+        q["calls"] += 1
+        rc = RC.RESET_IN_PROGRESS if resetting and not op.startswith("config") else RC.NORMAL
+        if op == "zapq" and not resetting:
             q["reset_until"] = t + ns
             q["irq"] = False
         elif op == "aqic_enable" and not resetting:
-            q["irq"], q["nib"], q["isc"] = True, nib, isc
+            if q["irq"]:
+                rc = RC.OTHERWISE_CHANGED
+            else:
+                q["irq"], q["nib"], q["isc"] = True, nib, isc
         elif op == "aqic_disable" and not resetting:
             q["irq"] = False
         elif op == "config_add":
             q["in_config"] = True
         elif op == "config_remove":
             q["in_config"] = False
-        return QueueAnswer(int(rc), bool(q["irq"]), t < int(q["reset_until"]))
+        until = int(q["reset_until"])
+        return QueueAnswer(int(rc), bool(q["irq"]), t < until, until)
 
     def table(self) -> np.ndarray:
         """Every queue touched, sorted by (guest, apqn)."""

@@ -111,11 +111,38 @@ def format_report(summary: Mapping[str, Any]) -> str:
         f"  Hold (us):     {_dist(mutex['hold_ns'])}",
         f"  Longest hold:  {_us(mutex['longest_hold_ns'])} us"
         f" by {_holder(mutex['longest_hold_by'])}",
+        *_host_locks(summary),
         "",
         f"Throughput: {summary['throughput_per_s']:.1f} requests per simulated second "
         f"({counts.get('completed_in_window', 0)} completed in {duration_s:.6f} s)",
     ]
     return "\n".join(out) + "\n"
+
+
+def _host_locks(summary: Mapping[str, Any]) -> list[str]:
+    """The host programs' lock sections and the guests' blocked vCPUs (hostsim.lock_stats)."""
+    locks, blocked = summary.get("locks") or {}, summary.get("blocked") or {}
+    out: list[str] = []
+    if locks:
+        out += ["", "Host operations' locks (sections; busiest instance; wait p99; longest hold):"]
+        from hostsim.locks import LOCKS
+
+        rank = {spec.name: i for i, spec in enumerate(LOCKS)}  # the kernel's lock order
+        for name in sorted(locks, key=lambda n: (rank.get(n, len(rank)), n)):
+            v = locks[name]
+            w, by = v["wait_ns"], v["longest_hold_by"]
+            out.append(
+                f"  {name:<16} {v['sections']:>6}  {100.0 * v['utilisation_max']:6.2f}%"
+                f"  {_us(w.get('p99', 0))} us  {_us(by['hold_ns'])} us by {by['owner']}"
+            )
+    if blocked.get("n_guests"):
+        longest = max(v["longest_ns"] for v in blocked["guests"].values())
+        out += [
+            "",
+            f"Blocked vCPUs (APCB updates): {blocked['n_guests']} guests, "
+            f"{blocked['total_ns'] / 1e6:.3f} ms in all, longest {longest / 1e6:.3f} ms",
+        ]
+    return out
 
 
 class Progress:

@@ -22,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hostsim import arch
 from hostsim.decode import Decision, decode_one
 from hostsim.intercept import Intercept
 from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.queues import QueueState
 from hostsim.rules import Kind
 from hostsim.sink import record_tuple
 from hostsim.streams import Req, intercept
@@ -93,15 +95,30 @@ def after_read(m: Model, f: InFlight, t_rw: int, hook: bool) -> bool:
     return True
 
 
-def at_grant(m: Model, f: InFlight, grant: int, mdev_kvm: bool, cleared: bool, matrix: Any) -> int:
+def at_grant(
+    m: Model,
+    f: InFlight,
+    grant: int,
+    mdev_kvm: bool,
+    cleared: bool,
+    matrix: Any,
+    queues: QueueState | None = None,
+    guest: int = -1,
+) -> int:
     """The mutex granted at ``grant`` with the configuration then (the mdev's KVM pointer, the
-    hook cleared in flight, the matrix): the release time (``f.rel``; ``f.resume`` too)."""
+    hook cleared in flight, the matrix): the release time (``f.rel``; ``f.resume`` too).
+
+    With ``queues`` (a guest whose queues host operations touch, :attr:`Model.stateful`), the
+    hook's hardware answers come from the queue's state and update it
+    (:func:`hostsim.queues.hook_answers`)."""
     req, x = f.req, f.x
     assert x is not None and f.d is not None
     now = (mdev_kvm, cleared, (x.gpr0 & 0xFFFF) in matrix)
     if now != (x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned):
         x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned = now
         f.d = decode_one(x, m.variant)
+    if queues is not None and f.d.hw_aqic_calls:
+        f.d = hook_answers(m, f, grant, queues, guest)
     f.grant = grant
     f.rel = grant + hold_ns(f.d, req.blk, req.r, req.c)
     f.resume = f.rel + int(req.blk.costs["sie_entry"][req.r, req.c])
@@ -129,3 +146,51 @@ def record(f: InFlight, v: int, guest: int, k: int) -> tuple:
         f.d,
         path_of(f.d),
     )
+
+
+def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: int) -> Decision:
+    """The hook's host AQIC and TAPQ answers from the queue's state, and the state after them.
+
+    The enable's one AQIC (after the lookup, the pin and the GISC registration) answers 02
+    during a reset, 07 with interrupts already on, else 00 and turns them on with the NIB and
+    ISC; the disable's AQIC(IR=0) answers 02 while a reset is in progress at each retry (one
+    ``msleep20`` apart), then 00, and the TAPQs after it show the I bit off. A fault of the
+    scenario's hardware profile (an answer other than NORMAL in the request's own draws)
+    overrides the state's answer."""
+    req, x = f.req, f.x
+    assert x is not None
+    cost, r, c = req.blk.costs, req.r, req.c
+    apqn = x.gpr0 & 0xFFFF
+    shift = arch.STATUS_RC_SHIFT
+    t = grant + int(cost["mutex_acquire"][r, c]) + int(cost["lookup"][r, c])
+    faults = [arch.status_rc(a) for a in x.hw_aqic]
+    enable = bool(arch.ir(x.gpr1))
+    if enable:
+        t += int(cost["pin"][r, c]) + int(cost["gisc_register"][r, c])
+    peek = queues.call(guest, apqn, "peek", t, 0, 0, 0)
+    until = peek.reset_until
+    answers, times = [], []
+    for j in range(arch.DISABLE_MAX_AQIC + 1):  # an enable's later calls: its disable loop
+        fault = faults[min(j, len(faults) - 1)]
+        if j == 0 and enable:
+            rc = fault or (
+                arch.RC.RESET_IN_PROGRESS
+                if peek.reset_pending
+                else arch.RC.OTHERWISE_CHANGED
+                if peek.irq
+                else arch.RC.NORMAL
+            )
+        else:
+            rc = fault or (arch.RC.RESET_IN_PROGRESS if t < until else arch.RC.NORMAL)
+        answers.append(int(rc) << shift)
+        times.append(t)
+        t += int(cost.slot("host_aqic", j)[r, c]) + int(cost.slot("msleep20", j)[r, c])
+    x.hw_aqic = answers  # (the TAPQs keep the profile's answers: the I bit may linger)
+    d = decode_one(x, m.variant)
+    last = min(d.hw_aqic_calls, len(answers)) - 1
+    final = arch.status_rc(answers[last])
+    if enable and last == 0 and final == arch.RC.NORMAL:
+        queues.call(guest, apqn, "aqic_enable", times[0], 0, x.gpr2, arch.isc(x.gpr1))
+    elif (not enable or last > 0) and final in (0, arch.RC.OTHERWISE_CHANGED):
+        queues.call(guest, apqn, "aqic_disable", times[last], 0, 0, 0)
+    return d

@@ -148,6 +148,7 @@ def simulate(
         bar.close()
         stats.add_host_events(host)
         summary = stats.summary(meta(s, engine))
+        add_host_sections(summary, model, eng.progs, *stats.window)
         if recorder is not None:
             recorder.close()
         if writer is not None:
@@ -179,3 +180,20 @@ def simulate(
         eng.progs.queues.table(),
         block_rows(eng.progs),
     )
+
+
+def add_host_sections(
+    summary: dict[str, Any], model: Model, progs: Any, start: int, end: int
+) -> None:
+    """The summary's ``locks`` and ``blocked`` sections (:mod:`hostsim.lock_stats`)."""
+    from hostsim.lock_stats import block_summary, lock_summary
+
+    s = model.s
+    owners = [
+        f"host event {i} ({ev.kind.name.lower()} {ev.label})" for i, ev in enumerate(s.events)
+    ]
+    owners += [f"host process {u}" for u in range(len(progs.runners) - len(s.events))]
+    guests = [f"{g.name}[{j}]" for g in s.guests for j in range(g.count)]
+    labels = tuple(model.locks.labels)
+    summary["locks"] = lock_summary(lock_rows(progs), labels, owners, start, end)
+    summary["blocked"] = block_summary(block_rows(progs), guests, start, end)

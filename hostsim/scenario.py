@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hostsim import arch
+from hostsim import arch, sleeps
 from hostsim.costs import COSTS
 from hostsim.scenario_check import Ctx, ms_to_ns, rc_probs
 from hostsim.scenario_guests import guest_groups, host_events
@@ -75,6 +75,9 @@ def _host(ctx: Ctx, v: Any) -> Host:
             "adapters",
             "domains",
             "hardware",
+            "kernel",
+            "hz",
+            "reset_verify",
         },
     )
     apxa = ctx.boolean(t.get("apxa", True), "host.apxa")
@@ -110,7 +113,30 @@ def _host(ctx: Ctx, v: Any) -> Host:
         domains=domains,
         hardware=base,
         queue_overrides=overrides,
+        kernel=_kernel(ctx, t.get("kernel", sleeps.VARIANT_RELEASE[variant])),
+        reset_verify=ctx.choice(
+            t.get("reset_verify", "flush"), "host.reset_verify", ["flush", "async"]
+        ),
+        hz=ctx.choice(t.get("hz", sleeps.DEFAULT_HZ), "host.hz", list(sleeps.HZ_CHOICES)),
     )
+
+
+def _kernel(ctx: Ctx, v: Any) -> str:
+    try:
+        sleeps.release(v)
+    except ValueError as e:
+        raise ctx.err("host.kernel", str(e)) from None
+    return str(v)
+
+
+#: costs whose default follows the host's kernel release and HZ (hostsim.sleeps)
+SLEEP_COSTS = {"msleep20": sleeps.HOOK_SLEEP_MS, "reset_interval": sleeps.AP_RESET_INTERVAL_MS}
+
+
+def _default_cost(name: str, host: Host) -> dict[str, Any]:
+    if name in SLEEP_COSTS:
+        return sleeps.sleep_cost(SLEEP_COSTS[name], host.kernel, host.hz)
+    return COSTS[name].default
 
 
 def from_dict(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
@@ -132,8 +158,8 @@ def from_dict(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
     host = _host(ctx, raw.get("host", {}))
     costs_raw = ctx.table(raw.get("costs", {}), "costs", set(COSTS))
     costs = {
-        name: ctx.dist(costs_raw.get(name, spec.default), f"costs.{name}")
-        for name, spec in COSTS.items()
+        name: ctx.dist(costs_raw.get(name, _default_cost(name, host)), f"costs.{name}")
+        for name in COSTS
     }
     guests = guest_groups(ctx, raw.get("guests", []), host)
     events = host_events(ctx, raw.get("events", []), guests, duration, seed)

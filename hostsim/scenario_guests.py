@@ -255,8 +255,9 @@ def host_events(
         if at >= duration_ns:
             raise ctx.err(f"{path}.at_ms", "the event is at or after the end of the run")
         spread = ms_to_ns(ctx, t, "spread_ms", path, 0)
-        kinds = [k.name.lower() for k in HostEventKind]
-        kind = HostEventKind[ctx.choice(t.get("kind"), f"{path}.kind", kinds).upper()]
+        kinds = [k.name.lower() for k in HostEventKind] + ["stop"]
+        name = ctx.choice(t.get("kind"), f"{path}.kind", kinds)
+        kind = HostEventKind.DETACH if name == "stop" else HostEventKind[name.upper()]
         label = t.get("guest")
         if not isinstance(label, str):
             raise ctx.err(f"{path}.guest", f'expected "group[index]", got {show(label)}')

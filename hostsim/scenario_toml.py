@@ -99,7 +99,7 @@ def resolved(s: Scenario) -> dict[str, Any]:
                 ed["domains"] = list(e.domains)
             if e.kind == HostEventKind.ASSIGN:
                 ed["rescan"] = e.rescan
-            if e.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT):
+            if e.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT, HostEventKind.START):
                 ed["delay_ms"] = e.delay_ms
             out["events"].append(ed)
     return out

@@ -38,14 +38,15 @@ class ScenarioError(ValueError):
 class HostEventKind(IntEnum):
     """Host-side work that competes for the locks (spec section 6)."""
 
-    ATTACH = 0  # vfio_ap_mdev_set_kvm: rwsem write sets the hook, then set KVM under the mutex
-    DETACH = 1  # vfio_ap_mdev_unset_kvm: rwsem write clears the hook, then disable + reset
-    RESET = 2  # reset every queue of the guest under the mutex
-    IRQ_DISABLE = 3  # host-side vfio_ap_irq_disable of every queue (teardown, DMA unmap)
+    ATTACH = 0  # open: vfio_ap_mdev_set_kvm (hook published, APCB update)
+    DETACH = 1  # close ("stop"): vfio_ap_mdev_unset_kvm (hook cleared, masks cleared, reset)
+    RESET = 2  # VFIO_DEVICE_RESET: vfio_ap_mdev_reset_queues under mdevs_lock
+    IRQ_DISABLE = 3  # DMA unmap: vfio_ap_irq_disable of every queue with interrupts on
     GUEST_RESET = 4  # the guest resets its queues (interpreted) and re-enables interruptions
-    REBOOT = 5  # host resets every queue under the mutex; the guest boots and enables again
-    ASSIGN = 6  # hot-plug: domains assigned to the mdev under the mutex; the guest enables them
-    UNASSIGN = 7  # hot-unplug: domains unassigned (and reset) under the mutex
+    REBOOT = 5  # the machine reset (VFIO_DEVICE_RESET); the guest boots and enables again
+    ASSIGN = 6  # hot-plug: domains assigned to the mdev (APCB update); the guest enables them
+    UNASSIGN = 7  # hot-unplug: domains unassigned (APCB update, their queues reset)
+    START = 8  # a guest start as QEMU does it: open, then the machine reset; the guest boots
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class Host:
     domains: tuple[int, ...] = tuple(range(16))
     hardware: Hardware = Hardware()
     queue_overrides: tuple[Hardware, ...] = ()
+    kernel: str = "6.15"  # release: the length of msleep() (hostsim.sleeps); variant's default
+    hz: int = 100  # CONFIG_HZ (s390 defconfig: 100)
+    #: what-if: "flush" (upstream: flush_work of every reset check under mdevs_lock) or
+    #: "async" (the lock is dropped after the ZAPQs; nobody waits for the resets to complete)
+    reset_verify: str = "flush"
 
 
 @dataclass(frozen=True)

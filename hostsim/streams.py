@@ -240,7 +240,7 @@ def reconfigure(m: Model, effects: Any, guests: Any) -> None:
 
 def apply_host_effect(m: Model, i: int, ev: Any, gs: Any) -> None:
     """What host event ``i`` changes, at the release of its mutex section (both engines)."""
-    if ev.kind == HostEventKind.ATTACH:
+    if ev.kind in (HostEventKind.ATTACH, HostEventKind.START):
         gs.mdev_kvm = True
     elif ev.kind == HostEventKind.DETACH:
         gs.mdev_kvm = False

@@ -34,6 +34,9 @@ class Variant:
     gisc_fail_rc: int | None
     #: Name of the global vfio_ap mutex in this kernel.
     global_lock_name: str
+    #: "async": ZAPQ every queue, parallel apq_reset_check, flush_work (2023+, H1);
+    #: "sync": the 2019 per-queue reset (msleep(20) retries), then irq disable (H11).
+    reset_style: str = "sync"
 
 
 VARIANTS: dict[str, Variant] = {
@@ -51,6 +54,7 @@ VARIANTS: dict[str, Variant] = {
             checks_pv_nib_shared=True,
             gisc_fail_rc=0x06,
             global_lock_name="matrix_dev->mdevs_lock",
+            reset_style="async",
         ),
         Variant(
             name="merged-2019",

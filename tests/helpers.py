@@ -151,3 +151,31 @@ def console_script() -> str:
     if found is None:
         pytest.skip("the hostsim console script is not installed")
     return found
+
+
+def drive(m: Any, index: int) -> tuple[list[Any], Any]:
+    """Run host event ``index``'s program of model ``m`` alone (no other program, every lock
+    free at once): its steps in order and its counts. Hardware calls are answered by a fresh
+    queue state at the step's time."""
+    from hostsim.host_ops import host_program
+    from hostsim.queues import QueueState
+    from hostsim.steps import Delay, HwCall, Sleep
+
+    hp = host_program(m, index, m.s.events[index])
+    qs = QueueState(list(m.initial_matrix))
+    out: list[Any] = []
+    t = m.s.events[index].at_ns
+    reply = None
+    gen = hp.steps
+    while True:
+        try:
+            st = gen.send(reply) if reply is not None else next(gen)
+        except StopIteration:
+            return out, hp
+        out.append(st)
+        reply = None
+        if isinstance(st, HwCall):
+            lasts = st.ns if st.reset_ns is None else st.reset_ns
+            reply = qs.call(st.guest, st.apqn, st.op, t, lasts, st.nib, st.isc)
+        if isinstance(st, Delay | Sleep | HwCall):
+            t += st.ns

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from hostsim import draws
-from hostsim.host_ops import host_program
 from hostsim.keyed import KeyedGen
 from hostsim.model import Model
 from hostsim.run import simulate
 from hostsim.scenario import load, loads
 from hostsim.scenario_types import HostEventKind
+from tests.helpers import drive
 
 
 def test_the_registry_refuses_duplicates_undeclared_names_and_separators() -> None:
@@ -126,8 +126,8 @@ def test_adding_a_guest_group_does_not_move_another_groups_draws() -> None:
 
 def _work(m: Model, i: int) -> tuple:
     """What host event ``i`` does, whatever the guest's index: step lengths, calls, counts."""
-    hp = host_program(m, i, m.s.events[i])
-    steps = [(type(st).__name__, getattr(st, "ns", 0), getattr(st, "op", "")) for st in hp.steps]
+    got, hp = drive(m, i)
+    steps = [(type(st).__name__, getattr(st, "ns", 0), getattr(st, "op", "")) for st in got]
     return steps, hp.aqic, hp.tapq, hp.sleeps
 
 

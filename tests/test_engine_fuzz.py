@@ -47,6 +47,8 @@ def scenario_text(seed: int) -> str:
         f'variant = "{VARIANTS[int(rng.integers(0, 4))]}"',
         f'lock_model = "{"global" if rng.random() < 0.6 else "per-mdev"}"',
     ]
+    if rng.random() < 0.25:
+        lines.append('reset_verify = "async"')  # guest AQICs meet resets in progress
     if rng.random() < 0.5:
         lines += [
             "[host.hardware]",
@@ -59,6 +61,8 @@ def scenario_text(seed: int) -> str:
     if rng.random() < 0.4:  # everything fixed: ties to the nanosecond
         lines += ["sie_exit = 500", "sie_entry = 500", "pin = 2000", "host_aqic = 2000"]
     lines.append(f"msleep20 = {int(rng.choice([200_000, 2_000_000]))}")
+    lines.append(f"reset_interval = {int(rng.choice([100_000, 1_000_000]))}")
+    lines.append(f"queue_reset = {int(rng.choice([50_000, 1_500_000]))}")
     groups = int(rng.integers(1, 4))
     kinds = []
     for gi in range(groups):
@@ -93,7 +97,11 @@ def scenario_text(seed: int) -> str:
             if rng.random() < 0.2:
                 lines.append("adversarial = { problem_state = 0.05, unassigned = 0.1 }")
     if rng.random() < 0.3:
-        kind = str(rng.choice(["irq_disable", "reset", "detach", "guest_reset"]))
+        kind = str(
+            rng.choice(
+                ["irq_disable", "reset", "detach", "guest_reset", "start", "attach", "reboot"]
+            )
+        )
         lines += [
             "[[events]]",
             f"at_ms = {int(rng.integers(1, 15))}",

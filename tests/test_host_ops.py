@@ -1,0 +1,246 @@
+"""Host operations as upstream does them (``shared/spec/host-operations.md`` sections 1-3): each
+test names the kernel function it follows, and runs both engines (records byte-identical)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hostsim.model import Model
+from hostsim.records import Path
+from hostsim.run import RunResult, simulate
+from hostsim.scenario import loads
+from hostsim.scenario_types import HostEventKind
+from hostsim.steps import Acquire, Block, HwCall, Sleep, Unblock
+from tests.helpers import drive
+
+MS = 1_000_000
+
+
+def text(
+    events: str,
+    domains: int = 1,
+    variant: str = "upstream",
+    host: str = "",
+    costs: str = "",
+    workload: str = 'kind = "poisson"\nrate_hz = 200',
+    duration_ms: int = 300,
+) -> str:
+    return f"""
+[run]
+duration_ms = {duration_ms}
+seed = 7
+[host]
+variant = "{variant}"
+adapters = 4
+domains = 16
+{host}
+[costs]
+{costs}
+[[guests]]
+name = "a"
+count = 2
+vcpus = 2
+domains_per_guest = {domains}
+[guests.workload]
+{workload}
+[[guests]]
+name = "b"
+count = 2
+vcpus = 2
+[guests.workload]
+kind = "poisson"
+rate_hz = 200
+{events}
+"""
+
+
+def both(src: str) -> RunResult:
+    s = loads(src)
+    ref = simulate(s, "reference", keep_records=True)
+    fast = simulate(s, "fast", keep_records=True)
+    for name in ("records", "host_events", "locks", "queues", "blocks"):
+        assert getattr(ref, name).tobytes() == getattr(fast, name).tobytes(), name
+    return ref
+
+
+def event(kind: str, at_ms: int = 50, guest: str = "a[0]", extra: str = "") -> str:
+    return f'[[events]]\nat_ms = {at_ms}\nkind = "{kind}"\nguest = "{guest}"\n{extra}\n'
+
+
+def mdevs_holds(res: RunResult, n_mutexes: int = 1) -> np.ndarray:
+    sec = res.locks[res.locks["lock"] < n_mutexes]
+    return sec["t_rel"] - sec["t_grant"]
+
+
+@pytest.mark.parametrize("domains", [1, 4])
+def test_vfio_ap_mdev_reset_queues_holds_one_reset_interval_whatever_the_queue_count(
+    domains: int,
+) -> None:
+    # 4 adapters x 1 or 4 domains = 4 or 16 queues, reset in parallel (apq_reset_check work
+    # items, flushed under mdevs_lock): the hold is one msleep(AP_RESET_INTERVAL) of 20-30 ms
+    # (6.15, HZ=100) and the ZAPQ/TAPQ instructions, not a per-queue sum.
+    res = both(text(event("reset"), domains=domains))
+    row = res.host_events[0]
+    assert row["kind"] == HostEventKind.RESET
+    hold = row["t_mutex_rel"] - row["t_mutex_grant"]
+    assert 20 * MS <= hold < 31 * MS
+    q = res.queues[res.queues["guest"] == 0]
+    assert len(q) == 4 * domains and (q["reset_until"] > 0).all()
+    # every queue: one ZAPQ, then one TAPQ after the interval (the adapter's reset was shorter)
+    assert (q["calls"] >= 2).all()
+    # the reset turned interrupts off: each queue's first enable after it answers NORMAL,
+    # the ones before (interrupts already on) 07
+    rec = res.records
+    en = rec[(rec["guest"] == 0) & (rec["path"] == Path.HOOK_ENABLE)]
+    after = en[en["t_mutex_grant"] > row["t_mutex_rel"]]
+    after = after[np.argsort(after["t_mutex_grant"], kind="stable")]
+    _, first = np.unique(after["apqn"], return_index=True)
+    assert len(first) and (after["response_code"][first] == 0).all()
+    before = en[en["t_mutex_grant"] < row["t_mutex_grant"]]
+    assert (np.sort(before["response_code"])[len(np.unique(before["apqn"])) :] == 7).all()
+
+
+def test_apq_reset_check_sleeps_again_while_the_adapter_still_resets() -> None:
+    # The adapter takes 50 ms; the check sleeps 20-30 ms, TAPQ answers 02, it sleeps again.
+    costs = "queue_reset = 50_000_000"  # (reset_interval: 6.15 at HZ=100, 20-30 ms)
+    res = both(text(event("reset"), costs=costs))
+    row = res.host_events[0]
+    hold = row["t_mutex_rel"] - row["t_mutex_grant"]
+    assert 50 * MS <= hold < 91 * MS
+    assert row["sleeps"] >= 2 * 4  # two or three intervals per queue
+
+
+def test_vfio_ap_mdev_unset_kvm_upstream_issues_no_host_aqic() -> None:
+    # Upstream close only resets: "Resetting a queue disables interrupts as a side effect" (2020).
+    res = both(text(event("detach")))
+    row = res.host_events[0]
+    assert row["kind"] == HostEventKind.DETACH and row["hw_aqic_calls"] == 0
+    assert 20 * MS <= row["t_mutex_rel"] - row["t_mutex_grant"] < 32 * MS
+
+
+@pytest.mark.parametrize("variant", ["merged-2019", "v4-2019"])
+def test_2019_close_resets_each_queue_then_disables_its_interrupts(variant: str) -> None:
+    # The 2019 vfio_ap_mdev_reset_queue: ZAPQ, msleep(20) (30-40 ms on 5.x at HZ=100) + TAPQ
+    # until the queue is empty, then vfio_ap_irq_disable; one queue after the other.
+    res = both(text(event("detach"), variant=variant))
+    row = res.host_events[0]
+    assert row["hw_aqic_calls"] == 4  # one AQIC(IR=0) per queue
+    assert row["t_mutex_rel"] - row["t_mutex_grant"] >= 4 * 30 * MS
+    assert res.blocks.size == 0  # no APCB update in 2019's set_kvm/unset_kvm (no block_all here)
+
+
+def test_kvm_arch_crypto_set_masks_blocks_every_vcpu_of_that_guest_and_no_other() -> None:
+    costs = "apcb_update = 5_000_000"  # a long update, so that requests meet it
+    res = both(text(event("detach") + event("attach", at_ms=150), costs=costs))
+    b = res.blocks
+    assert len(b) == 2 and set(b["guest"].tolist()) == {0}
+    assert ((b["t_unblock"] - b["t_block"]) == 5 * MS).all()
+    rec = res.records
+    for t0, t1 in zip(b["t_block"], b["t_unblock"], strict=True):
+        mine = rec[rec["guest"] == 0]
+        # no instruction issued and no SIE entry inside the block
+        assert not ((mine["t_issue"] > t0) & (mine["t_issue"] < t1)).any()
+        assert not ((mine["t_resume"] > t0) & (mine["t_resume"] < t1)).any()
+        others = rec[rec["guest"] != 0]
+        assert ((others["t_issue"] > t0) & (others["t_issue"] < t1)).any()
+
+
+def test_set_kvm_takes_guests_lock_kvm_lock_then_mdevs_lock() -> None:
+    # get_update_locks_for_kvm: guests_lock -> kvm->lock -> mdevs_lock; assign_*_store takes
+    # ap_perms_mutex first.
+    s = loads(text(event("attach") + event("assign", at_ms=100, extra="domains = [9]")))
+    res = both(text(event("attach") + event("assign", at_ms=100, extra="domains = [9]")))
+    labels = res.lock_labels
+    for owner, first in ((0, "guests_lock"), (1, "ap_perms_mutex")):
+        mine = res.locks[res.locks["owner"] == owner]
+        names = [labels[i].split("[")[0] for i in mine[np.argsort(mine["section"])]["lock"]]
+        names = [n for n in names if not n.startswith("pqap_hook_rwsem")]
+        assert names[0].startswith(first), names
+        assert names[-1].startswith("mdevs_lock"), names
+        grants = mine[np.argsort(mine["section"])]["t_grant"]
+        assert (np.diff(grants[-3:]) >= 0).all()
+    steps, _ = drive(Model(s), 0)
+    acq = [st.lock for st in steps if isinstance(st, Acquire)]
+    assert acq == ["pqap_hook_rwsem", "guests_lock", "kvm_lock", "mdevs_lock"]
+    kinds = [type(st) for st in steps]
+    assert kinds.index(Block) < kinds.index(Unblock)
+
+
+def test_start_is_the_open_then_the_machine_reset() -> None:
+    # QEMU: the device open (vfio_ap_mdev_set_kvm), then s390_machine_reset's VFIO_DEVICE_RESET.
+    res = both(text(event("start")))
+    row = res.host_events[0]
+    assert row["kind"] == HostEventKind.START
+    mine = res.locks[(res.locks["owner"] == 0) & (res.locks["lock"] == 0)]
+    assert len(mine) == 2  # two mdevs_lock sections: the open's, the reset's
+    assert mine["t_rel"][1] - mine["t_grant"][1] >= 20 * MS
+    assert len(res.blocks) == 1  # the open's APCB update
+
+
+def test_dma_unmap_disables_only_queues_with_interrupts_on() -> None:
+    # vfio_ap_mdev_dma_unmap -> vfio_ap_irq_disable of the queues whose NIB is saved: the guest
+    # enabled them (NORMAL), the unmap turns them off with one AQIC(IR=0) each and one TAPQ.
+    res = both(text(event("irq_disable", at_ms=200), domains=4))
+    row = res.host_events[0]
+    q = res.queues[res.queues["guest"] == 0]
+    enabled_before = int(row["hw_aqic_calls"])
+    assert 0 < enabled_before <= 16 and row["hw_tapq_calls"] == enabled_before
+    assert row["sleeps"] == 0
+    assert len(q) > 0
+
+
+def test_a_second_enable_answers_otherwise_changed_and_tapq_shows_i_only_after_success() -> None:
+    # a guest with host operations: its enables read the queue state (spec 6)
+    res = both(text(event("irq_disable", at_ms=250), domains=1))
+    rec = res.records
+    mine = rec[(rec["guest"] == 0) & (rec["path"] == Path.HOOK_ENABLE)]
+    mine = mine[mine["t_mutex_grant"] < res.host_events[0]["t_mutex_grant"]]  # before the unmap
+    assert len(mine) > 8
+    first = {}
+    for r in mine[np.argsort(mine["t_mutex_grant"])]:
+        first.setdefault(int(r["gpr0"]) & 0xFFFF, int(r["response_code"]))
+    assert set(first.values()) == {0x00}  # the first enable of each queue
+    later = mine[mine["response_code"] != 0]
+    assert len(later) == len(mine) - len(first)
+    assert (later["response_code"] == 0x07).all()
+
+
+def test_a_guest_aqic_during_a_reset_answers_02_and_the_disable_loop_sleeps() -> None:
+    # What-if: reset verification without flush_work under the lock. The adapter resets for
+    # 200 ms after the ZAPQs; the guest's disables (IR=0) meanwhile answer 02 and sleep
+    # msleep(20) between retries, its enables answer 02.
+    workload = 'kind = "poisson"\nrate_hz = 400\nenable_fraction = 0.5'
+    res = both(
+        text(
+            event("reset"),
+            host='reset_verify = "async"',
+            costs="queue_reset = 200_000_000",
+            workload=workload,
+        )
+    )
+    row = res.host_events[0]
+    assert row["t_mutex_rel"] - row["t_mutex_grant"] < 1 * MS  # no check under the lock
+    rec = res.records
+    t0 = row["t_mutex_rel"]
+    during = rec[
+        (rec["guest"] == 0) & (rec["t_mutex_grant"] > t0) & (rec["t_mutex_grant"] < t0 + 150 * MS)
+    ]
+    dis = during[during["path"] == Path.HOOK_DISABLE]
+    en = during[during["path"] == Path.HOOK_ENABLE]
+    assert len(dis) and len(en)
+    assert (dis["sleeps"] >= 1).all()
+    assert (en["response_code"] == 0x02).all()
+    # and upstream (flush under the lock) never lets a guest AQIC see the reset
+    res2 = both(text(event("reset"), costs="queue_reset = 200_000_000", workload=workload))
+    rec2 = res2.records
+    assert not (rec2[rec2["path"] == Path.HOOK_ENABLE]["response_code"] == 0x02).any()
+
+
+def test_reset_programs_are_hardware_calls_under_the_guests_mdevs_lock() -> None:
+    s = loads(text(event("reset"), domains=2))
+    steps, hp = drive(Model(s), 0)
+    zaps = [st for st in steps if isinstance(st, HwCall) and st.op == "zapq"]
+    taps = [st for st in steps if isinstance(st, HwCall) and st.op == "tapq"]
+    assert len(zaps) == 8 and len(taps) == 8 and hp.zapq == 8
+    assert sum(isinstance(st, Sleep) for st in steps) >= 1
