@@ -98,7 +98,7 @@ class Workload:
     isc: int = 3
     nib: int = 0x0000_0000_1234_5000
     start_ms: float = 0.0
-    retry: str = "none"  # "on_idle": re-issue a BUSY / RESET-IN-PROGRESS enable (Linux 6.7+)
+    retry: str = "none"  # "on_idle": re-issue a BUSY / RESET-IN-PROGRESS enable (synthetic)
     retry_poll: Dist | None = None  # guest poll interval between retries
     adversarial: tuple[tuple[str, float], ...] = ()  # malformed register states, by probability
     fc_mix: tuple[tuple[int, float], ...] = ((3, 1.0),)  # nested: function codes intercepted

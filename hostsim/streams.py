@@ -2,8 +2,9 @@
 
 A vCPU's requests come from its steady stream (Poisson, closed loop or bursty, one keyed draw
 per request), from its script (boot, reset and hot-plug bursts, or a replayed recording), and
-from its retries (a Linux 6.7+ guest re-issues an enable that answered BUSY or RESET IN
-PROGRESS at its next idle poll). Rules, in order:
+from its retries (``retry = "on_idle"``, a synthetic retry: an enable that answered BUSY or
+RESET IN PROGRESS is re-issued ``retry_poll`` later; real newer Linux guests retry when a crypto
+reply empties the queue, host-operations.md section 5). Rules, in order:
 
 1. a pending retry goes first, ``retry_poll`` after the previous request resumed;
 2. else the next script row, if it would issue no later than the steady candidate;
