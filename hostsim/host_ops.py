@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,7 +94,6 @@ class HostProgram:
     tapq: int = 0
     zapq: int = 0
     sleeps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Costs:
@@ -118,29 +117,24 @@ class _Costs:
 
 
 class _Faults:
-    """Hardware faults of one host event's calls (the scenario's probabilities): NORMAL unless
-    a fault is drawn."""
+    """Hardware faults of one host event's calls (the scenario's probabilities, through the
+    model's own answer mapping): NORMAL unless a fault is drawn."""
 
     def __init__(self, m: Model, index: int, apqns: np.ndarray) -> None:
         s, ek, nq = m.s, m.event_keys[index], len(apqns)
         queues = np.arange(nq, dtype=np.int64)
         zero = np.zeros(nq, np.int64)
-        self.au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
-        self.tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-        self.iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-        self.prof = [m._profiles[int(p)] for p in m.profile_index(apqns)] if nq else []
+        au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
+        tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+        iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+        aq, self.trc, self.tirq, _ = m._answers(m.profile_index(apqns), au, tu, iu, np.ones(nq))
+        self.arc = (aq >> arch.STATUS_RC_SHIFT) & 0xFF
 
     def aqic(self, q: int, j: int) -> int:
-        p = self.prof[q]
-        i = np.searchsorted(p.aqic_cdf, self.au[q, j % AQIC_SLOTS], side="right")
-        return int(p.aqic_rc[min(int(i), len(p.aqic_rc) - 1)])
+        return int(self.arc[q, j % AQIC_SLOTS])
 
     def tapq(self, q: int, j: int) -> tuple[int, bool]:
-        p = self.prof[q]
-        i = np.searchsorted(p.tapq_cdf, self.tu[q, j % TAPQ_SLOTS], side="right")
-        return int(p.tapq_rc[min(int(i), len(p.tapq_rc) - 1)]), bool(
-            self.iu[q, j % TAPQ_SLOTS] < p.tapq_irq
-        )
+        return int(self.trc[q, j % TAPQ_SLOTS]), bool(self.tirq[q, j % TAPQ_SLOTS])
 
 
 Steps = Generator[Step, Any, None]

@@ -68,11 +68,6 @@ def event(kind: str, at_ms: int = 50, guest: str = "a[0]", extra: str = "") -> s
     return f'[[events]]\nat_ms = {at_ms}\nkind = "{kind}"\nguest = "{guest}"\n{extra}\n'
 
 
-def mdevs_holds(res: RunResult, n_mutexes: int = 1) -> np.ndarray:
-    sec = res.locks[res.locks["lock"] < n_mutexes]
-    return sec["t_rel"] - sec["t_grant"]
-
-
 @pytest.mark.parametrize("domains", [1, 4])
 def test_vfio_ap_mdev_reset_queues_holds_one_reset_interval_whatever_the_queue_count(
     domains: int,
