@@ -68,6 +68,7 @@ HW_TAPQ = declare("hardware:tapq", REQ, "TAPQ response codes of each call slot (
 HW_IRQ = declare("hardware:irq", REQ, "TAPQ I bit of each call slot (uniforms)")
 HW_PIN = declare("hardware:pin", REQ, "vfio_pin_pages success (uniform)")
 SCRIPT_GAP = declare("script-gap", "(group, guest) or (event)", "gaps within an enable burst")
+SCRIPT_VCPU = declare("script-vcpu", "(event)", "the vCPU a Linux guest's AP poll timer fires on")
 BOOT = declare("boot", "(group, guest)", "boot time within the boot spread")
 RESCAN = declare("rescan", "(event)", "when the guest sees an assigned queue (AP bus scan)")
 BURSTY = declare("bursty", "(group)", "on/off period lengths of a bursty group")

@@ -316,7 +316,7 @@ class FastEngine:
         if self._blocked(v, _ISSUE):
             return
         req = self.checking.pop(v)
-        req.issue = t
+        self.gstate[self.vguest[v]].issued_after_block(req, t)
         if self._begin(v, req):
             self._advance(v)
 

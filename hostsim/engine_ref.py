@@ -209,7 +209,7 @@ class ReferenceEngine:
             if blockable:  # no issue while a program keeps the guest's vCPUs stopped
                 yield env.timeout(req.issue - env.now)
                 yield from self._unblocked(gs)
-                req.issue = int(env.now)
+                gs.issued_after_block(req, int(env.now))
             f = start(req)
             yield env.timeout(f.t_decode - env.now)
             if decode_at_handler(m, v, f, gs.hook, gs):

@@ -17,8 +17,11 @@ host-operations.md`` sections 1-3, with the kernel function each follows):
   until every check is done (``flush_work``). The hold is about one reset interval whatever
   the number of queues;
 * ``start``: a guest start as QEMU does it: ``attach`` (the device open), then the machine
-  reset's ``reset``;
-* ``reboot``: the machine reset (``s390_machine_reset`` -> ``VFIO_DEVICE_RESET``);
+  reset's ``reset``; the guest's vCPUs do not run meanwhile (``Block(stopped=True)``: its APCB
+  update needs no block of its own), then the guest boots (``delay_ms``) and its AP bus probes
+  the queues (RAPQ, the 40 ms low poll): only then do its vCPUs run, and its enable burst issues;
+* ``reboot``: the machine reset (``s390_machine_reset`` -> ``VFIO_DEVICE_RESET``), the vCPUs
+  stopped, then the boot and the probe as for ``start``;
 * ``detach`` / ``stop`` (``vfio_ap_mdev_unset_kvm``): the rwsem's write side clears the hook;
   ``guests_lock -> kvm->lock -> mdevs_lock``: clear the masks (an APCB update, vCPUs blocked),
   reset every queue, drop the KVM reference. No irq disable: resetting a queue disables its
@@ -81,6 +84,7 @@ _REZAP = (_RC.RESET_IN_PROGRESS, _RC.BUSY, _RC.STATE_CHANGE_IN_PROGRESS)
 HOOK_KINDS = (K.ATTACH, K.DETACH, K.START)
 #: the kinds whose program updates the guest's APCB (and so blocks its vCPUs), upstream
 _APCB = (K.ATTACH, K.DETACH, K.START, K.ASSIGN, K.UNASSIGN)
+_STOPS = (K.START, K.REBOOT)  # the guest's vCPUs stopped from the event to its AP bus probe
 SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further block of slots
 
 
@@ -154,6 +158,8 @@ class _Op:
         self.faults = _Faults(m, index, apqns)
         self.calls: dict[tuple[str, int], int] = {}  # (cost, queue) -> calls so far
         self.sync = m.variant.reset_style == "sync"
+        self.stopped = False  # a start or reboot keeps the vCPUs stopped: APCB updates need not
+        self.mdev = m.s.guests[int(m.topo.guest_group[self.g])].mdev
 
     def c(self, name: str, q: int = 0) -> int:
         k = self.calls.get((name, q), 0)
@@ -187,6 +193,9 @@ class _Op:
 
     def apcb(self) -> Steps:
         """kvm_arch_crypto_set_masks / clear_masks: every vCPU of the guest stopped."""
+        if self.stopped:
+            yield Delay(self.c("apcb_update"))
+            return
         yield Block(self.g)
         yield Delay(self.c("apcb_update"))
         yield Unblock(self.g)
@@ -350,16 +359,31 @@ class _Op:
         yield Release()
         yield from self.release_outer(perms=add)
 
+    def boot(self) -> Steps:
+        """The guest runs again after QEMU's reset: its boot until the AP bus scan
+        (``delay_ms``), the RAPQs, and the low poll (``probe_ms``, 40 ms) before its one
+        tasklet pass enables every queue (host-operations.md section 5). The vCPUs stay
+        stopped until then, so the enable burst (scripted at the event's time) issues at the
+        probe."""
+        g = self.m.s.guests[int(self.m.topo.guest_group[self.g])]
+        yield Delay(round((self.ev.delay_ms + g.workload.probe_ms) * 1_000_000))
+        yield Unblock(self.g)
+
     def steps(self) -> Steps:
         kind = self.ev.kind
-        if kind == K.START:
-            yield from self.open()
-            yield from self.machine_reset()
+        if kind in (K.START, K.REBOOT):  # the vCPUs do not run until QEMU's reset is done
+            yield Block(self.g, stopped=True)
+            self.stopped = True
+            if self.mdev:  # (a guest without an mdev: no vfio-ap device to open or reset)
+                if kind == K.START:
+                    yield from self.open()
+                yield from self.machine_reset()
+            yield from self.boot()
         elif kind == K.ATTACH:
             yield from self.open()
         elif kind == K.DETACH:
             yield from self.close()
-        elif kind in (K.RESET, K.REBOOT):
+        elif kind == K.RESET:
             yield from self.machine_reset()
         elif kind == K.IRQ_DISABLE:
             yield from self.dma_unmap()
@@ -370,7 +394,8 @@ class _Op:
 def host_program(m: Model, index: int, ev: HostEvent) -> HostProgram:
     """The program of host event ``index`` (see module docstring)."""
     sync = m.variant.reset_style == "sync"
-    blocks = frozenset() if sync or ev.kind not in _APCB else frozenset({ev.guest})
+    apcb = not sync and ev.kind in _APCB
+    blocks = frozenset({ev.guest}) if apcb or ev.kind in _STOPS else frozenset()
     hp = HostProgram(iter(()), blocks)
     if ev.kind != K.GUEST_RESET:
         hp.steps = _Op(m, index, ev, hp).steps()
@@ -450,6 +475,35 @@ def host_event_rows(m: Model, p: Programs) -> np.ndarray:
     return np.array(out, dtype=HOST_EVENT_DTYPE)
 
 
+def host_mutex_sections(m: Model, p: Programs) -> np.ndarray:
+    """One :data:`HOST_EVENT_DTYPE` row per ``mdevs_lock`` section of a host event (a start
+    has two: the open's and the reset's): what the mutex statistics count, where a host-event
+    row spans the event's first request to its last release."""
+    out = []
+    events = m.s.events
+    for owner, _, inst, mode, t_req, t_grant, t_rel in sorted(p.rows):
+        if owner < len(events) and mode != WRITE and inst < m.n_mutexes:
+            ev = events[owner]
+            out.append(
+                (
+                    owner,
+                    int(ev.kind),
+                    ev.guest,
+                    ev.at_ns,
+                    -1,
+                    -1,
+                    -1,
+                    t_req,
+                    t_grant,
+                    t_rel,
+                    0,
+                    0,
+                    0,
+                )
+            )
+    return np.array(out, dtype=HOST_EVENT_DTYPE)
+
+
 def process_rows(m: Model, p: Programs) -> np.ndarray:
     """The lock sections of the user processes (:data:`PROCESS_DTYPE`)."""
     e = len(m.s.events)
@@ -467,6 +521,7 @@ BLOCK_DTYPE = np.dtype(
         ("guest", np.int32),
         ("t_block", np.int64),
         ("t_unblock", np.int64),
+        ("stopped", np.bool_),  # a start or reboot: not running until the AP bus probe
     ]
 )
 

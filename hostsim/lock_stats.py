@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 
-def _dist(v: np.ndarray) -> dict[str, Any]:
+def distribution(v: np.ndarray) -> dict[str, Any]:
+    """N, mean, p50, p99 and max of ``v`` (ns; inverted-CDF percentiles)."""
     if not len(v):
         return {"N": 0}
     return {
@@ -54,8 +55,8 @@ def lock_summary(
             "instances": int(np.count_nonzero(np.bincount(sec["lock"]))),
             "busy_ns": int(busy.sum()),
             "utilisation_max": round(float(per_inst.max()) / duration, 6),
-            "wait_ns": _dist(sec["t_grant"] - sec["t_req"]),
-            "hold_ns": _dist(hold),
+            "wait_ns": distribution(sec["t_grant"] - sec["t_req"]),
+            "hold_ns": distribution(hold),
             "longest_hold_by": {
                 "owner": owners[int(sec["owner"][i])],
                 "lock": labels[int(sec["lock"][i])],
@@ -69,6 +70,7 @@ def lock_summary(
 def block_summary(blocks: np.ndarray, guest_labels: list[str], start: int, end: int) -> dict:
     """The ``blocked`` section (module docstring): per guest label, and in all."""
     per: dict[str, Any] = {}
+    blocks = blocks[~blocks["stopped"]]  # a start's or reboot's stop is in the starts section
     if len(blocks):
         span = _busy(blocks["t_block"], blocks["t_unblock"], start, end)
         for g in np.unique(blocks["guest"]).tolist():

@@ -263,6 +263,8 @@ class Model:
             assert w.gap is not None
             gaps = w.gap.sample(draws.seeded(s.seed, draws.SCRIPT_GAP, *key), max(len(apqns), 1))
             v0 = int(topo.guest_first_vcpu[guest])
+            if w.kind == "linux":  # the AP poll timer fires on whichever vCPU
+                v0 += int(draws.seeded(s.seed, draws.SCRIPT_VCPU, *key).integers(0, g.vcpus))
             arr = np.array(sorted(apqns), np.uint16)
             rows.setdefault(v0, []).append(enable_burst(arr, t, gaps[: len(arr)], w.isc, w.nib))
 
@@ -281,13 +283,16 @@ class Model:
         for i, ev in enumerate(s.events):
             gm = matrix[ev.guest]
             self.event_queues.append(np.array(sorted(gm), np.uint16))
-            if ev.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT, HostEventKind.START):
+            if ev.kind == HostEventKind.GUEST_RESET:
                 burst(
                     ev.guest,
                     sorted(gm),
                     ev.at_ns + round(ev.delay_ms * 1e6),
                     (1, self.event_keys[i]),
                 )
+            elif ev.kind in (HostEventKind.REBOOT, HostEventKind.START):
+                # the program keeps the vCPUs stopped until the guest's AP bus probes (host_ops)
+                burst(ev.guest, sorted(gm), ev.at_ns, (1, self.event_keys[i]))
             elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
                 changed = self.event_apqns(ev)
                 if ev.kind == HostEventKind.ASSIGN:

@@ -7,7 +7,8 @@
 * ``cdf_by_load.png``: the latency CDF of the knee path at each load (replication 0);
 * ``p99_vs_guests.png``: p99 and p99.9 against a guest-count factor (``guests.N.count``);
 * ``boot_storm_vs_guests.png``: boot-storm completion time against the guest count, for sweeps
-  of boot storms (every guest group ``kind = "boot"``); skipped with a note otherwise.
+  of boot storms (guest ``start`` events, or every group ``kind = "boot"``); skipped with a
+  note otherwise.
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ def plot_sweep(folder: str | Path, out_dir: str | Path) -> tuple[list[Path], lis
         else:
             notes.append(
                 "boot_storm_vs_guests.png skipped: no boot-storm completion time in these results"
-                ' (a sweep of scenarios whose guests all have workload kind = "boot" has one)'
+                " (a sweep of scenarios with guest start events has one)"
             )
     else:
         notes.append(

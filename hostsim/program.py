@@ -122,8 +122,9 @@ class Runner:
         self.internal = internal
         #: the guests whose vCPUs this program may block (None: any, the host's own programs)
         self.blocks = blocks
-        self.blocked = blocked if blocked is not None else []  # (owner, guest, t_block, t_unblock)
-        self.blocking: dict[int, int] = {}  # guest -> when this program blocked it
+        #: (owner, guest, t_block, t_unblock, stopped) of each block that ended
+        self.blocked = blocked if blocked is not None else []
+        self.blocking: dict[int, tuple[int, bool]] = {}  # guest -> (when blocked, stopped)
         self.n_guests = len(table.mutex_of_guest)
         self.held: list[int] = []
         self.open: dict[int, list[int]] = {}  # inst -> [section, mode, t_req, t_grant]
@@ -192,11 +193,12 @@ class Runner:
         if isinstance(step, Block):
             if g in self.blocking:
                 raise ProcessError(f"{self.who}: {step!r}: guest {g} is already blocked by it")
-            self.blocking[g] = t
+            self.blocking[g] = (t, step.stopped)
         else:
             if g not in self.blocking:
                 raise ProcessError(f"{self.who}: {step!r} without a Block of guest {g}")
-            self.blocked.append((self.ident, g, self.blocking.pop(g), t))
+            t0, stopped = self.blocking.pop(g)
+            self.blocked.append((self.ident, g, t0, t, stopped))
         return Effect(step)
 
     def _labels(self, insts: list[int]) -> str:

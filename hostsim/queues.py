@@ -63,6 +63,7 @@ class QueueState:
         self.initial = initial
         self.row: dict[tuple[int, int], int] = {}
         self.a = np.zeros(16, QUEUE_DTYPE)
+        self.enabled: list[tuple[int, int, int]] = []  # (guest, apqn, t) as interrupts go on
 
     def _row(self, guest: int, apqn: int) -> int:
         key = (guest, apqn)
@@ -93,6 +94,7 @@ class QueueState:
                 rc = RC.OTHERWISE_CHANGED
             else:
                 q["irq"], q["nib"], q["isc"] = True, nib, isc
+                self.enabled.append((guest, apqn, t))
         elif op == "aqic_disable" and not resetting:
             q["irq"] = False
         elif op == "config_add":

@@ -112,6 +112,7 @@ def format_report(summary: Mapping[str, Any]) -> str:
         f"  Longest hold:  {_us(mutex['longest_hold_ns'])} us"
         f" by {_holder(mutex['longest_hold_by'])}",
         *_host_locks(summary),
+        *_starts(summary),
         "",
         f"Throughput: {summary['throughput_per_s']:.1f} requests per simulated second "
         f"({counts.get('completed_in_window', 0)} completed in {duration_s:.6f} s)",
@@ -142,6 +143,46 @@ def _host_locks(summary: Mapping[str, Any]) -> list[str]:
             f"Blocked vCPUs (APCB updates): {blocked['n_guests']} guests, "
             f"{blocked['total_ns'] / 1e6:.3f} ms in all, longest {longest / 1e6:.3f} ms",
         ]
+    return out
+
+
+def _ms(ns: float) -> str:
+    return f"{ns / 1e6:.1f}"
+
+
+def _starts(summary: Mapping[str, Any]) -> list[str]:
+    """Guest starts and reboots: time to ready and what it is made of (hostsim.starts)."""
+    st = summary.get("starts") or {}
+    if not st.get("n"):
+        return []
+    ttr = st["time_to_ready_ns"]
+    out = [
+        "",
+        f"Guest starts and reboots: {st['n']}, {st['ready']} with every queue's interrupts on",
+    ]
+    if ttr.get("N"):
+        out.append(
+            f"  Time to ready (ms): p50 {_ms(ttr['p50'])}  p99 {_ms(ttr['p99'])}"
+            f"  max {_ms(ttr['max'])}  (N={ttr['N']}); storm {st['storm_ns'] / 1e9:.3f} s"
+            " from the first event to the last guest ready"
+        )
+        parts = st["parts_ns"]
+        total = sum(parts[p]["mean"] for p in parts) or 1.0
+        out.append("  Made of (mean ms, share; p99 ms):")
+        for name, label in (
+            ("lock_wait", "host waits for its locks"),
+            ("host_work", "host open and reset"),
+            ("boot", "guest boot to AP probe"),
+            ("enable_burst", "guest enable burst"),
+        ):
+            v = parts[name]
+            out.append(
+                f"    {label:<26} {_ms(v['mean']):>9}  {100.0 * v['mean'] / total:5.1f}%"
+                f"  {_ms(v['p99']):>9}"
+            )
+    if st["not_ready"]:
+        shown = ", ".join(st["not_ready"][:8]) + (" ..." if len(st["not_ready"]) > 8 else "")
+        out.append(f"  Not ready at the end (some queue without interrupts: polling): {shown}")
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hostsim import __version__
-from hostsim.host_ops import block_rows, lock_rows, process_rows
+from hostsim.host_ops import block_rows, host_mutex_sections, lock_rows, process_rows
 from hostsim.model import Model
 from hostsim.process import HostProcess
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
@@ -146,7 +146,7 @@ def simulate(
         host = eng.run(bar if progress else None)
         bar.update(s.duration_ns, sink.count)  # the final line shows the whole run
         bar.close()
-        stats.add_host_events(host)
+        stats.add_host_events(host, host_mutex_sections(model, eng.progs))
         summary = stats.summary(meta(s, engine))
         add_host_sections(summary, model, eng.progs, *stats.window)
         if recorder is not None:
@@ -185,8 +185,10 @@ def simulate(
 def add_host_sections(
     summary: dict[str, Any], model: Model, progs: Any, start: int, end: int
 ) -> None:
-    """The summary's ``locks`` and ``blocked`` sections (:mod:`hostsim.lock_stats`)."""
+    """The summary's ``locks`` and ``blocked`` sections (:mod:`hostsim.lock_stats`) and its
+    ``starts`` (:mod:`hostsim.starts`)."""
     from hostsim.lock_stats import block_summary, lock_summary
+    from hostsim.starts import start_rows, start_summary
 
     s = model.s
     owners = [
@@ -197,3 +199,4 @@ def add_host_sections(
     labels = tuple(model.locks.labels)
     summary["locks"] = lock_summary(lock_rows(progs), labels, owners, start, end)
     summary["blocked"] = block_summary(block_rows(progs), guests, start, end)
+    summary["starts"] = start_summary(start_rows(model, progs))

@@ -29,6 +29,12 @@ from hostsim.scenario_types import (
 
 _DEFAULT_GAP = {"dist": "uniform", "low_ns": 10_000, "high_ns": 250_000}
 _DEFAULT_POLL = {"dist": "fixed", "ns": 250_000}
+#: A Linux guest's AP bus (host-operations.md section 5): one tasklet pass enables every queue
+#: back to back (an interpreted TAPQ and a few instructions between two AQICs: an estimate),
+#: with AP_ISC = 6; a 6.7+ guest retries a failed enable when a reply empties the queue.
+_LINUX_GAP = {"dist": "uniform", "low_ns": 2_000, "high_ns": 10_000}
+LINUX_ISC = 6
+_LINUX_REPLY_HZ = 10.0
 
 
 def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
@@ -38,6 +44,7 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
         "isc",
         "nib",
         "start_ms",
+        "probe_ms",
         "retry",
         "retry_poll",
         "adversarial",
@@ -50,10 +57,12 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
         "bursty": {"rate_on_hz", "rate_off_hz", "on_ms", "off_ms"},
         "boot": {"boot_at_ms", "spread_ms"},
         "idle": set(),
+        "linux": {"reply_rate_hz"},
     }
     if not isinstance(v, dict):
         raise ctx.err(path, f"expected a table, got {show(v)}")
     kind = ctx.choice(v.get("kind", "poisson"), f"{path}.kind", WORKLOAD_KINDS)
+    linux = kind == "linux"
     for k in v:
         if k not in common | per_kind[kind]:
             other = [n for n, keys in per_kind.items() if k in keys]
@@ -87,7 +96,22 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
     elif kind == "boot":
         kw["boot_at_ms"] = ctx.number(t.get("boot_at_ms", 0.0), f"{path}.boot_at_ms")
         kw["spread_ms"] = ctx.number(t.get("spread_ms", 1000.0), f"{path}.spread_ms")
-    kw["gap"] = ctx.dist(t.get("gap", _DEFAULT_GAP), f"{path}.gap", floor=0)
+    kw["gap"] = ctx.dist(
+        t.get("gap", _LINUX_GAP if linux else _DEFAULT_GAP), f"{path}.gap", floor=0
+    )
+    retry = ctx.choice(
+        t.get("retry", "on_reply" if linux else "none"), f"{path}.retry", RETRY_POLICIES
+    )
+    poll: Any = _DEFAULT_POLL
+    if retry == "on_reply":
+        if "reply_rate_hz" in t and "retry_poll" in t:
+            raise ctx.err(f"{path}.reply_rate_hz", "give reply_rate_hz or retry_poll, not both")
+        rate = ctx.number(
+            t.get("reply_rate_hz", _LINUX_REPLY_HZ), f"{path}.reply_rate_hz", 0.0, strict=True
+        )
+        poll = {"dist": "exponential", "mean_ns": 1e9 / rate}  # the queue's next reply
+    elif "reply_rate_hz" in t:
+        raise ctx.err(f"{path}.reply_rate_hz", 'only retry = "on_reply" waits for replies')
     nib = t.get("nib", Workload.nib)
     if isinstance(nib, str):
         try:
@@ -115,11 +139,12 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
         enable_fraction=ctx.number(
             t.get("enable_fraction", 1.0), f"{path}.enable_fraction", 0.0, 1.0
         ),
-        isc=ctx.integer(t.get("isc", 3), f"{path}.isc", 0, 7),
+        isc=ctx.integer(t.get("isc", LINUX_ISC if linux else 3), f"{path}.isc", 0, 7),
         nib=ctx.integer(nib, f"{path}.nib", 0, arch.MASK64),
         start_ms=ctx.number(t.get("start_ms", 0.0), f"{path}.start_ms"),
-        retry=ctx.choice(t.get("retry", "none"), f"{path}.retry", RETRY_POLICIES),
-        retry_poll=ctx.dist(t.get("retry_poll", _DEFAULT_POLL), f"{path}.retry_poll", floor=0),
+        probe_ms=ctx.number(t.get("probe_ms", 40.0), f"{path}.probe_ms", 0.0),
+        retry=retry,
+        retry_poll=ctx.dist(t.get("retry_poll", poll), f"{path}.retry_poll", floor=0),
         adversarial=adversarial,
         fc_mix=fc_mix,
     )

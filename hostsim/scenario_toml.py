@@ -53,6 +53,7 @@ def resolved(s: Scenario) -> dict[str, Any]:
             isc=w.isc,
             nib=f"0x{w.nib:x}",
             start_ms=w.start_ms,
+            probe_ms=w.probe_ms,
             retry=w.retry,
             retry_poll=w.retry_poll.to_toml(),
             fc_mix={f"0x{fc:02x}": p for fc, p in w.fc_mix},

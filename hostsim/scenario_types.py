@@ -16,8 +16,8 @@ from hostsim.dists import Dist
 
 NS_PER_MS = 1_000_000
 LOCK_MODELS = ("global", "per-mdev")
-WORKLOAD_KINDS = ("poisson", "closed", "bursty", "boot", "idle")
-RETRY_POLICIES = ("none", "on_idle")
+WORKLOAD_KINDS = ("linux", "poisson", "closed", "bursty", "boot", "idle")
+RETRY_POLICIES = ("none", "on_reply", "on_idle")
 MIN_RATE_HZ = 1e-6
 #: Malformed register states the adversarial mix can produce (see workloads.registers).
 ADVERSARIAL = (
@@ -98,8 +98,12 @@ class Workload:
     isc: int = 3
     nib: int = 0x0000_0000_1234_5000
     start_ms: float = 0.0
-    retry: str = "none"  # "on_idle": re-issue a BUSY / RESET-IN-PROGRESS enable (synthetic)
-    retry_poll: Dist | None = None  # guest poll interval between retries
+    probe_ms: float = 40.0  # after a start or reboot: RAPQ to the enabling tasklet pass
+    #: "on_reply": a failed enable is re-issued when a crypto reply empties the queue (Linux
+    #: 6.7+, ``ap_sm_read``); "on_idle": a BUSY / RESET-IN-PROGRESS enable re-issued after a
+    #: poll (synthetic)
+    retry: str = "none"
+    retry_poll: Dist | None = None  # wait before a retry: the next reply, or the poll
     adversarial: tuple[tuple[str, float], ...] = ()  # malformed register states, by probability
     fc_mix: tuple[tuple[int, float], ...] = ((3, 1.0),)  # nested: function codes intercepted
 

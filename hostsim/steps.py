@@ -79,9 +79,13 @@ class HwCall:
 
 @dataclass(frozen=True)
 class Block:
-    """Stop every vCPU of ``guest`` (no issue, no SIE entry) until :class:`Unblock`."""
+    """Stop every vCPU of ``guest`` (no issue, no SIE entry) until :class:`Unblock`.
+
+    ``stopped``: the guest is not running its AP bus yet (QEMU's start or machine reset, then the
+    guest's boot to its AP bus probe), reported apart from the short blocks of APCB updates."""
 
     guest: int
+    stopped: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,26 @@
 
 A vCPU's requests come from its steady stream (Poisson, closed loop or bursty, one keyed draw
 per request), from its script (boot, reset and hot-plug bursts, or a replayed recording), and
-from its retries (``retry = "on_idle"``, a synthetic retry: an enable that answered BUSY or
-RESET IN PROGRESS is re-issued ``retry_poll`` later; real newer Linux guests retry when a crypto
-reply empties the queue, host-operations.md section 5). Rules, in order:
+from its retries: ``retry = "on_reply"`` (a Linux 6.7+ guest, host-operations.md section 5: an
+enable that failed with any code is re-issued when a crypto reply empties the queue, one
+``retry_poll`` draw, the time to the queue's next reply, after the failed request resumed) or
+``retry = "on_idle"`` (a synthetic retry: a BUSY or RESET IN PROGRESS enable re-issued
+``retry_poll`` later, before anything else). Rules, in order:
 
-1. a pending retry goes first, ``retry_poll`` after the previous request resumed;
-2. else the next script row, if it would issue no later than the steady candidate;
-3. else the steady candidate: open loop ``max(arrival, resume)``, closed loop
-   ``resume + think``.
+1. a pending ``on_idle`` retry goes first, ``retry_poll`` after the previous request resumed;
+2. else the earliest of: the first pending ``on_reply`` retry (due times in order; a tie goes
+   to the retry), the next script row, the steady candidate (open loop ``max(arrival,
+   resume)``, closed loop ``resume + think``); a script row goes before a steady candidate at
+   the same time.
 
 Request ``k`` of a vCPU always uses the keyed draws of index ``k`` (costs, hardware answers),
-whichever of the three it is.
+whichever of these it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 from typing import Any
 
 from hostsim import arch, steps
@@ -28,6 +32,7 @@ from hostsim.rules import Kind
 from hostsim.scenario_types import HostEventKind
 
 _RETRY_RC = (arch.RC.BUSY, arch.RC.RESET_IN_PROGRESS)
+_ANSWERED = (Kind.HOOK_HANDLED, Kind.NO_HOOK_RC01)  # a CC 3 answer with a response code
 
 
 @dataclass(slots=True)
@@ -38,7 +43,9 @@ class VState:
     arrival: int = 0  # its steady stream's last arrival (open loop)
     k: int = 0  # next request index
     pos: int = 0  # next script row
-    retry: tuple[int, int, int, int] | None = None  # registers to re-issue
+    retry: tuple[int, int, int, int] | None = None  # registers to re-issue (on_idle)
+    #: on_reply retries pending: (due, sequence, registers), in due order
+    replies: list[tuple[int, int, tuple[int, int, int, int]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -86,8 +93,16 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
         else:
             s_issue = s_arr = st.resume + gap
     row = m.script_row(v, st.pos)
+    r_issue = None if row is None else max(int(row["t"]), st.resume + int(row["think"]))
+    if st.replies:
+        due = max(st.replies[0][0], st.resume)
+        if (r_issue is None or due <= r_issue) and (s_issue is None or due <= s_issue):
+            if due >= m.s.duration_ns:
+                return None
+            g0, g1, g2, psw = st.replies.pop(0)[2]
+            return Req(due, due, g0, g1, g2, psw, blk, r, c, False)
     if row is not None:
-        r_issue = max(int(row["t"]), st.resume + int(row["think"]))
+        assert r_issue is not None
         if s_issue is None or r_issue <= s_issue:
             if r_issue >= m.s.duration_ns:
                 return None
@@ -198,29 +213,31 @@ def after(m: Model, v: int, st: VState, req: Req, d: Decision, resume: int) -> N
     st.k += 1
     st.resume = resume
     w = m.s.guests[int(m.topo.vcpu_group[v])].workload
-    if (
-        w.retry == "on_idle"
-        and not m.replay
-        and d.kind == Kind.HOOK_HANDLED
-        and d.guest_visible_rc in _RETRY_RC
-        and arch.fc(req.gpr0) == arch.FunctionCode.AQIC
-        and arch.ir(req.gpr1)
-    ):
-        st.retry = (req.gpr0, req.gpr1, req.gpr2, req.psw_mask)
-    else:
-        st.retry = None
+    enable = (
+        not m.replay and arch.fc(req.gpr0) == arch.FunctionCode.AQIC and bool(arch.ir(req.gpr1))
+    )
+    regs = (req.gpr0, req.gpr1, req.gpr2, req.psw_mask)
+    st.retry = None
+    if w.retry == "on_idle":
+        if enable and d.kind == Kind.HOOK_HANDLED and d.guest_visible_rc in _RETRY_RC:
+            st.retry = regs
+    elif w.retry == "on_reply" and enable and d.kind in _ANSWERED and d.guest_visible_rc:
+        # interrupts stay off: the queue polls, and the next reply that empties it retries
+        due = resume + int(req.blk.poll[req.r, req.c])
+        bisect.insort(st.replies, (due, req.issue, regs))
 
 
 class GuestState:
     """A guest's configuration as the host sees it now (changed by host events)."""
 
-    __slots__ = ("blocked", "hook", "matrix", "mdev_kvm")
+    __slots__ = ("blocked", "hook", "matrix", "mdev_kvm", "stopped")
 
     def __init__(self, mdev: bool, matrix: frozenset[int]) -> None:
         self.hook = mdev  # the hook pointer (rwsem variants; module variants use a schedule)
         self.mdev_kvm = mdev
         self.matrix = set(matrix)
         self.blocked = False  # a program stopped its vCPUs (steps.Block)
+        self.stopped = False  # the last block was a start's or reboot's (Block.stopped)
 
     def apply(self, step: Any) -> bool:
         """A program's hook flip, block or unblock (:mod:`hostsim.steps`); True on an unblock
@@ -229,7 +246,16 @@ class GuestState:
             self.hook = step.value
             return False
         self.blocked = isinstance(step, steps.Block)
+        if self.blocked:
+            self.stopped = step.stopped
         return isinstance(step, steps.Unblock)
+
+    def issued_after_block(self, req: Req, t: int) -> None:
+        """``req`` issues at ``t`` after waiting for an unblock. After a start or reboot its
+        arrival is the unblock too: the guest was not running, so nothing waited before."""
+        if t != req.issue and self.stopped:
+            req.arrival = max(req.arrival, t)
+        req.issue = t
 
 
 def reconfigure(m: Model, effects: Any, guests: Any) -> None:

@@ -387,16 +387,23 @@ class RunStats:
                     },
                 )
 
-    def add_host_events(self, chunk: np.ndarray) -> None:
-        """Fold a chunk of host-event rows (``HOST_EVENT_DTYPE``) into the statistics."""
+    def add_host_events(self, chunk: np.ndarray, sections: np.ndarray | None = None) -> None:
+        """Fold a chunk of host-event rows (``HOST_EVENT_DTYPE``) into the statistics.
+
+        ``sections``: the events' mutex sections one per row (same dtype; a host event that
+        takes the mutex twice has a row spanning both): the mutex statistics count those."""
         ev = _check_dtype(chunk, HOST_EVENT_DTYPE, "host event")
         if ev.size == 0:
             return
         self.n_host_events += int(ev.size)
         for col in ("t_at", "t_mutex_rel", "t_rwsem_rel"):
             self._last_ns = max(self._last_ns, int(ev[col].max()))
-        self._add_busy(ev["t_mutex_grant"], ev["t_mutex_rel"])
         _add_counts(self.host_kind_counts, ev["kind"])
+        if sections is not None:
+            ev = _check_dtype(sections, HOST_EVENT_DTYPE, "host event section")
+            if ev.size == 0:
+                return
+        self._add_busy(ev["t_mutex_grant"], ev["t_mutex_rel"])
 
         m = ev[(ev["t_at"] >= self.warmup_ns) & (ev["t_mutex_grant"] >= 0)]
         if m.size == 0:

@@ -9,8 +9,9 @@ The *sweep table* (:func:`aggregate`) has one row per sweep point: the factor va
 replications finished, and for every metric its mean across replications (``<metric>``) and the
 half-width of its 95 % confidence interval (``<metric>_ci95``, Student t with n - 1 degrees of
 freedom; NaN with a single replication). Latency columns are in microseconds (``_us``). A sweep
-of boot storms (every group ``kind = "boot"``) also has ``boot_completion_ms``: first AQIC issued
-to last one resumed (NaN when the storm had not finished at the end of the run).
+of boot storms (guest ``start`` / ``reboot`` events, or every group ``kind = "boot"``) also has
+``boot_completion_ms``: the first start to the last guest ready (synthetic boots: first AQIC
+issued to last one resumed); NaN when the storm had not finished at the end of the run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hostsim.records import PATH_NAMES
-from hostsim.scenario_types import Scenario
+from hostsim.scenario_types import HostEventKind, Scenario
 from hostsim.summary import FIO_PERCENTILES, percentile_key
 
 #: Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 .. 30.
@@ -121,17 +122,25 @@ def _lat(lat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_boot_storm(s: Scenario) -> bool:
-    """True when every guest group boots (or idles): a finite workload with a completion time."""
+    """True when guests start or reboot (``start`` / ``reboot`` events), or when every guest
+    group is a synthetic ``boot`` (or idles): a storm with a completion time."""
+    if any(e.kind in (HostEventKind.START, HostEventKind.REBOOT) for e in s.events):
+        return True
     kinds = [getattr(g.workload, "kind", "") for g in s.guests]
     return "boot" in kinds and all(k in ("boot", "idle") for k in kinds)
 
 
 def boot_completion_ns(summary: Mapping[str, Any], s: Scenario) -> int | None:
-    """How long a boot storm took: first AQIC issued to last one resumed (None if unfinished).
+    """How long a boot storm took (None if unfinished): with guest starts, from the first
+    start to the last guest with every queue's interrupts on (:mod:`hostsim.starts`); for a
+    synthetic ``boot`` storm, first AQIC issued to last one resumed.
 
-    Only defined for a boot storm (:func:`is_boot_storm`); a request still open at the end of
-    the run means the storm did not finish.
+    Only defined for a boot storm (:func:`is_boot_storm`); a guest not ready, or a request
+    still open, at the end of the run means the storm did not finish.
     """
+    st = summary.get("starts") or {}
+    if st.get("n"):
+        return int(st["storm_ns"]) if st["ready"] == st["n"] else None
     span = summary.get("span") or {}
     first, last = int(span.get("first_issue_ns", -1)), int(span.get("last_resume_ns", -1))
     if not is_boot_storm(s) or first < 0 or last < 0 or summary["counts"].get("incomplete", 0):

@@ -66,7 +66,7 @@ def scenario_text(seed: int) -> str:
     groups = int(rng.integers(1, 4))
     kinds = []
     for gi in range(groups):
-        kind = str(rng.choice(["poisson", "poisson", "closed", "bursty", "idle"]))
+        kind = str(rng.choice(["poisson", "poisson", "closed", "bursty", "idle", "linux"]))
         if gi == 0 and kind == "idle":
             kind = "poisson"
         kinds.append(kind)
@@ -90,12 +90,28 @@ def scenario_text(seed: int) -> str:
             lines.append(f'think = {{ dist = "exponential", mean_ns = {int(1e9 / rate)} }}')
         elif kind == "bursty":
             lines += [f"rate_on_hz = {rate}", "rate_off_hz = 20", "on_ms = 5", "off_ms = 20"]
-        if kind != "idle":
+        if kind == "linux":
+            lines.append(f"probe_ms = {rng.choice([0.0, 1.0, 4.0])}")
+            if rng.random() < 0.3:
+                lines.append('retry = "none"')
+            else:
+                lines.append(f"reply_rate_hz = {rng.choice([200.0, 5000.0])}")
+        elif kind != "idle":
             lines.append(f"enable_fraction = {rng.choice([1.0, 0.7, 0.3])}")
             if rng.random() < 0.25:
                 lines.append('retry = "on_idle"')
             if rng.random() < 0.2:
                 lines.append("adversarial = { problem_state = 0.05, unassigned = 0.1 }")
+    for gi, kind in enumerate(kinds):  # Linux guests start (or reboot) as QEMU does it
+        if kind == "linux" and rng.random() < 0.7:
+            lines += [
+                "[[events]]",
+                f"at_ms = {int(rng.integers(0, 6))}",
+                f'kind = "{rng.choice(["start", "start", "reboot"])}"',
+                f'guest = "g{gi}[*]"',
+                f"spread_ms = {int(rng.choice([0, 3]))}",
+                f"delay_ms = {rng.choice([0.0, 0.5, 2.0])}",
+            ]
     if rng.random() < 0.3:
         kind = str(
             rng.choice(
@@ -188,6 +204,7 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ref.locks.tobytes() == fast.locks.tobytes()
     assert ref.queues.tobytes() == fast.queues.tobytes()
     assert ref.blocks.tobytes() == fast.blocks.tobytes()
+    assert ref.summary["starts"] == fast.summary["starts"]
     assert ref.summary["counts"] == fast.summary["counts"]
 
 
