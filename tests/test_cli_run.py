@@ -23,11 +23,21 @@ SHORT = [
     "--set",
     "run.duration_ms=300",
     "--set",
-    "events.0.at_ms=100",
+    "events.0.delay_ms=20",
     "--set",
-    "events.1.at_ms=150",
+    "events.0.spread_ms=50",
     "--set",
-    "events.2.at_ms=250",
+    "events.1.delay_ms=20",
+    "--set",
+    "events.1.spread_ms=50",
+    "--set",
+    "events.2.at_ms=150",
+    "--set",
+    "events.2.delay_ms=20",
+    "--set",
+    "events.3.at_ms=200",
+    "--set",
+    "events.4.at_ms=250",
 ]
 
 
@@ -51,7 +61,7 @@ def test_console_script_quiet_writes_the_result_folder(tmp_path: Path) -> None:
     assert summary["hostsim"]["engine"] == "fast"
     assert summary["hostsim"]["scenario"] == "<built-in default>"
     assert summary["window"]["end_ns"] == 300_000_000
-    assert summary["counts"]["host_events"] == 3
+    assert summary["counts"]["host_events"] == 28 + 4 + 3  # the starts, a reboot, unmap, stop
     assert summary["counts"]["records"] == status["rows"]["records"] == len(read_records(out))
     resolved = (out / "scenario.resolved.toml").read_text()
     assert "duration_ms = 300.0" in resolved

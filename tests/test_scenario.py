@@ -324,21 +324,22 @@ def test_apply_set_reaches_tables_lists_and_inline_tables() -> None:
         None,
         [
             "guests.0.count=30",
-            "guests.1.workload.think=250000",
+            'guests.2.workload={ kind = "closed", think = 250000 }',
             "run.seed=99",
             "host.variant=merged-2019",
             'host.hardware.aqic_rc={ "0x00" = 0.5, "0x05" = 0.5 }',
-            "events.0.at_ms=50",
+            "events.3.at_ms=50",
         ],
     )
     assert s.guests[0].count == 30
-    assert s.guests[1].workload.think is not None
-    assert s.guests[1].workload.think.kind == "fixed"
-    assert s.guests[1].workload.think.mean_ns == 250_000
+    assert s.guests[2].workload.think is not None
+    assert s.guests[2].workload.think.kind == "fixed"
+    assert s.guests[2].workload.think.mean_ns == 250_000
     assert s.seed == 99
     assert s.host.variant == "merged-2019"
     assert s.host.hardware.aqic_rc == ((0x00, 0.5), (0x05, 0.5))
-    assert s.events[0].at_ns == 50_000_000
+    assert s.events[0].kind == HostEventKind.START
+    assert [e.at_ns for e in s.events if e.kind == HostEventKind.IRQ_DISABLE] == [50_000_000]
     assert load(SCENARIOS / "paths.toml", ["guests.0.count=3"]).guests[0].count == 3
     # Later --set wins; the file itself is not changed.
     s2 = load(None, ["run.seed=5", "run.seed=6"])
@@ -383,10 +384,12 @@ def test_default_scenario_is_valid_and_has_what_it_promises() -> None:
     assert s == load(None)
     assert s.n_guests == 36
     assert {e.kind for e in s.events} == {
+        HostEventKind.START,
+        HostEventKind.REBOOT,
         HostEventKind.IRQ_DISABLE,
         HostEventKind.DETACH,
-        HostEventKind.ATTACH,
     }
+    assert {g.workload.kind for g in s.guests} == {"linux", "poisson"}
 
 
 # --- The CLI --------------------------------------------------------------------------------------
@@ -413,7 +416,7 @@ def test_cli_bad_scenario_exits_2_with_the_message(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--set", "guests.7.count=1"], ("--set guests.7.count", "index below 3")),
+        (["--set", "guests.7.count=1"], ("--set guests.7.count", "index below 4")),
         (["--set", "run.warmup_ms=5000"], ("run.warmup_ms", "shorter")),
     ],
 )
