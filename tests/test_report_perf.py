@@ -107,3 +107,17 @@ def test_a_summary_without_total_ns_still_reports():
     assert rep.total_samples == s["all"]["N"]
     approx_total = sum(b["lat_ns"]["mean"] * b["N"] for b in s["paths"].values()) / 1000
     assert rep.total_time_us == pytest.approx(approx_total, abs=0.01)
+
+
+def test_replay_prints_the_chosen_style(tmp_path, capsys):
+    from hostsim.cli import main
+
+    short = ["--set", "run.duration_ms=300", "--set", "events.0.at_ms=100", "--set",
+             "events.1.at_ms=150", "--set", "events.2.at_ms=250"]  # fmt: skip
+    rec = tmp_path / "arrivals.jsonl"
+    assert main(["run", "--quiet", "--out", str(tmp_path / "a"), "--record", str(rec), *short]) == 0
+    capsys.readouterr()
+    argv = ["replay", str(rec), "--out", str(tmp_path / "b"), "--report", "perf-unknown", *short]
+    assert main(argv) == 0
+    rep = perf_kvm_stat.parse(capsys.readouterr().out)
+    assert [e.name for e in rep.events] == ["UNKNOWN"] and rep.total_samples > 0
