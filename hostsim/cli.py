@@ -8,6 +8,15 @@ from pathlib import Path
 
 from hostsim.variants import VARIANTS
 
+#: hostsim.report_perf.PERF_STYLES, written out so that the parser does not import numpy
+REPORT_STYLES = ("perf", "perf-unknown", "hostsim")
+
+_REPORT_HELP = (
+    "end-of-run report: perf (perf kvm stat report's table, a row per PQAP path; default), "
+    "perf-unknown (the single UNKNOWN row real perf on s390 shows for PQAP, to compare with a "
+    "capture) or hostsim (hostsim's percentile table); see docs/outputs.md"
+)
+
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     from hostsim.decode_io import run_decode
@@ -74,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if trace is not None:
         trace_tmp.replace(args.trace_out)
     if not args.quiet:
-        print(format_report(res.summary))
+        print(format_report(res.summary, args.report))
         print(f"results: {res.out_dir}")
     return 0
 
@@ -121,7 +130,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"hostsim replay: {e}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(format_report(res.summary))
+        print(format_report(res.summary, args.report))
         if imported is not None:
             print(format_import(imported))
             simulated = measured_from_records(res.records)
@@ -136,6 +145,26 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             for msg in feed.skipped:
                 print(f"  skipped: {msg}")
         print(f"results: {res.out_dir}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from hostsim.report import format_report
+
+    path = Path(args.result)
+    file = path / "summary.json" if path.is_dir() else path
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        print(f"hostsim report: cannot read {file}: {e}", file=sys.stderr)
+        return 2
+    try:
+        print(format_report(summary, args.report))
+    except (KeyError, TypeError) as e:
+        print(f"hostsim report: {file} is not a hostsim summary ({e!r})", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -273,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         "script form) that hostsim replay reads back",
     )
     r.add_argument("--trace-format", choices=["trace-cmd", "perf"], default="trace-cmd")
+    r.add_argument("--report", choices=REPORT_STYLES, default="perf", help=_REPORT_HELP)
     r.set_defaults(func=_cmd_run)
 
     rp = sub.add_parser("replay", help="drive the host model with recorded arrivals")
@@ -293,7 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip malformed lines (and report how many) instead of stopping",
     )
     rp.add_argument("--quiet", action="store_true")
+    rp.add_argument("--report", choices=REPORT_STYLES, default="perf", help=_REPORT_HELP)
     rp.set_defaults(func=_cmd_replay)
+
+    rr = sub.add_parser("report", help="print a finished run's report again, in any style")
+    rr.add_argument("result", help="a result folder (hostsim run or replay) or its summary.json")
+    rr.add_argument("--report", choices=REPORT_STYLES, default="perf", help=_REPORT_HELP)
+    rr.set_defaults(func=_cmd_report)
 
     va = sub.add_parser(
         "validate",

@@ -1,4 +1,9 @@
-"""Human output: the end-of-run table (after ``perf kvm stat report``) and a progress bar."""
+"""Human output: the end-of-run report and a progress bar.
+
+The report opens with a ``perf kvm stat report`` table (:mod:`hostsim.report_perf`) or, with
+``style="hostsim"``, hostsim's own percentile table; the lock, span and throughput sections
+follow either.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from hostsim.records import PATH_NAMES
+from hostsim.report_perf import PERF_STYLES, format_perf
 
 _COLUMNS = ("Path", "Samples", "Samples%", "Min(us)", "Avg(us)", "p50(us)", "p99(us)",
             "p99.9(us)", "Max(us)")  # fmt: skip
@@ -64,19 +70,32 @@ def _dist(lat: Mapping[str, Any]) -> str:
     )
 
 
-def format_report(summary: Mapping[str, Any]) -> str:
-    """The end-of-run report of a :meth:`hostsim.summary.RunStats.summary` dict, as text."""
+def _hostsim_table(summary: Mapping[str, Any]) -> list[str]:
+    """hostsim's own table: one row per path with percentiles, and a Total row."""
     paths = summary["paths"]
     total = summary["all"]["N"]
     names = [n for n in PATH_NAMES if paths.get(n, {}).get("N")]
     names += sorted(n for n in paths if n not in PATH_NAMES and paths[n].get("N"))
     rows = [_row(n, paths[n]["N"], total, paths[n]["lat_ns"]) for n in names]
     total_row = _row("Total", total, total, summary["all"]["lat_ns"])
+    return ["Analyze events for all VMs, all VCPUs:", "", *_table(rows, total_row)]
+
+
+def format_report(summary: Mapping[str, Any], style: str = "perf") -> str:
+    """The end-of-run report of a :meth:`hostsim.summary.RunStats.summary` dict, as text.
+
+    ``style`` is one of :data:`hostsim.report_perf.PERF_STYLES`: ``perf`` (perf's table, a row
+    per path), ``perf-unknown`` (perf's table with the single UNKNOWN row real s390 perf shows)
+    or ``hostsim`` (hostsim's percentile table).
+    """
+    if style not in PERF_STYLES:
+        raise ValueError(f"unknown report style {style!r}: expected one of {PERF_STYLES}")
+    head = _hostsim_table(summary) if style == "hostsim" else format_perf(summary, style)
 
     window = summary.get("window", {})
     counts = summary.get("counts", {})
     duration_s = window.get("duration_ns", 0) / 1e9
-    out = ["Analyze events for all VMs, all VCPUs:", "", *_table(rows, total_row), ""]
+    out = [*head, ""]
     if counts.get("warmup"):
         out.append(
             f"Warm-up: {counts['warmup']} requests issued before "

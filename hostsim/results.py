@@ -8,7 +8,7 @@ interrupted keeps what it finished: the folder is renamed to ``name.partial`` wi
     scenario.resolved.toml        the resolved scenario
     records.parquet      one row per request (RECORD_DTYPE columns), a row group per chunk
     host_events.parquet  one row per host event (HOST_EVENT_DTYPE columns)
-    summary.json         RunStats.summary(), sorted keys, indent 2
+    summary.json         RunStats.summary() as fio JSON (docs/outputs.md), indent 2
     lat_<path>.hgrm      latency percentile distribution per path with samples, in us
     status.json          {"complete": true|false, "reason": ..., row counts, files}
 
@@ -130,7 +130,7 @@ class ResultWriter:
         self.write_text(SCENARIO_FILE, text)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """Save the summary as ``summary.json`` (sorted keys, indent 2, trailing newline)."""
+        """Save the summary as ``summary.json`` (:func:`hostsim.summary.dumps_summary`)."""
         self.write_text(SUMMARY_FILE, dumps_summary(summary))
 
     def write_hgrm(self, stats: RunStats) -> None:

@@ -2,8 +2,9 @@
 
 :class:`RunStats` is fed chunks of request records (:data:`hostsim.records.RECORD_DTYPE`) and
 host-event rows (:data:`hostsim.records.HOST_EVENT_DTYPE`) in any chunking and returns a
-fio-shaped summary (``lat_ns`` objects with ``min``, ``max``, ``mean``, ``stddev``, ``N`` and
-fio's percentile list). Its state is a fixed set of HdrHistograms plus exact running sums kept
+summary in fio's JSON layout (``lat_ns`` objects with ``min``, ``max``, ``mean``, ``stddev``,
+``N`` and fio's percentile list; a fio ``jobs[]`` entry per path, :mod:`hostsim.fio_json`)
+beside hostsim's own keys. Its state is a fixed set of HdrHistograms plus exact running sums kept
 as Python ints, so the result does not depend on how the records were chunked and the same input
 always gives the same JSON, byte for byte.
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from hostsim.fio_json import N_LAT_BUCKETS, bucket_counts, canonical, fio_document, fio_job
 from hostsim.records import HOST_EVENT_DTYPE, PATH_NAMES, RECORD_DTYPE
 from hostsim.rules import Kind
 
@@ -110,17 +112,13 @@ def record_values(hist: HdrHistogram, values: np.ndarray) -> int:
 
 
 def histogram_percentiles(hist: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
-    """HdrHistogram's value at each percentile (the same as ``get_value_at_percentile``)."""
-    total = int(hist.total_count)
-    if total == 0:
-        return {p: 0 for p in percentiles}
-    cum = np.cumsum(counts_view(hist))
-    out: dict[float, int] = {}
-    for p in percentiles:
-        target = max(int((min(p, 100.0) * total / 100) + 0.5), 1)
-        idx = int(np.searchsorted(cum, target, side="left"))
-        out[p] = int(hist.get_highest_equivalent_value(hist.get_value_from_index(idx)))
-    return out
+    """HdrHistogram's value at each percentile: the package's one-pass
+    ``get_percentile_to_value_dict`` (the same values as ``get_value_at_percentile``)."""
+    wanted = list(percentiles)
+    if int(hist.total_count) == 0:
+        return {p: 0 for p in wanted}
+    found = hist.get_percentile_to_value_dict(wanted)
+    return {p: int(found[p]) for p in wanted}
 
 
 def exact_sums(values: np.ndarray) -> tuple[int, int]:
@@ -159,11 +157,13 @@ def exact_sums(values: np.ndarray) -> tuple[int, int]:
 
 
 class Moments:
-    """Exact running count, min, max, sum and sum of squares (Python ints), plus a histogram."""
+    """Exact running count, min, max, sum and sum of squares (Python ints), plus a histogram;
+    with ``fio_buckets``, also exact counts in fio's latency buckets (:mod:`hostsim.fio_json`)."""
 
-    __slots__ = ("clamped", "count", "hist", "max", "min", "sum", "sumsq")
+    __slots__ = ("buckets", "clamped", "count", "hist", "max", "min", "sum", "sumsq")
 
-    def __init__(self, highest_ns: int = HIGHEST_NS) -> None:
+    def __init__(self, highest_ns: int = HIGHEST_NS, *, fio_buckets: bool = False) -> None:
+        self.buckets: np.ndarray | None = np.zeros(N_LAT_BUCKETS, np.int64) if fio_buckets else None
         self.count = 0
         self.min: int | None = None
         self.max: int | None = None
@@ -187,6 +187,8 @@ class Moments:
         self.sum += s
         self.sumsq += sq
         self.clamped += record_values(self.hist, v)
+        if self.buckets is not None:
+            self.buckets += bucket_counts(v)
 
     def lat_ns(self) -> dict[str, Any]:
         """fio's ``lat_ns`` object: min, max, mean, stddev (sample), N and the percentiles."""
@@ -277,7 +279,9 @@ class RunStats:
             raise ValueError(f"end_ns ({end_ns}) is before warmup_ns ({warmup_ns})")
         self.warmup_ns = int(warmup_ns)
         self.end_ns = None if end_ns is None else int(end_ns)
-        self.latency: dict[str, Moments] = {name: Moments(highest_ns) for name in PATH_NAMES}
+        self.latency: dict[str, Moments] = {
+            name: Moments(highest_ns, fio_buckets=True) for name in PATH_NAMES
+        }
         self.latency_all = Moments(highest_ns)
         self.wait = Moments(highest_ns)
         self.hold = Moments(highest_ns)
@@ -491,14 +495,20 @@ class RunStats:
             longest_ns, longest_by = self._longest[0], self._longest[3]
         measured = self.latency_all.count
         host_kinds = _host_kind_names()
+        paths = {
+            name: {"N": mom.count, "lat_ns": mom.lat_ns(), "total_ns": mom.sum}
+            for name, mom in self.latency.items()
+        }
         return {
             "hostsim": dict(meta or {}),
             "window": {"start_ns": start, "end_ns": end, "duration_ns": duration},
             "span": {"first_issue_ns": self.first_issue_ns, "last_resume_ns": self.last_resume_ns},
-            "paths": {
-                name: {"N": mom.count, "lat_ns": mom.lat_ns()} for name, mom in self.latency.items()
+            "paths": paths,
+            "all": {
+                "N": measured,
+                "lat_ns": self.latency_all.lat_ns(),
+                "total_ns": self.latency_all.sum,
             },
-            "all": {"N": measured, "lat_ns": self.latency_all.lat_ns()},
             "issue_delay": {"N": self.issue_delay.count, "lat_ns": self.issue_delay.lat_ns()},
             "mutex": {
                 "utilisation": round(busy / duration, 6) if duration > 0 else 0.0,
@@ -538,9 +548,20 @@ class RunStats:
             "throughput_per_s": (
                 round(self.n_completed_in_window * 1e9 / duration, 3) if duration > 0 else 0.0
             ),
+            **fio_document(self._fio_jobs(paths, duration), duration, start),
         }
+
+    def _fio_jobs(self, paths: Mapping[str, Any], duration_ns: int) -> list[dict[str, Any]]:
+        """fio ``jobs[]`` entries: one per path with measured requests, in ``Path`` order."""
+        out = []
+        for name in self.paths_with_samples():
+            buckets = self.latency[name].buckets
+            assert buckets is not None
+            out.append(fio_job(name, paths[name]["lat_ns"], buckets, duration_ns))
+        return out
 
 
 def dumps_summary(summary: Mapping[str, Any]) -> str:
-    """The summary as canonical JSON text: sorted keys, indent 2, trailing newline."""
-    return json.dumps(summary, sort_keys=True, indent=2, allow_nan=False) + "\n"
+    """The summary as canonical JSON text: keys sorted (numerically in percentile and bucket
+    dicts, as fio writes them, :func:`hostsim.fio_json.canonical`), indent 2, trailing newline."""
+    return json.dumps(canonical(summary), indent=2, allow_nan=False) + "\n"

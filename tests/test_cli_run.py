@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from hostsim.cli import REPORT_STYLES
 from hostsim.report import format_report
+from hostsim.report_perf import PERF_STYLES
 from hostsim.results import read_records
 from hostsim.run import simulate
 from hostsim.scenario import load
+from tests import perf_kvm_stat
 from tests.helpers import RESULT_FILES as FILES
 from tests.helpers import console_script
 from tests.update_golden import GOLDEN, golden_counts
@@ -73,11 +76,14 @@ def test_report_on_stdout(tmp_path: Path) -> None:
     p = run([console_script(), "run", "--out", str(out), *SHORT], tmp_path)
     assert p.returncode == 0, p.stderr
     text = p.stdout
+    rep = perf_kvm_stat.parse(text)  # perf kvm stat report's table by default
+    assert rep.event_set == "VM-EXIT" and "hook_enable" in rep.by_name()
     header = next(line for line in text.splitlines() if line.strip().startswith("Path"))
     assert header.split() == [
         "Path",
         "Samples",
         "Samples%",
+        "Time%",
         "Min(us)",
         "Avg(us)",
         "p50(us)",
@@ -88,12 +94,27 @@ def test_report_on_stdout(tmp_path: Path) -> None:
     assert "Global vfio_ap mutex:" in text
     for label in ("Utilisation:", "Wait (us):", "Hold (us):", "Longest hold:", "Throughput:"):
         assert label in text
-    assert "hook_enable" in text and "Total" in text
+    assert "hook_enable" in text and "Total Samples:" in text
     # Exactly the report of the saved summary, then where it is.
     summary = json.loads((out / "summary.json").read_text())
     assert text == format_report(summary) + "\n" + f"results: {out}\n"
+    assert rep.total_samples == summary["all"]["N"]
     # No progress bar when stderr is not a terminal.
     assert p.stderr == ""
+    # The same report again from the folder, and in the other styles.
+    for style in REPORT_STYLES:
+        again = run([console_script(), "report", str(out), "--report", style], tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == format_report(summary, style) + "\n"
+    unknown = run([console_script(), "report", str(out / "summary.json"), "--report",
+                   "perf-unknown"], tmp_path)  # fmt: skip
+    assert [e.name for e in perf_kvm_stat.parse(unknown.stdout).events] == ["UNKNOWN"]
+    bad = run([console_script(), "report", str(tmp_path / "nowhere")], tmp_path)
+    assert bad.returncode == 2 and "cannot read" in bad.stderr
+
+
+def test_report_styles_of_the_parser_are_the_reports() -> None:
+    assert REPORT_STYLES == PERF_STYLES
 
 
 def test_progress_flag_draws_on_stderr(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 
 from hostsim.records import PATH_NAMES
 from hostsim.report import Progress, format_report
+from hostsim.report_perf import PERF_STYLES
 from hostsim.summary import RunStats
 from tests.synthetic_records import make_host_events, make_records
 
@@ -24,9 +26,9 @@ def row_of(text: str, name: str) -> list[str]:
     return next(line.split() for line in text.splitlines() if line.split()[:1] == [name])
 
 
-def test_report_has_the_perf_kvm_stat_layout():
+def test_hostsim_style_keeps_its_percentile_table():
     s = summary_of(make_records(5000, seed=1))
-    text = format_report(s)
+    text = format_report(s, "hostsim")
     lines = text.splitlines()
     assert lines[0] == "Analyze events for all VMs, all VCPUs:"
     assert lines[2].split() == [
@@ -41,9 +43,9 @@ def test_report_has_the_perf_kvm_stat_layout():
     assert total[1] == "5000" and total[2] == "100.00%"
 
 
-def test_report_numbers_come_from_the_summary():
+def test_hostsim_style_numbers_come_from_the_summary():
     s = summary_of(make_records(5000, seed=2))
-    text = format_report(s)
+    text = format_report(s, "hostsim")
     lat = s["paths"]["hook_enable"]["lat_ns"]
     row = row_of(text, "hook_enable")
     assert int(row[1]) == s["paths"]["hook_enable"]["N"]
@@ -56,6 +58,15 @@ def test_report_numbers_come_from_the_summary():
     assert abs(shares - 100.0) < 0.05
     assert f"{100 * s['mutex']['utilisation']:.2f}%" in text
     assert "Throughput:" in text and f"{s['throughput_per_s']:.1f}" in text
+
+
+def test_every_style_shares_the_sections_after_the_table():
+    s = summary_of(make_records(3000, seed=4))
+    tails = {style: format_report(s, style).split("Global vfio_ap mutex:")[1] for style in
+             PERF_STYLES}  # fmt: skip
+    assert len(set(tails.values())) == 1
+    with pytest.raises(ValueError, match="unknown report style"):
+        format_report(s, "csv")
 
 
 def test_report_skips_empty_paths_and_names_the_longest_holder():
