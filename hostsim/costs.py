@@ -142,6 +142,18 @@ COSTS: dict[str, CostSpec] = {
         "estimate: kvm_s390_vcpu_block_all + CRYCB update + KVM_REQ_VSIE_RESTART broadcast",
         "an APCB (guest AP mask) update, with every vCPU of the guest stopped (H8)",
     ),
+    "sysfs_read": CostSpec(
+        {"dist": "fixed", "ns": 4000},
+        "VL",
+        "estimate: host-operations.md section 2, 'us each'",
+        "one vfio_ap sysfs attribute (matrix, guest_matrix, ...) formatted under mdevs_lock",
+    ),
+    "mdev_list": CostSpec(
+        {"dist": "fixed", "ns": 1000},
+        "VL",
+        "estimate",
+        "an mdev-list change or one mdev's filtering under mdevs_lock (create, remove, config)",
+    ),
 }
 
 #: Costs drawn once per host AQIC, per host TAPQ and per sleep (the call slots of one decode).

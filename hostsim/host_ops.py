@@ -61,7 +61,7 @@ from hostsim.process import PROCESS_DTYPE, blocks_of
 from hostsim.program import LOCK_DTYPE, Runner
 from hostsim.queues import QueueAnswer, QueueState
 from hostsim.records import HOST_EVENT_DTYPE
-from hostsim.scenario_types import HostEvent, HostEventKind
+from hostsim.scenario_types import PLUG, UNPLUG, HostEvent, HostEventKind
 from hostsim.steps import (
     Acquire,
     Block,
@@ -83,7 +83,16 @@ _REZAP = (_RC.RESET_IN_PROGRESS, _RC.BUSY, _RC.STATE_CHANGE_IN_PROGRESS)
 #: the kinds whose program takes the rwsem's write side (with an rwsem-guarded hook)
 HOOK_KINDS = (K.ATTACH, K.DETACH, K.START)
 #: the kinds whose program updates the guest's APCB (and so blocks its vCPUs), upstream
-_APCB = (K.ATTACH, K.DETACH, K.START, K.ASSIGN, K.UNASSIGN)
+_APCB = (
+    K.ATTACH,
+    K.DETACH,
+    K.START,
+    K.ASSIGN,
+    K.UNASSIGN,
+    K.QUEUE_PROBE,
+    K.QUEUE_REMOVE,
+    K.CONFIG_CHANGED,
+)
 _STOPS = (K.START, K.REBOOT)  # the guest's vCPUs stopped from the event to its AP bus probe
 SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further block of slots
 
@@ -150,8 +159,8 @@ class _Op:
     def __init__(self, m: Model, index: int, ev: HostEvent, hp: HostProgram) -> None:
         self.m, self.ev, self.hp, self.g = m, ev, hp, ev.guest
         apqns = m.event_queues[index]
-        if ev.kind in (K.ASSIGN, K.UNASSIGN):
-            apqns = np.array(sorted(m.event_apqns(ev)), np.uint16)
+        if ev.kind in PLUG + UNPLUG:
+            apqns = np.array(sorted(m.changes[index]), np.uint16)
         self.apqns = [int(a) for a in apqns]
         self.index = index
         self.cost = _Costs(m, index, len(self.apqns))
@@ -273,6 +282,19 @@ class _Op:
                 self.hp.sleeps += 1
             yield from self.disable(q, force=True)
 
+    def sleep(self, q: int) -> Steps:
+        """One msleep(20) of the disable loop: under the lock, or (the ``disable_wait =
+        "unlocked"`` what-if) with it dropped and taken again."""
+        ns = self.c("msleep20", q)
+        self.hp.sleeps += 1
+        if self.m.s.host.disable_wait == "unlocked":
+            yield Release()
+            yield Sleep(ns)
+            yield Acquire(self.g)
+            yield Delay(self.c("mutex_acquire"))
+        else:
+            yield Sleep(ns)
+
     def disable(self, q: int, force: bool = False) -> Steps:
         """vfio_ap_irq_disable of queue ``q`` (only if its interrupts are on, unless
         ``force``): the AQIC(IR=0) loop, then vfio_ap_wait_for_irqclear."""
@@ -295,13 +317,11 @@ class _Op:
                     if trc not in (_RC.NORMAL, _RC.RESET_IN_PROGRESS, _RC.BUSY):
                         return
                     if j < arch.IRQCLEAR_MAX_TAPQ - 1:
-                        yield Sleep(self.c("msleep20", q))
-                        self.hp.sleeps += 1
+                        yield from self.sleep(q)
                 return
             if rc not in (_RC.RESET_IN_PROGRESS, _RC.BUSY) or i == arch.DISABLE_MAX_AQIC - 1:
                 return
-            yield Sleep(self.c("msleep20", q))
-            self.hp.sleeps += 1
+            yield from self.sleep(q)
 
     # --- the operations -----------------------------------------------------------------------
     def open(self) -> Steps:
@@ -343,8 +363,9 @@ class _Op:
         yield Reconfigure(self.index)
         yield Release()
 
-    def assign(self, add: bool) -> Steps:
-        yield from self.outer(perms=add)
+    def assign(self, add: bool, perms: bool = True) -> Steps:
+        perms = perms and add
+        yield from self.outer(perms=perms)
         yield Acquire(self.g)
         yield Delay(self.c("mutex_acquire"))
         yield Delay(self.c("mdev_kvm_update"))
@@ -357,7 +378,7 @@ class _Op:
             yield from self.hw(op, q, 0)
         yield Reconfigure(self.index)
         yield Release()
-        yield from self.release_outer(perms=add)
+        yield from self.release_outer(perms=perms)
 
     def boot(self) -> Steps:
         """The guest runs again after QEMU's reset: its boot until the AP bus scan
@@ -368,6 +389,56 @@ class _Op:
         g = self.m.s.guests[int(self.m.topo.guest_group[self.g])]
         yield Delay(round((self.ev.delay_ms + g.workload.probe_ms) * 1_000_000))
         yield Unblock(self.g)
+
+    def sysfs_read(self) -> Steps:
+        """A ``*_show`` attribute of the mdev (``matrix_show``, ``guest_matrix_show``, ...)."""
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        yield Delay(self.c("sysfs_read"))
+        yield Release()
+
+    def mdev_create(self) -> Steps:
+        """vfio_ap_mdev_probe: the new mdev joins matrix_dev's list."""
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        yield Delay(self.c("mdev_list"))
+        yield Release()
+
+    def mdev_remove(self) -> Steps:
+        """vfio_ap_mdev_remove: ``guests_lock -> mdevs_lock``, every queue reset, unlinked."""
+        if not self.sync:
+            yield Acquire(self.g, "guests_lock")
+        yield Acquire(self.g)
+        yield Delay(self.c("mutex_acquire"))
+        yield from self.reset(list(range(len(self.apqns))))
+        yield Delay(self.c("mdev_list"))
+        yield Reconfigure(self.index)
+        yield Release()
+        if not self.sync:
+            yield Release("guests_lock", self.g)
+
+    def config_changed(self) -> Steps:
+        """vfio_ap_on_cfg_changed / on_scan_complete: ``guests_lock``, then for every mdev
+        ``kvm->lock -> mdevs_lock`` to filter its matrix; the event's guest gets an APCB update
+        (its hot-plug or hot-unplug)."""
+        m = self.m
+        if not self.sync:
+            yield Acquire(self.g, "guests_lock")
+        for g in range(m.n_guests):
+            if not m.s.guests[int(m.topo.guest_group[g])].mdev:
+                continue
+            if not self.sync:
+                yield Acquire(g, "kvm_lock")
+            yield Acquire(g)
+            yield Delay(self.c("mutex_acquire"))
+            yield Delay(self.c("mdev_list"))
+            if g == self.g and not self.sync:
+                yield from self.apcb()
+            yield Release()
+            if not self.sync:
+                yield Release("kvm_lock", g)
+        if not self.sync:
+            yield Release("guests_lock", self.g)
 
     def steps(self) -> Steps:
         kind = self.ev.kind
@@ -389,6 +460,16 @@ class _Op:
             yield from self.dma_unmap()
         elif kind in (K.ASSIGN, K.UNASSIGN):
             yield from self.assign(kind == K.ASSIGN)
+        elif kind in (K.QUEUE_PROBE, K.QUEUE_REMOVE):  # as (un)assign, without ap_perms_mutex
+            yield from self.assign(kind == K.QUEUE_PROBE, perms=False)
+        elif kind == K.SYSFS_READ:
+            yield from self.sysfs_read()
+        elif kind == K.MDEV_CREATE:
+            yield from self.mdev_create()
+        elif kind == K.MDEV_REMOVE:
+            yield from self.mdev_remove()
+        elif kind == K.CONFIG_CHANGED:
+            yield from self.config_changed()
 
 
 def host_program(m: Model, index: int, ev: HostEvent) -> HostProgram:

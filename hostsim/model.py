@@ -33,7 +33,7 @@ from hostsim.keyed import KeyedGen
 from hostsim.locks import LockTable
 from hostsim.records import Path
 from hostsim.rules import Kind
-from hostsim.scenario_types import Hardware, HostEvent, HostEventKind, Scenario
+from hostsim.scenario_types import PLUG, UNPLUG, Hardware, HostEvent, HostEventKind, Scenario
 from hostsim.topology import Topology, topology
 from hostsim.variants import Variant, get_variant
 from workloads.bursts import boot_time, enable_burst, rescan_delay
@@ -256,6 +256,8 @@ class Model:
         self.views: dict[int, list[tuple[int, frozenset[int]]]] = {}
         #: per host event: the guest's matrix when it runs (for its per-queue work)
         self.event_queues: list[np.ndarray] = []
+        #: per (un)plugging host event: the APQNs it adds to or takes from the guest
+        self.changes: dict[int, frozenset[int]] = {}
 
         def burst(guest: int, apqns: list[int], t: int, key: tuple[int, ...]) -> None:
             g = s.guests[int(topo.guest_group[guest])]
@@ -293,9 +295,14 @@ class Model:
             elif ev.kind in (HostEventKind.REBOOT, HostEventKind.START):
                 # the program keeps the vCPUs stopped until the guest's AP bus probes (host_ops)
                 burst(ev.guest, sorted(gm), ev.at_ns, (1, self.event_keys[i]))
-            elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
+            elif ev.kind in PLUG + UNPLUG:
                 changed = self.event_apqns(ev)
-                if ev.kind == HostEventKind.ASSIGN:
+                if ev.kind == HostEventKind.QUEUE_REMOVE:  # the whole adapter leaves the guest
+                    changed = {q for q in gm if (q >> 8) in ev.adapters}
+                elif ev.kind == HostEventKind.MDEV_REMOVE:
+                    changed = set(gm)
+                self.changes[i] = frozenset(changed)
+                if ev.kind in PLUG:
                     new = changed - gm
                     gm |= changed
                 else:
@@ -552,7 +559,8 @@ class Model:
 
     # --- host events --------------------------------------------------------------------------
     def event_apqns(self, ev: HostEvent) -> set[int]:
-        """The APQNs an assign or unassign event changes: its domains on the guest's adapters."""
+        """The APQNs an assign, unassign or queue probe names: its domains on the guest's
+        adapters (what an event really changes, by index: :attr:`changes`)."""
         g = self.s.guests[int(self.topo.guest_group[ev.guest])]
         return {(a << 8) | d for a in g.adapters for d in ev.domains}
 

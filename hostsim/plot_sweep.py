@@ -253,7 +253,7 @@ def plot_boot_storm(sw: SweepFolder, out: Path, gk: str) -> Path:
     style_axes(ax)
     ax.legend(fontsize=8, title=sw.legend_title(gk), title_fontsize=8)
     fig.suptitle(
-        f"Boot storm: first AQIC issued to last one resumed, vs guest count\n{sw.title()}",
+        f"Boot storm: completion (first start to last guest ready), vs guest count\n{sw.title()}",
         fontsize=11,
     )
     return save_figure(fig, out / "boot_storm_vs_guests.png")

@@ -78,6 +78,7 @@ def _host(ctx: Ctx, v: Any) -> Host:
             "kernel",
             "hz",
             "reset_verify",
+            "disable_wait",
         },
     )
     apxa = ctx.boolean(t.get("apxa", True), "host.apxa")
@@ -116,6 +117,9 @@ def _host(ctx: Ctx, v: Any) -> Host:
         kernel=_kernel(ctx, t.get("kernel", sleeps.VARIANT_RELEASE[variant])),
         reset_verify=ctx.choice(
             t.get("reset_verify", "flush"), "host.reset_verify", ["flush", "async"]
+        ),
+        disable_wait=ctx.choice(
+            t.get("disable_wait", "locked"), "host.disable_wait", ["locked", "unlocked"]
         ),
         hz=ctx.choice(t.get("hz", sleeps.DEFAULT_HZ), "host.hz", list(sleeps.HZ_CHOICES)),
     )

@@ -18,6 +18,7 @@ from hostsim.scenario_types import (
     ADVERSARIAL,
     GUEST_FLAGS,
     MIN_RATE_HZ,
+    PLUG,
     RETRY_POLICIES,
     WORKLOAD_KINDS,
     GuestGroup,
@@ -272,7 +273,9 @@ def host_events(
     for i, e in enumerate(v):
         path = f"events[{i}]"
         t = ctx.table(
-            e, path, {"at_ms", "kind", "guest", "spread_ms", "domains", "rescan", "delay_ms"}
+            e,
+            path,
+            {"at_ms", "kind", "guest", "spread_ms", "domains", "rescan", "delay_ms", "adapters"},
         )
         if "at_ms" not in t:
             raise ctx.err(f"{path}.at_ms", "missing: when the event happens, in ms")
@@ -306,12 +309,23 @@ def host_events(
                     f"{path}.guest", f"{gname} has {counts[gname]} guests; got index {indices[0]}"
                 )
         domains: tuple[int, ...] = ()
-        if kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
+        with_domains = (HostEventKind.ASSIGN, HostEventKind.UNASSIGN, HostEventKind.QUEUE_PROBE)
+        if kind in with_domains:
             if "domains" not in t:
                 raise ctx.err(f"{path}.domains", f"missing: the domains to {kind.name.lower()}")
             domains = ctx.ints(t["domains"], f"{path}.domains", 255)
         elif "domains" in t:
-            raise ctx.err(f"{path}.domains", "only assign and unassign take domains")
+            raise ctx.err(f"{path}.domains", "only assign, unassign and queue_probe take domains")
+        adapters: tuple[int, ...] = ()
+        if kind == HostEventKind.QUEUE_REMOVE:
+            if "adapters" not in t:
+                raise ctx.err(f"{path}.adapters", "missing: the adapters whose queue is removed")
+            adapters = ctx.ints(t["adapters"], f"{path}.adapters", 255)
+            bad = [a for a in adapters if a not in by_name[gname].adapters]
+            if bad:
+                raise ctx.err(f"{path}.adapters", f"adapter {bad[0]} is not one of {gname}'s")
+        elif "adapters" in t:
+            raise ctx.err(f"{path}.adapters", "only queue_remove takes adapters")
         rescan = ctx.choice(
             t.get("rescan", "immediate"), f"{path}.rescan", ("immediate", "periodic")
         )
@@ -327,13 +341,13 @@ def host_events(
                 for a in g.adapters:
                     apqn = (a << 8) | d
                     mine = {(a2 << 8) | d2 for d2 in g.domains[idx] for a2 in g.adapters}
-                    if kind == HostEventKind.ASSIGN and apqn in owned and apqn not in mine:
+                    if kind in PLUG and apqn in owned and apqn not in mine:
                         raise ctx.err(
                             f"{path}.domains",
                             f"APQN {a:02x}.{d:04x} belongs to "
                             "another guest; vfio_ap does not share",
                         )
-                    if kind == HostEventKind.ASSIGN:
+                    if kind in PLUG:
                         owned.add(apqn)
             out.append(
                 HostEvent(
@@ -344,6 +358,7 @@ def host_events(
                     domains,
                     rescan,
                     delay,
+                    adapters,
                 )
             )
     return tuple(sorted(out, key=lambda e: (e.at_ns, e.guest)))

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hostsim.scenario_types import GUEST_FLAGS, NS_PER_MS, Hardware, HostEventKind, Scenario
+from hostsim.scenario_types import (
+    GUEST_FLAGS,
+    NS_PER_MS,
+    PLUG,
+    Hardware,
+    HostEventKind,
+    Scenario,
+)
 
 
 def resolved(s: Scenario) -> dict[str, Any]:
@@ -83,6 +90,10 @@ def resolved(s: Scenario) -> dict[str, Any]:
             "apxa": s.host.apxa,
             "adapters": list(s.host.adapters),
             "domains": list(s.host.domains),
+            "kernel": s.host.kernel,
+            "hz": s.host.hz,
+            "reset_verify": s.host.reset_verify,
+            "disable_wait": s.host.disable_wait,
             "hardware": hwd,
         },
         "costs": {k: d.to_toml() for k, d in s.costs.items()},
@@ -98,7 +109,9 @@ def resolved(s: Scenario) -> dict[str, Any]:
             }
             if e.domains:
                 ed["domains"] = list(e.domains)
-            if e.kind == HostEventKind.ASSIGN:
+            if e.adapters:
+                ed["adapters"] = list(e.adapters)
+            if e.kind in PLUG:
                 ed["rescan"] = e.rescan
             if e.kind in (HostEventKind.GUEST_RESET, HostEventKind.REBOOT, HostEventKind.START):
                 ed["delay_ms"] = e.delay_ms

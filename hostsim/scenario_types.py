@@ -47,6 +47,17 @@ class HostEventKind(IntEnum):
     ASSIGN = 6  # hot-plug: domains assigned to the mdev (APCB update); the guest enables them
     UNASSIGN = 7  # hot-unplug: domains unassigned (APCB update, their queues reset)
     START = 8  # a guest start as QEMU does it: open, then the machine reset; the guest boots
+    SYSFS_READ = 9  # a *_show of the mdev (matrix, guest_matrix, ...): mdevs_lock, formatting
+    MDEV_CREATE = 10  # vfio_ap_mdev_probe: the mdev added to the list under mdevs_lock
+    MDEV_REMOVE = 11  # vfio_ap_mdev_remove (after a stop): guests -> mdevs, every queue reset
+    QUEUE_PROBE = 12  # vfio_ap_mdev_probe_queue: new APQNs (domains) linked and hot-plugged
+    QUEUE_REMOVE = 13  # vfio_ap_mdev_remove_queue: the whole adapter unplugged, its queues reset
+    CONFIG_CHANGED = 14  # vfio_ap_on_cfg_changed / on_scan_complete: every mdev, an APCB update
+
+
+#: Events that add queues to the guest's configuration, and that take them away.
+PLUG = (HostEventKind.ASSIGN, HostEventKind.QUEUE_PROBE)
+UNPLUG = (HostEventKind.UNASSIGN, HostEventKind.QUEUE_REMOVE, HostEventKind.MDEV_REMOVE)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,9 @@ class Host:
     #: what-if: "flush" (upstream: flush_work of every reset check under mdevs_lock) or
     #: "async" (the lock is dropped after the ZAPQs; nobody waits for the resets to complete)
     reset_verify: str = "flush"
+    #: what-if: "locked" (upstream: vfio_ap_irq_disable's msleep(20)s under mdevs_lock) or
+    #: "unlocked" (the host's disable loops drop the lock across each sleep)
+    disable_wait: str = "locked"
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,7 @@ class HostEvent:
     domains: tuple[int, ...] = ()  # assign / unassign: the APQIs, on the guest's adapters
     rescan: str = "immediate"  # assign: "immediate" (CRW/SEI) or "periodic" (AP bus 30 s scan)
     delay_ms: float = 0.0  # guest_reset: reset wait before re-enabling; reboot: boot time
+    adapters: tuple[int, ...] = ()  # queue_remove: the adapters whose queue leaves vfio_ap
 
 
 @dataclass(frozen=True)

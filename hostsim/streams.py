@@ -29,7 +29,7 @@ from hostsim.decode import Decision
 from hostsim.intercept import Intercept
 from hostsim.model import Block, Model
 from hostsim.rules import Kind
-from hostsim.scenario_types import HostEventKind
+from hostsim.scenario_types import PLUG, UNPLUG, HostEventKind
 
 _RETRY_RC = (arch.RC.BUSY, arch.RC.RESET_IN_PROGRESS)
 _ANSWERED = (Kind.HOOK_HANDLED, Kind.NO_HOOK_RC01)  # a CC 3 answer with a response code
@@ -271,9 +271,11 @@ def apply_host_effect(m: Model, i: int, ev: Any, gs: Any) -> None:
         gs.mdev_kvm = True
     elif ev.kind == HostEventKind.DETACH:
         gs.mdev_kvm = False
-    elif ev.kind in (HostEventKind.ASSIGN, HostEventKind.UNASSIGN):
-        changed = m.event_apqns(ev)
-        if ev.kind == HostEventKind.ASSIGN:
+    elif ev.kind in PLUG + UNPLUG:
+        changed = m.changes[i]
+        if ev.kind in PLUG:
             gs.matrix |= changed
         else:
             gs.matrix -= changed
+        if ev.kind == HostEventKind.MDEV_REMOVE:
+            gs.mdev_kvm = False

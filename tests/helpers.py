@@ -128,6 +128,20 @@ def load_examples() -> list[dict[str, Any]]:
 
 
 #: Files every complete result folder holds (the .hgrm files depend on the paths taken).
+#: ``--set`` assignments that shorten the built-in default to 300 ms with its events inside:
+#: the starts spread over 50 ms with a 20 ms boot, then the reboot, the unmap and the stop.
+SHORT_DEFAULT = (
+    "run.duration_ms=300",
+    "events.0.delay_ms=20",
+    "events.0.spread_ms=50",
+    "events.1.delay_ms=20",
+    "events.1.spread_ms=50",
+    "events.2.at_ms=150",
+    "events.2.delay_ms=20",
+    "events.3.at_ms=200",
+    "events.4.at_ms=250",
+)
+
 RESULT_FILES = frozenset(
     {
         "summary.json",

@@ -18,30 +18,11 @@ from hostsim.run import simulate
 from hostsim.scenario import load
 from tests import perf_kvm_stat
 from tests.helpers import RESULT_FILES as FILES
-from tests.helpers import console_script
+from tests.helpers import SHORT_DEFAULT, console_script
 from tests.update_golden import GOLDEN, golden_counts
 
 #: The built-in default, shortened: its events move inside the shorter run.
-SHORT = [
-    "--set",
-    "run.duration_ms=300",
-    "--set",
-    "events.0.delay_ms=20",
-    "--set",
-    "events.0.spread_ms=50",
-    "--set",
-    "events.1.delay_ms=20",
-    "--set",
-    "events.1.spread_ms=50",
-    "--set",
-    "events.2.at_ms=150",
-    "--set",
-    "events.2.delay_ms=20",
-    "--set",
-    "events.3.at_ms=200",
-    "--set",
-    "events.4.at_ms=250",
-]
+SHORT = [w for a in SHORT_DEFAULT for w in ("--set", a)]
 
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -49,6 +49,8 @@ def scenario_text(seed: int) -> str:
     ]
     if rng.random() < 0.25:
         lines.append('reset_verify = "async"')  # guest AQICs meet resets in progress
+    if rng.random() < 0.2:
+        lines.append('disable_wait = "unlocked"')  # the host's disable loops drop the lock
     if rng.random() < 0.5:
         lines += [
             "[host.hardware]",
@@ -115,7 +117,21 @@ def scenario_text(seed: int) -> str:
     if rng.random() < 0.3:
         kind = str(
             rng.choice(
-                ["irq_disable", "reset", "detach", "guest_reset", "start", "attach", "reboot"]
+                [
+                    "irq_disable",
+                    "reset",
+                    "detach",
+                    "guest_reset",
+                    "start",
+                    "attach",
+                    "reboot",
+                    "sysfs_read",
+                    "mdev_create",
+                    "mdev_remove",
+                    "queue_probe",
+                    "queue_remove",
+                    "config_changed",
+                ]
             )
         )
         lines += [
@@ -124,6 +140,10 @@ def scenario_text(seed: int) -> str:
             f'kind = "{kind}"',
             'guest = "g0[0]"',
         ]
+        if kind == "queue_probe":
+            lines.append("domains = [59]")
+        elif kind == "queue_remove":
+            lines.append("adapters = [1]")
     return "\n".join(lines) + "\n"
 
 

@@ -17,10 +17,11 @@ from hostsim.records import PATH_NAMES
 from hostsim.run import simulate
 from hostsim.scenario import load
 from hostsim.summary import FIO_PERCENTILES, RunStats, dumps_summary, percentile_key
+from tests.helpers import SHORT_DEFAULT
 from tests.synthetic_records import make_records
 
 #: The built-in default, shortened (its events moved inside the shorter run).
-SHORT = ["run.duration_ms=300", "events.0.at_ms=100", "events.1.at_ms=150", "events.2.at_ms=250"]
+SHORT = list(SHORT_DEFAULT)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from hostsim.model import Model
 from hostsim.records import Path
 from hostsim.run import RunResult, simulate
-from hostsim.scenario import loads
+from hostsim.scenario import ScenarioError, loads
 from hostsim.scenario_types import HostEventKind
 from hostsim.steps import Acquire, Block, HwCall, Sleep, Unblock
 from tests.helpers import drive
@@ -239,3 +239,104 @@ def test_reset_programs_are_hardware_calls_under_the_guests_mdevs_lock() -> None
     taps = [st for st in steps if isinstance(st, HwCall) and st.op == "tapq"]
     assert len(zaps) == 8 and len(taps) == 8 and hp.zapq == 8
     assert sum(isinstance(st, Sleep) for st in steps) >= 1
+
+
+@pytest.mark.parametrize("wait", ["locked", "unlocked"])
+def test_vfio_ap_irq_disable_sleeps_under_mdevs_lock_unless_the_what_if_drops_it(
+    wait: str,
+) -> None:
+    # vfio_ap_wait_for_irqclear: TAPQ until the I bit clears, msleep(20) between, all under
+    # mdevs_lock (upstream). A fault keeps the I bit showing, so every queue sleeps 4 times.
+    # The what-if (host.disable_wait = "unlocked") drops the lock across each sleep: the same
+    # sleeps, in short sections, and the other guests' AQICs no longer wait behind them.
+    src = text(
+        event("irq_disable"),
+        host=f'disable_wait = "{wait}"\n[host.hardware]\ntapq_irq_enabled = 1.0',
+    )
+    res = both(src)
+    row = res.host_events[0]
+    assert row["sleeps"] == 4 * 4
+    m = Model(loads(src))
+    sec = res.locks[(res.locks["owner"] == 0) & (res.locks["lock"] < m.n_mutexes)]
+    others = res.records[(res.records["guest"] != 0) & (res.records["t_mutex_grant"] >= 0)]
+    during = others[
+        (others["t_mutex_req"] > row["t_mutex_grant"])
+        & (others["t_mutex_req"] < row["t_mutex_rel"])
+    ]
+    waits = during["t_mutex_grant"] - during["t_mutex_req"]
+    assert len(during)
+    if wait == "locked":
+        assert len(sec) == 1 and sec["t_rel"][0] - sec["t_grant"][0] >= 16 * 20 * MS
+        assert waits.max() >= 20 * MS
+    else:
+        assert len(sec) == 1 + 16
+        assert (sec["t_rel"] - sec["t_grant"] < 1 * MS).all()
+        assert waits.max() < 1 * MS
+
+
+def _sections(res: RunResult, owner: int = 0) -> list[str]:
+    """The lock names host event ``owner`` took, in acquire order."""
+    mine = np.sort(res.locks[res.locks["owner"] == owner], order="section")
+    return [res.lock_labels[int(x)].split("[")[0] for x in mine["lock"]]
+
+
+def test_sysfs_show_and_mdev_probe_take_mdevs_lock_alone_for_microseconds() -> None:
+    # matrix_show & co. and vfio_ap_mdev_probe: mdevs_lock around formatting / a list add.
+    for kind, cost in (("sysfs_read", 4000), ("mdev_create", 1000)):
+        res = both(text(event(kind)))
+        assert _sections(res) == ["mdevs_lock"]
+        row = res.host_events[0]
+        assert row["t_mutex_rel"] - row["t_mutex_grant"] == 100 + cost  # mutex_acquire + work
+
+
+def test_vfio_ap_mdev_remove_takes_guests_lock_then_resets_every_queue() -> None:
+    res = both(text(event("stop") + event("mdev_remove", at_ms=100), domains=2))
+    assert _sections(res, 1) == ["guests_lock", "mdevs_lock"]
+    row = res.host_events[1]
+    assert row["t_mutex_rel"] - row["t_mutex_grant"] >= 20 * MS  # one reset interval
+    later = res.records[(res.records["guest"] == 0) & (res.records["t_issue"] > row["t_mutex_rel"])]
+    # the guest has no queue left: what it still issues is refused (not in its matrix)
+    assert len(later) and (later["response_code"] != 0).all()
+
+
+def test_vfio_ap_mdev_probe_queue_hot_plugs_without_ap_perms_mutex() -> None:
+    res = both(text(event("queue_probe", extra="domains = [9]")))
+    assert _sections(res) == ["guests_lock", "kvm_lock", "mdevs_lock"]
+    assert len(res.blocks) == 1 and res.blocks["guest"][0] == 0  # the APCB update
+    assign = both(text(event("assign", extra="domains = [9]")))
+    assert _sections(assign) == ["ap_perms_mutex", "guests_lock", "kvm_lock", "mdevs_lock"]
+
+
+def test_vfio_ap_mdev_remove_queue_unplugs_the_whole_adapter_and_resets_its_queues() -> None:
+    # A guest with 2 domains on 4 adapters: removing one queue of adapter 1 unplugs adapter 1
+    # (both its domains) from the guest and resets those 2 queues, one interval.
+    res = both(text(event("queue_remove", extra="adapters = [1]"), domains=2))
+    assert _sections(res) == ["guests_lock", "kvm_lock", "mdevs_lock"]
+    row = res.host_events[0]
+    assert row["t_mutex_rel"] - row["t_mutex_grant"] >= 20 * MS
+    q = res.queues[(res.queues["guest"] == 0) & (res.queues["reset_until"] > row["t_at"])]
+    assert sorted((q["apqn"] >> 8).tolist()) == [1, 1]
+    assert not q["in_config"].any()
+    later = res.records[
+        (res.records["guest"] == 0) & (res.records["t_issue"] > row["t_mutex_rel"] + MS)
+    ]
+    assert len(later) and not ((later["apqn"] >> 8) == 1).any()  # the guest no longer uses it
+
+
+def test_vfio_ap_on_cfg_changed_walks_every_mdev_under_guests_lock() -> None:
+    # guests_lock once, then kvm->lock -> mdevs_lock for each of the 4 guests' mdevs; the
+    # event's guest gets an APCB update (its vCPUs blocked), no other.
+    res = both(text(event("config_changed")))
+    assert _sections(res) == ["guests_lock"] + ["kvm_lock", "mdevs_lock"] * 4
+    assert set(res.blocks["guest"].tolist()) == {0}
+    merged = both(text(event("config_changed"), variant="merged-2019"))
+    assert _sections(merged) == ["mdevs_lock"] * 4
+
+
+def test_new_host_operations_keys_are_checked() -> None:
+    with pytest.raises(ScenarioError, match="missing: the adapters"):
+        loads(text(event("queue_remove")))
+    with pytest.raises(ScenarioError, match="adapter 9 is not one of a's"):
+        loads(text(event("queue_remove", extra="adapters = [9]")))
+    with pytest.raises(ScenarioError, match="only queue_remove takes adapters"):
+        loads(text(event("reset", extra="adapters = [1]")))

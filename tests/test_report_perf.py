@@ -11,6 +11,7 @@ from hostsim.report import format_report
 from hostsim.report_perf import PerfRow, format_perf_table, perf_rows
 from hostsim.summary import RunStats
 from tests import perf_kvm_stat
+from tests.helpers import SHORT_DEFAULT
 from tests.synthetic_records import make_records
 
 
@@ -112,8 +113,7 @@ def test_a_summary_without_total_ns_still_reports():
 def test_replay_prints_the_chosen_style(tmp_path, capsys):
     from hostsim.cli import main
 
-    short = ["--set", "run.duration_ms=300", "--set", "events.0.at_ms=100", "--set",
-             "events.1.at_ms=150", "--set", "events.2.at_ms=250"]  # fmt: skip
+    short = [w for a in SHORT_DEFAULT for w in ("--set", a)]
     rec = tmp_path / "arrivals.jsonl"
     assert main(["run", "--quiet", "--out", str(tmp_path / "a"), "--record", str(rec), *short]) == 0
     capsys.readouterr()

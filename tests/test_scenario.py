@@ -452,3 +452,10 @@ def test_tiny_poisson_rate_is_rejected_or_respected() -> None:
     except ScenarioError:
         return
     assert simulate(s, "fast").n_records == 0
+
+
+def test_the_benchmarks_default_is_the_built_in_default() -> None:
+    import dataclasses
+
+    bench = load(Path(__file__).parents[1] / "bench" / "scenarios" / "default.toml")
+    assert dataclasses.replace(bench, source="x") == dataclasses.replace(load(None), source="x")
