@@ -149,6 +149,21 @@ def test_explicit_seed_and_scenario_override_and_say_so(
     _same_folders(Path("run"), Path("rt"), summary=False)  # it names t.toml
 
 
+def test_bad_recording_headers_name_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("s.toml").write_text(RECORDED)
+    _cli(["run", "s.toml", "--record", "a.jsonl", "--out", "run", "--quiet"], capsys)
+    lines = Path("a.jsonl").read_text().splitlines(True)
+    Path("edited.jsonl").write_text(lines[0].replace("rate_hz = 2000", "rate_hz = 9") + lines[1])
+    rc, _, err = _cli(["replay", "edited.jsonl", "--out", "r"], capsys)
+    assert rc == 2 and "edited.jsonl:1: the embedded scenario_toml does not match" in err
+    Path("m.csv").write_text("# hostsim-arrivals version 1\n# meta {oops\nt_ns\n")
+    rc, _, err = _cli(["replay", "m.csv", "--out", "r"], capsys)
+    assert rc == 2 and "m.csv:2: corrupt meta line" in err
+
+
 def test_replay_that_simulates_nothing_or_less_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -260,6 +275,21 @@ def test_capture_at_1000s_replays_every_pqap_in_its_class(
     assert info["duration_ns"] == pytest.approx(last + 50_000_000, abs=2)
 
 
+def test_register_choice_in_small_chunks_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, captured: tuple[Scenario, np.ndarray]
+) -> None:
+    import workloads.trace_read as tr
+
+    s, rec = captured
+    cap = _capture(tmp_path, s, rec, "perf")
+    whole = read_trace(cap, s)
+    monkeypatch.setattr(tr, "CLASS_CHUNK", 7)  # batches cut across vCPUs and inside them
+    small = read_trace(cap, s)
+    assert small.classes == whole.classes and small.not_reproduced == 0
+    for v in range(s.n_vcpus):
+        np.testing.assert_array_equal(small.arrivals[v], whole.arrivals[v])
+
+
 def test_user_duration_is_kept(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], captured: tuple[Scenario, np.ndarray]
 ) -> None:
@@ -272,6 +302,25 @@ def test_user_duration_is_kept(
     rc, _, err = _cli([*argv, "--set", "run.duration_ms=5"], capsys)
     assert rc == 0 and "WARNING: only" in err and "ends at 5 ms" in err
     assert json.loads((out / REPLAY_FILE).read_text())["duration_ns"] == 5_000_000
+
+
+def test_hostsim_trace_keeps_its_times_and_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("s.toml").write_text(RECORDED)
+    _cli(["run", "s.toml", "--trace-out", "t.txt", "--out", "run", "--quiet"], capsys)
+    rc, _, err = _cli(["replay", "t.txt", "--scenario", "s.toml", "--out", "r", "--quiet"], capsys)
+    assert rc == 0 and "WARNING" not in err and "rebased" not in err
+    info = json.loads(Path("r", REPLAY_FILE).read_text())
+    assert info["shift_ns"] == 0 and info["duration_ns"] == 60_000_000
+    assert info["duration_from"] == "scenario (it covers the trace)"
+    a, b = read_records("run"), read_records("r")
+    assert info["read"] == info["simulated"] == len(a) == len(b)
+    np.testing.assert_array_equal(np.sort(b["t_arrival"]), np.sort(a["t_exit"]))
+    np.testing.assert_array_equal(
+        np.bincount(record_class(a), minlength=3), np.bincount(record_class(b), minlength=3)
+    )
 
 
 # --- Item 2: the register choice, for every variant -------------------------------------------

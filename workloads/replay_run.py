@@ -7,7 +7,7 @@ its header names (:func:`workloads.replay.recording_meta`: the resolved scenario
 (the built-in default without it): a capture is rebased so that its earliest event is time 0
 (:func:`workloads.trace_read.read_trace`), and unless the user sets ``run.duration_ms`` the run
 lasts until its last intercept plus :data:`DRAIN_NS` (a capture: also no warm-up unless set; a
-hostsim trace keeps its scenario's duration when that covers the trace).
+hostsim trace keeps its scenario's duration when its arrivals all fall inside it).
 
 After the run the result folder also holds ``replay.json`` (where the seed, scenario and time
 base came from, counts read and simulated, warnings, and a trace's inference notes) and, for a
@@ -61,7 +61,7 @@ class ReplayPlan:
     messages: list[str] = field(default_factory=list)
     #: for replay.json
     info: dict[str, Any] = field(default_factory=dict)
-    #: arrival times (ns) of what was read, for a trace: to tell why requests were not issued
+    #: the latest arrival read (ns, after any rebase): to tell why requests were not issued
     last_t: int = -1
 
 
@@ -131,10 +131,10 @@ def _trace_duration(s: Scenario, imp: ImportedTrace, sets: list[str]) -> tuple[l
         return [], "--set"
     if imp.intercepts == 0:
         return [], "scenario (the trace has no intercept)"
+    if imp.shift == 0 and s.duration_ns > imp.last_arrival:
+        return [], "scenario (it covers the trace)"  # a hostsim trace of this scenario
     end = imp.last_arrival + DRAIN_NS
     why = f"the trace: its last intercept + {DRAIN_NS / 1e6:g} ms"
-    if imp.shift == 0 and s.duration_ns >= end:
-        return [], "scenario (it covers the trace)"
     if s.events:
         last_event = max(ev.at_ns for ev in s.events) + 1
         if last_event > end:

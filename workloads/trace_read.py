@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from workloads.trace_format import CLASSES, local_ids
 from workloads.trace_importer import NO_TIME, Importer
 from workloads.trace_parse import LINE_RE, detect_format, map_by_rule, numbered_lines, thread_ids
 
-CLASS_CHUNK = 16384  # intercepts per decode of the replayed registers (bounds its memory)
+CLASS_CHUNK = 4096  # intercepts per decode of the replayed registers (bounds its memory)
 
 
 @dataclass
@@ -229,23 +230,39 @@ def _arrivals(
         outcome[v] = np.frombuffer(cls_buf[v], np.int8).copy()
         duration[v] = np.frombuffer(dur_buf[v], np.int64).copy()
         pgm[v] = np.frombuffer(pgm_buf[v], np.int16).copy()
-    for group in range(len(s.guests)):  # one decode per group and class (in chunks), not per vCPU
-        vs = [int(v) for v in np.flatnonzero(topo.vcpu_group == group) if len(arrivals[v])]
-        if not vs:
-            continue
-        rows = np.concatenate([arrivals[v] for v in vs])
-        cls = np.concatenate([outcome[v] for v in vs])
-        code = np.concatenate([pgm[v] for v in vs])
-        for lo in range(0, len(rows), CLASS_CHUNK):
-            hi = lo + CLASS_CHUNK
-            class_registers(s, group, rows[lo:hi], cls[lo:hi], code[lo:hi], tally)
-        at = 0
-        for v in vs:
-            n = len(arrivals[v])
-            arrivals[v]["gpr0"] = rows["gpr0"][at : at + n]
-            arrivals[v]["psw_mask"] = rows["psw_mask"][at : at + n]
-            at += n
+    for group in range(len(s.guests)):
+        vs = [int(v) for v in np.flatnonzero(topo.vcpu_group == group)]
+        for seg in _segments(vs, arrivals, CLASS_CHUNK):
+            rows = np.concatenate([arrivals[v][lo:hi] for v, lo, hi in seg])
+            cls = np.concatenate([outcome[v][lo:hi] for v, lo, hi in seg])
+            code = np.concatenate([pgm[v][lo:hi] for v, lo, hi in seg])
+            class_registers(s, group, rows, cls, code, tally)
+            at = 0
+            for v, lo, hi in seg:
+                arrivals[v]["gpr0"][lo:hi] = rows["gpr0"][at : at + hi - lo]
+                arrivals[v]["psw_mask"][lo:hi] = rows["psw_mask"][at : at + hi - lo]
+                at += hi - lo
     return arrivals, outcome, duration, pgm
+
+
+def _segments(
+    vs: list[int], arrivals: dict[int, np.ndarray], chunk: int
+) -> Iterator[list[tuple[int, int, int]]]:
+    """The rows of vCPUs ``vs`` as batches of (vCPU, start, stop) of at most ``chunk`` rows."""
+    batch: list[tuple[int, int, int]] = []
+    size = 0
+    for v in vs:
+        n, lo = len(arrivals[v]), 0
+        while lo < n:
+            take = min(n - lo, chunk - size)
+            batch.append((v, lo, lo + take))
+            size += take
+            lo += take
+            if size == chunk:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _notes(
