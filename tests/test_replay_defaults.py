@@ -363,6 +363,19 @@ def test_chosen_registers_decode_to_the_traced_class(variant: str) -> None:
     ] & arch.PSW_MASK_PSTATE
     assert arch.fc(rows["gpr0"][3]) == arch.FunctionCode.QCI and arch.fc(rows["gpr0"][0]) == 3
     assert None not in {r for _, r in tally}
+    # ``hostsim decode`` (the scalar evaluator behind the CLI) agrees, line by line.
+    from hostsim.decode_io import run_decode
+
+    regs = ("gpr0", "gpr1", "gpr2", "psw_mask")
+    text = "".join(
+        json.dumps({**{k: int(r[k]) for k in regs}, "variant": variant}) + "\n" for r in rows
+    )
+    out = io.StringIO()
+    assert run_decode(io.StringIO(text), "<rows>", out, None) == 0
+    kinds = [json.loads(ln)["kind"] for ln in out.getvalue().splitlines()]
+    want = {USERSPACE_EXIT: "USERSPACE_EXIT", PROGRAM_CHECK: "PROGRAM_INTERRUPT"}
+    for k, c in zip(kinds, outcome.tolist(), strict=True):
+        assert k == want[c] if c in want else k in ("HOOK_HANDLED", "NO_HOOK_RC01")
 
 
 def test_classes_a_scenario_cannot_take_are_counted(tmp_path: Path) -> None:
