@@ -28,6 +28,9 @@ MASK32 = (1 << 32) - 1
 # --- Instruction --------------------------------------------------------------------------
 PQAP_OPCODE = 0xB2AF  # K1 kvm_s390_handle_b2 "case 0xaf"; P1 wrappers ".insn rre,0xb2af0000"
 SIE_ICPT_INSTRUCTION = 0x04  # K7 sie_intercept_code: 0x04 "Instruction"
+#: ICPT_PV_INSTR: a protected (PV) guest's instruction intercept (host-operations.md 5, H15);
+#: not in sie_intercept_code, so the tracepoint prints the hex fallback "(0x68)"
+SIE_ICPT_PV_INSTRUCTION = 0x68
 KVM_EXIT_S390_SIEIC = 13  # include/uapi/linux/kvm.h; spec section 1
 
 

@@ -90,62 +90,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from hostsim.report import format_report
-    from hostsim.run import simulate
-    from hostsim.scenario import load
     from hostsim.scenario_types import ScenarioError
-    from hostsim.topology import topology
-    from workloads.replay import ReplayError, ReplayFeed
-
-    sets = list(args.set or [])
-    if args.seed is not None:
-        sets.append(f"run.seed={args.seed}")
-    from workloads.trace_durations import format_calibration, measured_from_records
+    from workloads.replay import ReplayError
+    from workloads.replay_run import EXIT_NOTHING, plan_replay, run_replay
+    from workloads.trace_durations import format_calibration
     from workloads.trace_format import TraceError
-    from workloads.trace_read import format_import, read_trace
+    from workloads.trace_read import format_import
 
-    native = Path(args.file).suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv")
-    imported = None
     try:
-        s = load(args.scenario, sets)
-        if native:
-            feed: object = ReplayFeed(args.file, topology(s).vcpu_guest, skip_bad=args.skip_bad)
-        else:  # kernel trace text (trace-cmd report / perf script)
-            imported = read_trace(args.file, s, skip_bad=args.skip_bad)
-            feed = {v: a for v, a in imported.arrivals.items() if len(a)}
+        plan = plan_replay(args.file, args.scenario, args.seed, args.set or [], args.skip_bad)
     except (ScenarioError, ReplayError, TraceError, OSError) as e:
         print(f"hostsim replay: {e}", file=sys.stderr)
         return 2
+    for msg in plan.messages:
+        print(f"hostsim replay: {msg}", file=sys.stderr)
     out = args.out or str(Path("hostsim-results") / f"replay-{Path(args.file).stem}")
     try:
-        res = simulate(
-            s,
+        res, got = run_replay(
+            plan,
             args.engine,
             out,
             overwrite=args.overwrite or args.out is None,
             progress=not args.quiet and sys.stderr.isatty(),
-            replay=feed,
-            keep_records=imported is not None,
         )
     except (FileExistsError, ValueError) as e:
         print(f"hostsim replay: {e}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(format_report(res.summary, args.report))
-        if imported is not None:
-            print(format_import(imported))
-            simulated = measured_from_records(res.records)
+        if plan.imported is not None:
+            print(format_import(plan.imported))
             print("Measured in the trace vs simulated (per outcome class):")
-            print(format_calibration(imported.measured, simulated))
+            print(format_calibration(plan.imported.measured, got.sim_measured))
         else:
-            assert isinstance(feed, ReplayFeed)
+            feed = plan.feed
             print(
                 f"replayed {feed.rows} arrivals from {args.file}"
                 + (f"; skipped {feed.n_skipped} bad lines" if feed.n_skipped else "")
             )
             for msg in feed.skipped:
                 print(f"  skipped: {msg}")
-        print(f"results: {res.out_dir}")
-    return 0
+        print(f"results: {res.out_dir} (replay: {', '.join(got.files)})")
+    for w in got.warnings:
+        print(f"hostsim replay: WARNING: {w}", file=sys.stderr)
+    return EXIT_NOTHING if got.simulated == 0 else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -311,8 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="arrivals (.jsonl / .csv from hostsim run --record), or "
         "kernel trace text (trace-cmd report / perf script with kvm-s390 events)",
     )
-    rp.add_argument("--scenario", help="the host to replay on (default: built-in)")
-    rp.add_argument("--seed", type=int, help="override run.seed")
+    rp.add_argument(
+        "--scenario",
+        help="the host to replay on (default: a recording's own, embedded in it; a trace's: "
+        "built-in)",
+    )
+    rp.add_argument("--seed", type=int, help="override run.seed (default: a recording's own)")
     rp.add_argument("--engine", choices=["fast", "reference"], default="fast")
     rp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     rp.add_argument("--out", help="result folder (default: hostsim-results/replay-<name>)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def simulate(
     on_records: Any = None,
     on_columns: Any = None,
     processes: tuple[HostProcess, ...] | list[HostProcess] = (),
+    extra_files: Callable[[], dict[str, str]] | None = None,
 ) -> RunResult:
     """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
 
@@ -102,16 +104,17 @@ def simulate(
     called with record columns (a mapping of :data:`RECORD_DTYPE` field names to arrays) as
     requests finish, in no particular order (for order-free folds: much cheaper);
     ``processes``: user host processes run beside the workload (:mod:`hostsim.process`), whose
-    lock sections come back in ``RunResult.processes``.
+    lock sections come back in ``RunResult.processes``; ``extra_files``: called once the run
+    is done, before the folder is closed: more text files (name -> content) to write into it.
     """
     model = Model(s)
     if replay is not None:
         model.use_replay(replay)
     recorder = None
     if record is not None:
-        from workloads.replay import ArrivalWriter
+        from workloads.replay import ArrivalWriter, recording_meta
 
-        recorder = ArrivalWriter(record, {"seed": s.seed, "scenario": s.source})
+        recorder = ArrivalWriter(record, recording_meta(s))
     stats = RunStats(warmup_ns=s.warmup_ns, end_ns=s.duration_ns)
     kept: list[np.ndarray] = []
     writer = ResultWriter(out_dir, overwrite=overwrite) if out_dir is not None else None
@@ -155,6 +158,8 @@ def simulate(
             writer.add_host_events(host)
             writer.write_summary(summary)
             writer.write_hgrm(stats)
+            for name, text in (extra_files() if extra_files is not None else {}).items():
+                writer.write_text(name, text)
             final = writer.close()
         else:
             final = None

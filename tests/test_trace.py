@@ -225,9 +225,15 @@ def test_generic_thread_rule_without_header(tmp_path: Path) -> None:
     trace.write_text(
         "".join(ln for ln in buf.getvalue().splitlines(True) if not ln.startswith("#"))
     )
-    imp = read_trace(trace, s)
+    imp = read_trace(trace, s, rebase=False)
     _check_round_trip(imp, s, rec)
     assert any("sorted by tid" in n for n in imp.notes)
+    # Without the header it reads as a capture: rebased to its earliest event.
+    first = int(rec["t_exit"].min())
+    rebased = read_trace(trace, s)
+    assert rebased.t0 == first and rebased.shift == first
+    for v in range(s.n_vcpus):
+        np.testing.assert_array_equal(rebased.arrivals[v]["t"], imp.arrivals[v]["t"] - first)
 
 
 def test_spec_templates_trace_cmd(one_guest: Scenario) -> None:
@@ -235,12 +241,14 @@ def test_spec_templates_trace_cmd(one_guest: Scenario) -> None:
     imp = read_trace(DATA / "template-trace-cmd.txt", one_guest)
     assert imp.fmt == "trace-cmd" and imp.ts_digits == 6
     assert imp.skipped == 0 and imp.incomplete == 0
-    # thread 4321 shows vCPU 00 -> global vCPU 0; thread 4322 shows 01 -> global vCPU 1
-    assert imp.arrivals[0]["t"].tolist() == [1000_000_100_000]
+    # thread 4321 shows vCPU 00 -> global vCPU 0; thread 4322 shows 01 -> global vCPU 1; a
+    # capture is rebased: its earliest event (1000.000100 s) is time 0
+    assert imp.t0 == imp.shift == 1000_000_100_000
+    assert imp.arrivals[0]["t"].tolist() == [0]
     assert imp.outcome[0].tolist() == [IN_KERNEL]
     assert imp.duration[0].tolist() == [7_000]
     assert imp.arrivals[0]["psw_mask"].tolist() == [0x0704C00180000000]
-    assert imp.arrivals[1]["t"].tolist() == [1000_000_200_000]
+    assert imp.arrivals[1]["t"].tolist() == [100_000]
     assert imp.outcome[1].tolist() == [PROGRAM_CHECK]
     assert imp.duration[1].tolist() == [5_000]
     assert imp.pgm_code[1].tolist() == [6]
@@ -255,7 +263,10 @@ def test_spec_templates_trace_cmd(one_guest: Scenario) -> None:
 def test_spec_templates_perf(tmp_path: Path, one_guest: Scenario) -> None:
     imp = read_trace(DATA / "template-perf.txt", one_guest)
     assert imp.fmt == "perf"
-    assert imp.arrivals[1]["t"].tolist() == [1000_000_200_000]
+    assert imp.arrivals[1]["t"].tolist() == [0]
+    assert read_trace(DATA / "template-perf.txt", one_guest, rebase=False).arrivals[1][
+        "t"
+    ].tolist() == [1000_000_200_000]
     assert imp.outcome[1].tolist() == [USERSPACE_EXIT]
     assert imp.duration[1].tolist() == [9_000]
     assert len(imp.arrivals[0]) == 0

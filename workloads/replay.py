@@ -11,7 +11,13 @@ Two encodings, chosen by the file name:
 
 * JSON Lines (``.jsonl``): a header line ``{"format": "hostsim-arrivals", "version": 1, ...}``,
   then one object per row;
-* CSV (``.csv``): a header line ``# hostsim-arrivals version 1``, the column names, the rows.
+* CSV (``.csv``): a header line ``# hostsim-arrivals version 1``, optionally a line
+  ``# meta {...}`` (the JSON Lines header's other keys), the column names, the rows.
+
+A recording made by ``hostsim run --record`` names what replays it exactly
+(:func:`recording_meta`): ``seed``, ``scenario`` (the source name), ``scenario_toml`` (the
+resolved scenario, embedded) and ``scenario_sha256`` (of that text). ``hostsim replay`` uses
+them unless ``--scenario`` or ``--seed`` say otherwise (:mod:`workloads.replay_run`).
 
 Replaying drives each vCPU with its rows: a row issues at ``max(t_ns, previous resume)``. A run
 recorded with ``hostsim run --record`` and replayed with the same scenario gives identical records.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -38,6 +45,21 @@ VERSION = 1
 COLUMNS = ("t_ns", "guest", "vcpu", "gpr0", "gpr1", "gpr2", "psw")
 OPTIONAL = ("issue_ns",)
 CSV_MAGIC = f"# {FORMAT} version {VERSION}"
+CSV_META = "# meta "
+
+
+def recording_meta(s: Any) -> dict[str, Any]:
+    """What a recording of scenario ``s`` stores to be replayed exactly: the seed, the source
+    name, the resolved scenario TOML and its SHA-256."""
+    from hostsim.scenario_toml import resolved_toml
+
+    text = resolved_toml(s)
+    return {
+        "seed": s.seed,
+        "scenario": s.source,
+        "scenario_toml": text,
+        "scenario_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
 
 
 class ReplayError(ValueError):
@@ -70,7 +92,8 @@ class ArrivalWriter:
             }
             self.fh.write(json.dumps(head, sort_keys=True) + "\n")
         else:
-            self.fh.write(CSV_MAGIC + "\n" + ",".join(COLUMNS + OPTIONAL) + "\n")
+            meta_line = f"{CSV_META}{json.dumps(meta, sort_keys=True)}\n" if meta else ""
+            self.fh.write(CSV_MAGIC + "\n" + meta_line + ",".join(COLUMNS + OPTIONAL) + "\n")
         self.rows = 0
 
     def add(self, rec: np.ndarray) -> None:
@@ -112,23 +135,55 @@ class ArrivalWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def _jsonl_head(path: Path, first: str) -> dict[str, Any]:
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise ReplayError(f"{path}:1: not a {FORMAT} file (no header line)")
+    if head.get("version") != VERSION:
+        raise ReplayError(
+            f"{path}:1: unsupported version {head.get('version')!r}; "
+            f"this hostsim reads version {VERSION}"
+        )
+    return head
+
+
+def _csv_meta(path: Path, line: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(line[len(CSV_META) :])
+    except json.JSONDecodeError as e:
+        raise ReplayError(f"{path}:2: corrupt meta line ({e.msg})") from None
+    if not isinstance(meta, dict):
+        raise ReplayError(f"{path}:2: expected a JSON object after {CSV_META.strip()!r}")
+    return meta
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The recording's header (JSON Lines) or meta line (CSV; ``{}`` without one)."""
+    p = Path(path)
+    enc = _encoding(p)
+    try:
+        with open(p, encoding="utf-8", newline="") as fh:
+            first = fh.readline()
+            if enc == "jsonl":
+                return _jsonl_head(p, first)
+            if first.strip() != CSV_MAGIC:
+                raise ReplayError(f"{p}:1: not a {FORMAT} CSV file (expected {CSV_MAGIC!r})")
+            second = fh.readline()
+    except OSError as e:
+        raise ReplayError(f"{p}: cannot read: {e.strerror}") from None
+    return _csv_meta(p, second) if second.startswith(CSV_META) else {}
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """(line number, parsed row or None, error or None) for every data line."""
     enc = _encoding(path)
     with open(path, encoding="utf-8", newline="") as fh:
         first = fh.readline()
         if enc == "jsonl":
-            try:
-                head = json.loads(first)
-            except json.JSONDecodeError:
-                head = None
-            if not isinstance(head, dict) or head.get("format") != FORMAT:
-                raise ReplayError(f"{path}:1: not a {FORMAT} file (no header line)")
-            if head.get("version") != VERSION:
-                raise ReplayError(
-                    f"{path}:1: unsupported version {head.get('version')!r}; "
-                    f"this hostsim reads version {VERSION}"
-                )
+            _jsonl_head(path, first)
             for n, line in enumerate(fh, 2):
                 if not line.strip():
                     continue
@@ -141,12 +196,16 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
         else:
             if first.strip() != CSV_MAGIC:
                 raise ReplayError(f"{path}:1: not a {FORMAT} CSV file (expected {CSV_MAGIC!r})")
-            names = tuple(fh.readline().strip().split(","))
+            line, at = fh.readline(), 2
+            if line.startswith(CSV_META):
+                _csv_meta(path, line)
+                line, at = fh.readline(), 3
+            names = tuple(line.strip().split(","))
             if names not in (COLUMNS, COLUMNS + OPTIONAL):
                 raise ReplayError(
-                    f"{path}:2: expected columns {','.join(COLUMNS)}[,{','.join(OPTIONAL)}]"
+                    f"{path}:{at}: expected columns {','.join(COLUMNS)}[,{','.join(OPTIONAL)}]"
                 )
-            for n, fields in enumerate(csv.reader(fh), 3):
+            for n, fields in enumerate(csv.reader(fh), at + 1):
                 if not fields:
                     continue
                 if len(fields) != len(names):
@@ -189,9 +248,12 @@ class ReplayFeed:
     def __init__(self, path: str | Path, vcpu_guest: np.ndarray, skip_bad: bool = False) -> None:
         self.path = Path(path)
         self.vcpu_guest = vcpu_guest
+        #: the recording's header (:func:`read_header`)
+        self.header = read_header(self.path)
         self.skipped: list[str] = []
         self.bad: set[int] = set()
         self.rows = 0
+        self.last_t = -1  # the latest t_ns of a good row
         self._validate(skip_bad)
         self._it = self._good_rows()
         self._buf: dict[int, collections.deque] = collections.defaultdict(collections.deque)
@@ -214,6 +276,7 @@ class ReplayFeed:
         if order < last.get(v, 0):
             return f"time goes backwards for vCPU {v} ({order} < {last[v]})"
         last[v] = order
+        self.last_t = max(self.last_t, t)
         return None
 
     def _validate(self, skip_bad: bool) -> None:

@@ -40,6 +40,8 @@ from workloads.trace_parse import (
 MAX_MESSAGES = 5  # skipped-line messages kept
 _KVM_PGM = (int(arch.PgmCode.PRIVILEGED_OP), int(arch.PgmCode.SPECIFICATION))
 _QEMU_PGM = int(arch.PgmCode.OPERATION)
+_INSN_ICPT = (arch.SIE_ICPT_INSTRUCTION, arch.SIE_ICPT_PV_INSTRUCTION)
+NO_TIME = 2**62  # Importer.first before any event
 
 
 class _Thread:
@@ -50,8 +52,10 @@ class _Thread:
         "last",
         "local",
         "open_psw",
+        "open_pv",
         "open_t",
         "pend_psw",
+        "pend_pv",
         "pend_t",
         "pgm",
         "v",
@@ -65,8 +69,10 @@ class _Thread:
         self.last = -1  # time of the thread's latest event
         self.pend_t = -1  # time of an icptcode-4 sie_exit awaiting its intercept line
         self.pend_psw = ""
+        self.pend_pv = False  # ... with intercept code 104 (a PV guest's instruction)
         self.open_t = -1  # an open PQAP intercept: its sie_exit time
         self.open_psw = ""
+        self.open_pv = False
         self.cls = IN_KERNEL
         self.pgm = -1
 
@@ -99,7 +105,9 @@ class Importer:
         self.skipped = 0
         self.messages: list[str] = []
         self.incomplete = self.lost = self.qemu_ops = self.no_exit = self.other_insn = 0
+        self.pv = 0  # PQAP intercepts with intercept code 104 (PV guests)
         self.latest = self.floor = -(2**62)  # floor: latest - GLOBAL_TOLERANCE_NS
+        self.first = NO_TIME  # the earliest kvm-s390 event
         self.ts_digits = 0
         self.lines = 0
 
@@ -169,6 +177,8 @@ class Importer:
             )
         if t > self.latest:
             self.latest, self.floor = t, t - GLOBAL_TOLERANCE_NS
+        if t < self.first:
+            self.first = t
         if nd > self.ts_digits:
             self.ts_digits = nd
         if th is None:
@@ -182,17 +192,20 @@ class Importer:
             if th.open_t >= 0:
                 self.incomplete += 1
                 th.open_t = -1
-            if f is None or int(f.group(1)) == arch.SIE_ICPT_INSTRUCTION:
+            if f is None:
+                th.pend_t, th.pend_psw, th.pend_pv = t, psw_s, False
+            elif int(f.group(1)) in _INSN_ICPT:
                 th.pend_t, th.pend_psw = t, psw_s
+                th.pend_pv = int(f.group(1)) == arch.SIE_ICPT_PV_INSTRUCTION
             else:
                 th.pend_t = -1
         elif ev == EV_INTERCEPT:
             if f is None or int(f.group(1)[:4], 16) == arch.PQAP_OPCODE:
                 if th.pend_t >= 0:
-                    th.open_t, th.open_psw = th.pend_t, th.pend_psw
+                    th.open_t, th.open_psw, th.open_pv = th.pend_t, th.pend_psw, th.pend_pv
                 else:
                     self.no_exit += 1
-                    th.open_t, th.open_psw = t, psw_s
+                    th.open_t, th.open_psw, th.open_pv = t, psw_s, False
                 th.cls, th.pgm = IN_KERNEL, -1
             else:
                 self.other_insn += 1
@@ -205,6 +218,7 @@ class Importer:
                 self.cls_buf[v].append(th.cls)
                 self.dur_buf[v].append(t - th.open_t)
                 self.pgm_buf[v].append(th.pgm)
+                self.pv += th.open_pv
                 th.open_t = -1
             th.pend_t = -1
         elif th.open_t >= 0:

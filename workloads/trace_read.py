@@ -11,7 +11,13 @@ inferred is listed in :attr:`ImportedTrace.notes`:
   operation exception, part of it); nothing -> ``in_kernel`` (the vfio_ap hook or RC 01);
 * the measured duration is ``sie_enter - sie_exit``; the arrival time is the ``sie_exit``
   timestamp; APQNs are assigned round-robin per vCPU from its guest's matrix; GR1 is an enable
-  (IR 1) with the group's ISC, GR2 the group's NIB, the PSW mask the one traced at ``sie_exit``.
+  (IR 1) with the group's ISC, GR2 the group's NIB, the PSW mask the one traced at ``sie_exit``;
+  then each intercept's registers are chosen so that it takes its traced class on the scenario
+  (:mod:`workloads.trace_classes`);
+* intercept code 4 (instruction) and 104 (a protected guest's instruction, ``0x68``) alike;
+* time base: a capture's timestamps are seconds since boot, so it is rebased (``rebase``; by
+  default unless the file is a hostsim trace, whose times are already simulation times): its
+  earliest kvm-s390 event becomes time 0 (:attr:`ImportedTrace.shift` is what was subtracted).
 
 Format detection and thread to vCPU mapping: :mod:`workloads.trace_parse`; the per-line pass:
 :mod:`workloads.trace_importer`; errors: :mod:`workloads.trace_format`.
@@ -20,6 +26,8 @@ Format detection and thread to vCPU mapping: :mod:`workloads.trace_parse`; the p
 from __future__ import annotations
 
 from array import array
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +38,13 @@ from hostsim import arch
 from hostsim.scenario_types import Scenario
 from hostsim.topology import topology
 from workloads.bursts import SCRIPT_DTYPE
+from workloads.trace_classes import class_notes, class_registers
 from workloads.trace_durations import measured_by_class
 from workloads.trace_format import CLASSES, local_ids
-from workloads.trace_importer import Importer
+from workloads.trace_importer import NO_TIME, Importer
 from workloads.trace_parse import LINE_RE, detect_format, map_by_rule, numbered_lines, thread_ids
+
+CLASS_CHUNK = 4096  # intercepts per decode of the replayed registers (bounds its memory)
 
 
 @dataclass
@@ -57,15 +68,37 @@ class ImportedTrace:
     incomplete: int = 0
     lines: int = 0
     ts_digits: int = 0  # most timestamp decimals seen (6: µs resolution, 9: ns)
+    #: the earliest kvm-s390 event's timestamp in the file (ns; 0 without any)
+    t0: int = 0
+    #: what was subtracted from the file's timestamps (``t0`` when rebased, else 0)
+    shift: int = 0
+    #: PQAP intercepts traced with intercept code 104 (protected guests)
+    pv: int = 0
+    #: (class, rule id or None) -> intercepts: how the replayed registers decode
+    classes: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
     @property
     def intercepts(self) -> int:
         """Complete PQAP intercepts imported."""
         return sum(len(a) for a in self.arrivals.values())
 
+    @property
+    def last_arrival(self) -> int:
+        """The latest arrival time after the shift (ns; -1 without any intercept)."""
+        return max((int(a["t"][-1]) for a in self.arrivals.values() if len(a)), default=-1)
 
-def read_trace(path: str | Path, scenario: Scenario, skip_bad: bool = False) -> ImportedTrace:
+    @property
+    def not_reproduced(self) -> int:
+        """Intercepts whose traced class no register state reproduces on the scenario."""
+        return sum(n for (_, r), n in self.classes.items() if r is None)
+
+
+def read_trace(
+    path: str | Path, scenario: Scenario, skip_bad: bool = False, rebase: bool | None = None
+) -> ImportedTrace:
     """Import a ``trace-cmd report`` or ``perf script`` text trace (``.gz`` too), streaming.
+
+    ``rebase``: make the earliest event time 0 (None: unless the file is a hostsim trace).
 
     Raises :class:`~workloads.trace_format.TraceError` (``file:line: message``) on an unknown
     format, a corrupt line, time going backwards or an unknown vCPU; with ``skip_bad`` such lines
@@ -94,8 +127,13 @@ def read_trace(path: str | Path, scenario: Scenario, skip_bad: bool = False) -> 
     imp = Importer(name, fmt, scenario.n_vcpus, local_ids(scenario), base, mapped, unknown)
     imp.run(numbered_lines(p, name), skip_bad)
 
+    t0 = 0 if imp.first == NO_TIME else imp.first
+    if rebase is None:
+        rebase = base is None
+    shift = t0 if rebase else 0
+    tally: Counter[tuple[str, str | None]] = Counter()
     arrivals, outcome, duration, pgm = _arrivals(
-        scenario, topo, imp.t_buf, imp.psw_buf, imp.cls_buf, imp.dur_buf, imp.pgm_buf
+        scenario, topo, imp.t_buf, imp.psw_buf, imp.cls_buf, imp.dur_buf, imp.pgm_buf, shift, tally
     )
     n = scenario.n_vcpus
     all_cls = np.concatenate([outcome[v] for v in range(n)] or [np.zeros(0, np.int8)])
@@ -104,6 +142,15 @@ def read_trace(path: str | Path, scenario: Scenario, skip_bad: bool = False) -> 
     notes += _notes(
         scenario, topo, fmt, imp.ts_digits, measured, imp.qemu_ops, imp.no_exit, imp.other_insn
     )
+    notes.append(_time_note(t0, shift, base is not None))
+    notes += class_notes(scenario, tally)
+    if imp.pv:
+        pv_groups = {g.name for g in scenario.guests if g.pv}
+        notes.append(
+            f"{imp.pv} intercepts with intercept code 104 (a protected guest's instruction, "
+            "0x68) read as PQAP intercepts"
+            + ("" if pv_groups else "; the scenario has no PV guest (pv = true)")
+        )
     if imp.incomplete:
         notes.append(
             f"{imp.incomplete} intercepts were incomplete (no sie_enter before the end of the "
@@ -129,7 +176,27 @@ def read_trace(path: str | Path, scenario: Scenario, skip_bad: bool = False) -> 
         imp.incomplete,
         imp.lines,
         imp.ts_digits,
+        t0,
+        shift,
+        imp.pv,
+        dict(tally),
     )
+
+
+def _ts(t: int) -> str:
+    sec, ns = divmod(t, 1_000_000_000)
+    return f"{sec}.{ns:09d} s"
+
+
+def _time_note(t0: int, shift: int, hostsim: bool) -> str:
+    if shift:
+        return (
+            f"time base: the capture's earliest kvm-s390 event ({_ts(t0)}) is time 0 "
+            "(timestamps are seconds since boot)"
+        )
+    if hostsim:
+        return "time base: a hostsim trace (thread map): its timestamps are simulation times, kept"
+    return f"time base: timestamps kept as traced (earliest event {_ts(t0)})"
 
 
 def _arrivals(
@@ -140,8 +207,11 @@ def _arrivals(
     cls_buf: list[array],
     dur_buf: list[array],
     pgm_buf: list[array],
+    shift: int,
+    tally: Counter[tuple[str, str | None]],
 ) -> tuple[dict[int, np.ndarray], ...]:
-    """Script rows per vCPU: APQNs round-robin from the guest's matrix, registers inferred."""
+    """Script rows per vCPU: APQNs round-robin from the guest's matrix, registers inferred
+    (then chosen per traced class), times less ``shift``."""
     arrivals, outcome, duration, pgm = {}, {}, {}, {}
     fc = np.uint64(arch.FunctionCode.AQIC) << np.uint64(arch.GR0_FC_SHIFT)
     for v in range(s.n_vcpus):
@@ -150,7 +220,7 @@ def _arrivals(
         n = len(t_buf[v])
         rows = np.zeros(n, SCRIPT_DTYPE)
         if n:
-            rows["t"] = np.frombuffer(t_buf[v], np.int64)
+            rows["t"] = np.frombuffer(t_buf[v], np.int64) - shift
             q = apqns[np.arange(n) % len(apqns)] if len(apqns) else np.zeros(n, np.uint16)
             rows["gpr0"] = fc | q.astype(np.uint64)
             rows["psw_mask"] = np.frombuffer(psw_buf[v], np.uint64)
@@ -160,7 +230,39 @@ def _arrivals(
         outcome[v] = np.frombuffer(cls_buf[v], np.int8).copy()
         duration[v] = np.frombuffer(dur_buf[v], np.int64).copy()
         pgm[v] = np.frombuffer(pgm_buf[v], np.int16).copy()
+    for group in range(len(s.guests)):
+        vs = [int(v) for v in np.flatnonzero(topo.vcpu_group == group)]
+        for seg in _segments(vs, arrivals, CLASS_CHUNK):
+            rows = np.concatenate([arrivals[v][lo:hi] for v, lo, hi in seg])
+            cls = np.concatenate([outcome[v][lo:hi] for v, lo, hi in seg])
+            code = np.concatenate([pgm[v][lo:hi] for v, lo, hi in seg])
+            class_registers(s, group, rows, cls, code, tally)
+            at = 0
+            for v, lo, hi in seg:
+                arrivals[v]["gpr0"][lo:hi] = rows["gpr0"][at : at + hi - lo]
+                arrivals[v]["psw_mask"][lo:hi] = rows["psw_mask"][at : at + hi - lo]
+                at += hi - lo
     return arrivals, outcome, duration, pgm
+
+
+def _segments(
+    vs: list[int], arrivals: dict[int, np.ndarray], chunk: int
+) -> Iterator[list[tuple[int, int, int]]]:
+    """The rows of vCPUs ``vs`` as batches of (vCPU, start, stop) of at most ``chunk`` rows."""
+    batch: list[tuple[int, int, int]] = []
+    size = 0
+    for v in vs:
+        n, lo = len(arrivals[v]), 0
+        while lo < n:
+            take = min(n - lo, chunk - size)
+            batch.append((v, lo, lo + take))
+            size += take
+            lo += take
+            if size == chunk:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _notes(
@@ -185,13 +287,12 @@ def _notes(
         "duration: sie_enter - sie_exit",
         "APQNs: assigned round-robin per vCPU from its guest's matrix in the scenario",
         "registers unknown: GR1 = IR 1 (enable) with the guest group's ISC, GR2 = the group's "
-        "NIB, PSW mask as traced at sie_exit",
+        "NIB, PSW mask as traced at sie_exit (then chosen per class, below)",
     ]
     if measured["program_check"]["n"]:
         notes.append(
-            "program checks: the registers that caused them are not in the trace; a replay "
-            "reproduces them only where the scenario (e.g. no facility 65) or the traced PSW "
-            "(problem state) does"
+            "program checks: the registers that caused them are not in the trace; the program "
+            "code (2 or 6) picks the register state that reproduces it"
         )
     if qemu_ops:
         notes.append(

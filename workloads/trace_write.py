@@ -3,14 +3,20 @@ simulated requests as kvm-s390 tracepoint text, ``trace-cmd report`` or ``perf s
 
 For every simulated request, in global timestamp order:
 
-* ``kvm_s390_sie_exit`` and ``kvm_s390_intercept_instruction`` (``b2af000000000000``) at
-  ``t_exit``;
+* ``kvm_s390_sie_exit`` (intercept code 4, or 104 ``(0x68)`` for a protected guest, ``pv =
+  true``: ICPT_PV_INSTR, which ``sie_intercept_code`` does not name) and
+  ``kvm_s390_intercept_instruction`` (``b2af000000000000``) at ``t_exit``;
 * a program check: ``kvm_s390_inject_vcpu`` (type ``fffe0001``, ``parm`` = program code) at
   ``t_decode``;
 * a userspace exit: ``kvm_userspace_exit`` (``KVM_EXIT_S390_SIEIC (13)``) at ``t_decode``, then
   QEMU's operation exception (``kvm_s390_inject_vcpu ... parm:1``) half-way to ``t_resume``;
 * ``kvm_s390_sie_enter`` at ``t_resume``; answered in the kernel, its PSW shows the new
-  condition code and the address past the 4-byte PQAP.
+  condition code.
+
+The PSW is shown as a real instruction intercept shows it (host-operations.md section 7): its
+address already points past the 4-byte PQAP at ``sie_exit`` (KVM rewinds it only to retry), so
+an answered PQAP shows the same address at exit and entry; so do the other paths (the program
+new PSW that a delivered program interruption loads is the guest's and not modelled).
 
 Thread ``tid = 10000 + global vCPU index``, comm ``CPU <vCPU id in its guest>/KVM``, host CPU
 column ``global vCPU index % 8``, PSW address a fixed ``0x9a1c2e``. The file starts with two
@@ -33,6 +39,7 @@ import numpy as np
 from hostsim import arch
 from hostsim.records import Path as RecPath
 from hostsim.scenario_types import Scenario
+from hostsim.topology import topology
 from workloads.trace_format import (
     EV_INJECT,
     EV_INTERCEPT,
@@ -45,8 +52,13 @@ from workloads.trace_format import (
 
 TID_BASE = 10000  # TraceWriter: tid = TID_BASE + global vCPU index
 HOST_CPUS = 8  # TraceWriter: host CPU column = global vCPU index % HOST_CPUS
-PSW_ADDR = 0x00000000009A1C2E  # TraceWriter: the (invented) PSW address of the PQAP
-PQAP_LEN = 4  # RRE: the PSW address after an answered PQAP
+PQAP_ADDR = 0x00000000009A1C2A  # TraceWriter: where the (invented) PQAP instruction is
+PQAP_LEN = 4  # RRE
+PSW_ADDR = PQAP_ADDR + PQAP_LEN  # the PSW address traced: past the PQAP, at exit and entry
+EXIT_TEXT = {  # the sie_exit fields: an instruction intercept, or a PV guest's
+    False: f"exit sie icptcode {arch.SIE_ICPT_INSTRUCTION} (Instruction)",
+    True: f"exit sie icptcode {arch.SIE_ICPT_PV_INSTRUCTION} (0x{arch.SIE_ICPT_PV_INSTRUCTION:x})",
+}
 _SYSTEM = {  # kernel-pqap.md section 8
     EV_SIE_EXIT: "kvm",
     EV_INTERCEPT: "kvm",
@@ -92,6 +104,8 @@ class TraceWriter:
         self._closed = False
         local = local_ids(scenario).tolist()
         self._local = local
+        groups = topology(scenario).vcpu_group.tolist()
+        self._exit = [EXIT_TEXT[bool(scenario.guests[g].pv)] for g in groups]
         self._heads: list[str] = []
         for v, lid in enumerate(local):
             comm, tid, cpu = f"CPU {lid}/KVM", TID_BASE + v, v % HOST_CPUS
@@ -142,7 +156,7 @@ class TraceWriter:
     def _write(self, ev: np.ndarray) -> None:
         if len(ev) == 0:
             return
-        heads, names, local = self._heads, self._names, self._local
+        heads, names, local, exits = self._heads, self._names, self._local, self._exit
         out: list[str] = []
         for t, v, typ, psw, addr, parm in zip(
             ev["t"].tolist(),
@@ -155,7 +169,7 @@ class TraceWriter:
         ):
             lid = local[v]
             if typ == _T_EXIT:
-                body = f"{lid:02d}[{psw:016x}-{addr:016x}]: exit sie icptcode 4 (Instruction)"
+                body = f"{lid:02d}[{psw:016x}-{addr:016x}]: {exits[v]}"
             elif typ == _T_ICPT:
                 body = (
                     f"{lid:02d}[{psw:016x}-{addr:016x}]: "
@@ -188,7 +202,6 @@ def _events_of(rec: np.ndarray) -> np.ndarray:
     cc_bits = np.where(answered, cc, 0).astype(np.uint64) << np.uint64(arch.PSW_CC_SHIFT)
     psw_after = np.where(answered, (psw & np.uint64(arch.MASK64 ^ arch.PSW_CC_MASK)) | cc_bits, psw)
     addr = np.full(len(rec), PSW_ADDR, np.uint64)
-    addr_after = np.where(answered, np.uint64(PSW_ADDR + PQAP_LEN), addr)
     parts = []
 
     def part(mask: np.ndarray | None, t: np.ndarray, e: int, typ: int, **kw: Any) -> None:
@@ -213,7 +226,7 @@ def _events_of(rec: np.ndarray) -> np.ndarray:
     part(us, t_decode, 2, _T_UEXIT)
     mid = t_decode + (t_resume - t_decode) // 2
     part(us, mid, 3, _T_INJECT, parm=np.full(len(rec), arch.PgmCode.OPERATION, np.int64))
-    part(None, t_resume, 4, _T_ENTER, psw=psw_after, addr=addr_after)
+    part(None, t_resume, 4, _T_ENTER, psw=psw_after)
     return np.concatenate(parts)
 
 
