@@ -42,7 +42,7 @@ SUMMARIES: dict[tuple[str, str], str] = {}
 
 def scenario(name: str, quarter: bool) -> Scenario:
     s = load(SCENARIOS[name])
-    # (The boot storm is over in 2 s whatever the duration; host events are placed in time.)
+    # (Scenarios with host events, the boot storm among them, keep their duration.)
     if quarter and name != "boot-storm" and not s.events:
         s = load(SCENARIOS[name], [f"run.duration_ms={s.duration_ns / 4e6!r}"])
     return s

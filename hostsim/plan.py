@@ -17,12 +17,29 @@ from hostsim.intercept import InterceptBatch
 from hostsim.model import Model
 from hostsim.records import RECORD_DTYPE, Path
 from hostsim.rules import Kind, rule_code
+from hostsim.scenario_types import Scenario
 
 #: The record fields a plan fixes (everything after the times).
 TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
 CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
 #: Duration columns of a plan (int64, but ``cat``: int8).
 PLAN_COLUMNS = ("gap", "sie", "pre", "koff", "fin", "hold", "entry", "cat")
+
+
+def guest_flags(s: Scenario, group: int) -> dict[str, bool]:
+    """The decode's configuration flags of guest group ``group``, as the model sets them."""
+    g = s.guests[group]
+    return {
+        "ap_instructions_available": s.host.ap_instructions_available,
+        "eca_apie": g.eca_apie,
+        "eca_aiv": g.eca_aiv,
+        "facility15": g.facility15,
+        "facility65": g.facility65,
+        "apxa": g.apxa,
+        "hook_registered": g.mdev,
+        "mdev_has_kvm": g.mdev,
+        "pv_guest": g.pv,
+    }
 
 
 def make_plan(
@@ -39,20 +56,9 @@ def make_plan(
     requests' own gaps, when known;
     ``tail``: where to write the record fields (else a new array)."""
     blk = m.draws(group, lv, k, gap)
-    g = m.s.guests[group]
     n = len(lv)
     regs = blk.regs
-    flags = {
-        "ap_instructions_available": m.s.host.ap_instructions_available,
-        "eca_apie": g.eca_apie,
-        "eca_aiv": g.eca_aiv,
-        "facility15": g.facility15,
-        "facility65": g.facility65,
-        "apxa": g.apxa,
-        "hook_registered": g.mdev,
-        "mdev_has_kvm": g.mdev,
-        "pv_guest": g.pv,
-    }
+    flags = guest_flags(m.s, group)
     batch = InterceptBatch(
         n,
         gpr0=regs["gpr0"],

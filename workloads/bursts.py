@@ -2,8 +2,10 @@
 
 A Linux guest's AP bus enables interruptions for every queue it owns when the queue comes up:
 at boot, after every queue reset, and when an APQN is hot-plugged (timing-calibration.md section
-3). It does so from one vCPU, queue after queue, with TAPQ polling (interpreted by SIE, so no
-intercept) between them. hostsim issues these bursts from vCPU 0 of the guest, as *script rows*:
+3 and host-operations.md section 5). It does so in one tasklet pass on one vCPU, queue after
+queue, with an interpreted TAPQ (no intercept) between them. hostsim issues these bursts from
+vCPU 0 of the guest (a ``linux`` guest: the vCPU its poll timer fired on, drawn per burst), as
+*script rows*:
 ``(t_arrival, think, gpr0, gpr1, gpr2, psw)``: a row is issued at ``max(t_arrival, previous
 resume + think)``, so a burst runs back to back with the guest's polling gap between AQICs.
 """

@@ -33,6 +33,7 @@ import numpy as np
 from hostsim import arch
 from hostsim.decode import decode_batch
 from hostsim.intercept import InterceptBatch
+from hostsim.plan import guest_flags
 from hostsim.rules import Kind, all_rule_ids
 from hostsim.scenario_types import Scenario
 from hostsim.variants import get_variant
@@ -43,22 +44,6 @@ USERSPACE_FC = int(arch.FunctionCode.QCI)
 #: The reserved GR0 bit a replayed specification exception is given (bit 47).
 RESERVED_BIT = 0x00010000
 _U = np.uint64
-
-
-def guest_flags(s: Scenario, group: int) -> dict[str, bool]:
-    """The decode's configuration flags of guest group ``group``, as the model sets them."""
-    g = s.guests[group]
-    return {
-        "ap_instructions_available": s.host.ap_instructions_available,
-        "eca_apie": g.eca_apie,
-        "eca_aiv": g.eca_aiv,
-        "facility15": g.facility15,
-        "facility65": g.facility65,
-        "apxa": g.apxa,
-        "hook_registered": g.mdev,
-        "mdev_has_kvm": g.mdev,
-        "pv_guest": g.pv,
-    }
 
 
 def decoded_class(
