@@ -500,7 +500,11 @@ class Programs:
 
 def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
     """The runners of a run's host events and user processes, ready for an engine."""
-    queues = QueueState(list(m.initial_matrix))
+    resets: dict[int, list[int]] = {}
+    for ev in m.s.events:
+        if ev.kind == K.GUEST_RESET:
+            resets.setdefault(ev.guest, []).append(ev.at_ns)
+    queues = QueueState(list(m.initial_matrix), resets)
     rows: list[tuple[int, ...]] = []
     blocked: list[tuple[int, ...]] = []
     events = m.s.events

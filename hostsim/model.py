@@ -314,8 +314,10 @@ class Model:
                 self.views.setdefault(ev.guest, [(0, self.initial_matrix[ev.guest])]).append(
                     (seen, frozenset(gm))
                 )
-                if new:
-                    burst(ev.guest, sorted(new), seen, (1, self.event_keys[i]))
+                if new:  # a Linux guest probes the new queues first: RAPQ, then the low poll
+                    w = s.guests[int(topo.guest_group[ev.guest])].workload
+                    probe = round(w.probe_ms * 1e6) if w.kind == "linux" else 0
+                    burst(ev.guest, sorted(new), seen + probe, (1, self.event_keys[i]))
         for v in self.views.values():
             v.sort(key=lambda tv: tv[0])
         self.scripts: dict[int, np.ndarray] = {}

@@ -20,6 +20,10 @@ The operations and their answers (``../shared/spec/host-operations.md`` section 
 * ``config_add`` / ``config_remove``: the queue enters or leaves the guest's configuration;
 * ``peek``: what the host knows of the queue (its saved NIB, a reset's end) without an
   instruction: nothing changes and no call is counted.
+
+A guest's own reset of its queues (a ``guest_reset`` event: ZAPQ and RAPQ interpreted by SIE,
+no host lock) turns their interrupts off at its time: the next call on the queue after it sees
+them off (the guest then waits ``delay_ms`` before enabling, so no reset is still running).
 """
 
 from __future__ import annotations
@@ -59,11 +63,16 @@ class QueueAnswer:
 class QueueState:
     """The queues of one run as arrays (rows added as queues are first touched)."""
 
-    def __init__(self, initial: list[frozenset[int]]) -> None:
+    def __init__(
+        self, initial: list[frozenset[int]], guest_resets: dict[int, list[int]] | None = None
+    ) -> None:
         self.initial = initial
         self.row: dict[tuple[int, int], int] = {}
         self.a = np.zeros(16, QUEUE_DTYPE)
         self.enabled: list[tuple[int, int, int]] = []  # (guest, apqn, t) as interrupts go on
+        #: per guest, the times it resets its own queues (interpreted ZAPQ/RAPQ: no host lock)
+        self.guest_resets = guest_resets or {}
+        self._irq_at: dict[int, int] = {}  # row -> when its interrupts last went on
 
     def _row(self, guest: int, apqn: int) -> int:
         key = (guest, apqn)
@@ -81,6 +90,10 @@ class QueueState:
         """Hardware call ``op`` on queue ``(guest, apqn)`` at time ``t``; its answer."""
         r = self._row(guest, apqn)  # (first: it may grow the arrays)
         q = self.a[r]
+        if q["irq"] and guest in self.guest_resets:  # the guest's own reset turned them off
+            on = self._irq_at.get(r, -1)
+            if any(on < tr <= t for tr in self.guest_resets[guest]):
+                q["irq"] = False
         resetting = t < int(q["reset_until"])
         if op == "peek":
             return QueueAnswer(0, bool(q["irq"]), resetting, int(q["reset_until"]))
@@ -95,6 +108,7 @@ class QueueState:
             else:
                 q["irq"], q["nib"], q["isc"] = True, nib, isc
                 self.enabled.append((guest, apqn, t))
+                self._irq_at[r] = t
         elif op == "aqic_disable" and not resetting:
             q["irq"] = False
         elif op == "config_add":

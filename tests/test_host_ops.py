@@ -340,3 +340,17 @@ def test_new_host_operations_keys_are_checked() -> None:
         loads(text(event("queue_remove", extra="adapters = [9]")))
     with pytest.raises(ScenarioError, match="only queue_remove takes adapters"):
         loads(text(event("reset", extra="adapters = [1]")))
+
+
+def test_a_guests_own_reset_turns_its_queues_interrupts_off() -> None:
+    # The guest's ZAPQ/RAPQ (interpreted, no host lock) disables its queues' interrupts: its
+    # next enable of each queue answers 00 again, not 07 (already on).
+    res = both(text(event("guest_reset", at_ms=100, extra="delay_ms = 40")))
+    rec = res.records
+    en = rec[(rec["guest"] == 0) & (rec["path"] == Path.HOOK_ENABLE)]
+    en = en[np.argsort(en["t_mutex_grant"], kind="stable")]
+    after = en[en["t_mutex_grant"] > 100 * MS]
+    _, first = np.unique(after["apqn"], return_index=True)
+    assert len(first) == 4 and (after["response_code"][first] == 0).all()
+    rest = np.delete(after["response_code"], first)
+    assert len(rest) and (rest == 7).all()

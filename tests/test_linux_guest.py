@@ -220,3 +220,22 @@ def test_the_mutex_counts_a_starts_two_sections_not_the_span_between_them() -> N
     assert res.summary["mutex"]["busy_ns"] == busy
     spans = res.host_events["t_mutex_rel"] - res.host_events["t_mutex_grant"]
     assert spans.sum() > (sec["t_rel"] - sec["t_grant"]).sum()  # the spans overlap
+
+
+@pytest.mark.parametrize("rescan", ["immediate", "periodic"])
+def test_a_hot_plugged_queue_is_enabled_after_the_notice_and_the_probe(rescan: str) -> None:
+    # assign_domain_store: the guest learns of the new APQNs at once (QEMU's configuration
+    # notification) or at its next 30 s AP bus scan, probes them (RAPQ, 40 ms) and enables
+    # each in one pass.
+    ev = start(at_ms=10, extra="delay_ms = 100") + (
+        f'[[events]]\nat_ms = 1000\nkind = "assign"\nguest = "vm[0]"\ndomains = [9]\n'
+        f'rescan = "{rescan}"\n'
+    )
+    res = both(text(ev, duration_ms=35_000 if rescan == "periodic" else 2000))
+    rec = res.records[res.records["guest"] == 0]
+    new = rec[(rec["apqn"] & 0xFF) == 9]
+    assert len(new) == 4 and (new["guest_visible_rc"] == 0).all()
+    row = res.host_events[res.host_events["kind"] == HostEventKind.ASSIGN][0]
+    assert new["t_issue"].min() >= row["t_at"] + 40 * MS
+    if rescan == "immediate":
+        assert new["t_issue"].min() < row["t_mutex_rel"] + 41 * MS
