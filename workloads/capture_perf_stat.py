@@ -34,7 +34,9 @@ _ROW_RE = re.compile(
     r"\(\s*\+-\s*(?P<rel>[\d.]+|nan|-nan)%\s*\)\s*$"
 )
 _HEADER_RE = re.compile(r"^\s*\S.*\s+Samples\s+Samples%\s+Time%\s+.*Avg time\s*$")
-_ANALYZE_RE = re.compile(r"^\s*Analyze events for (?P<target>.*?),\s*(?P<vcpu>all VCPUs|VCPU \d+):")
+_ANALYZE_RE = re.compile(
+    r"^\s*Analyze events for (?:(?P<target>.*?),\s*)?(?P<vcpu>all VCPUs|VCPU \d+):"
+)
 _TOTAL_RE = re.compile(
     r"^\s*Total Samples:\s*(?P<n>\d+), Total events handled time:\s*(?P<t>[\d.]+)us\.?\s*$"
 )
@@ -91,7 +93,7 @@ def read_perf_kvm_stat(path: str | Path) -> PerfKvmStat:
             continue
         m = _ANALYZE_RE.match(line)
         if m:
-            out.target, out.vcpu = m.group("target"), m.group("vcpu")
+            out.target, out.vcpu = m.group("target") or "", m.group("vcpu")
             continue
         if _HEADER_RE.match(line):
             out.event = line.split()[0]

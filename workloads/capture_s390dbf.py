@@ -91,6 +91,22 @@ class S390dbfCapture:
         return out
 
 
+def scenario_events(
+    cap: S390dbfCapture, guest_of: dict[str, str], kinds: tuple[str, ...] = ("attach", "detach")
+) -> list[dict[str, object]]:
+    """The updates of :meth:`S390dbfCapture.host_operations` as scenario ``[[events]]`` tables
+    (``at_ms``, ``kind``, ``guest``), for VMs named in ``guest_of`` (``kvm-<pid>`` ->
+    ``"group[index]"``) and the ``kinds`` a scenario event reproduces without more detail
+    (``assign``/``unassign`` also need the domains, which the masks give but the guest's mdev
+    does not: add them by hand)."""
+    out = []
+    for op in cap.host_operations():
+        vm, kind = str(op["vm"]), str(op["kind"])
+        if vm in guest_of and kind in kinds:
+            out.append({"at_ms": int(op["at_ns"]) / 1e6, "kind": kind, "guest": guest_of[vm]})
+    return out
+
+
 def read_s390dbf(path: str | Path) -> S390dbfCapture:
     """Parse s390dbf sprintf text and collect its ``SET CRYCB`` / ``CLR CRYCB`` updates."""
     name = str(path)
