@@ -104,6 +104,13 @@ QUANTITIES: tuple[Quantity, ...] = (
         True,
     ),
     Quantity(
+        "lock.hook_hold",
+        ("mutex_acquire", "lookup", "pin", "gisc_register", "host_aqic"),
+        "host_aqic",
+        "mdevs_lock holds of vfio_ap's handle_pqap seen through queued waiters (length-biased)",
+        True,
+    ),
+    Quantity(
         "kvm_stat.unknown",
         IN_KERNEL_CHAIN,
         "host_aqic",
@@ -430,6 +437,16 @@ class _Collector:
     def lock_events(self, cap: Any) -> None:
         for lock, waits in sorted(cap.by_lock().items()):
             self.observed.append(f"lock waits {lock}: {_stats(w.wait_ns for w in waits)}")
+        holds = cap.holds()
+        for lock in sorted({h.lock for h in holds}):
+            hs = [h.hold_ns for h in holds if h.lock == lock]
+            self.observed.append(f"lock holds {lock} (seen through queued waiters): {_stats(hs)}")
+        hook = [
+            h.hold_ns
+            for h in holds
+            if h.lock == "mdevs_lock" and h.caller.split("+")[0] == "handle_pqap"
+        ]
+        self.add("lock.hook_hold", np.array(hook, np.int64), cap.path)
         if cap.unpaired:
             self.notes.append(f"{cap.path}: {cap.unpaired} contention events without a pair")
 

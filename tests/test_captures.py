@@ -112,10 +112,16 @@ def test_lock_events():
     assert got == [
         ("pqap_hook_rwsem", 4321, 4_000, "READ"),
         ("mdevs_lock", 4322, 3_400_000, "MUTEX|SPIN"),  # spin, then sleep: from the first begin
-        ("mdevs_lock", 5000, 28_400_000, "MUTEX"),
+        ("mdevs_lock", 5000, 3_306_000, "MUTEX"),
+        ("mdevs_lock", 4324, 25_206_000, "MUTEX"),  # behind the reset ioctl
         ("lock@3ffaa000000", 4323, 50_000, "WRITE"),  # no call chain, no `# lock` name
     ]
     assert c.waits[0].caller == "handle_pqap+0xd2"
+    # holds seen through queued waiters: the guest AQIC 6 us, then the ioctl 25.1 ms
+    assert [(h.caller, h.hold_ns) for h in c.holds()] == [
+        ("handle_pqap+0x1a4", 6_000),
+        ("vfio_ap_mdev_ioctl+0x5e", 25_100_000),
+    ]
 
 
 def test_kprobe_pqap():

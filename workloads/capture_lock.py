@@ -23,6 +23,7 @@ mutex one vfio_ap's (``mdevs_lock``).
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,31 @@ class LockEvents:
         for w in self.waits:
             out.setdefault(self.lock_of(w), []).append(w)
         return out
+
+    def holds(self) -> list[LockHold]:
+        """Holds seen through the waiters: when waiter B was already waiting (began) when waiter
+        A got the lock (A's ``contention_end``) and B is the next to get it, B got it at A's
+        release, so A held it from its end to B's end (exact for a FIFO hand-off; a taker that
+        steals the lock in between makes it longer). Only holds with a queued successor are
+        seen, and a longer hold is likelier to have one (a length-biased sample)."""
+        out = []
+        for lock, waits in self.by_lock().items():
+            ws = sorted(waits, key=lambda w: (w.t_end, w.line))
+            for a, b in itertools.pairwise(ws):
+                if b.t_begin < a.t_end and b.tid != a.tid:
+                    out.append(LockHold(lock, a.tid, a.caller, a.t_end, b.t_end - a.t_end))
+        return out
+
+
+@dataclass(frozen=True)
+class LockHold:
+    """A hold inferred from two queued waiters: lock, holder thread and caller, start, length."""
+
+    lock: str
+    tid: int
+    caller: str
+    t_start: int
+    hold_ns: int
 
 
 _EV_RE = re.compile(
