@@ -489,21 +489,23 @@ def calibrate(
     known: dict[str, Dist] = dict(scenario.costs)
     cal = Calibration(observed=col.observed, notes=col.notes)
     for q in QUANTITIES:
+        if q.key not in col.samples and q.key not in col.aggregates:
+            continue
         target = in_kernel_cost if q.in_kernel else q.target
         if target not in q.chain:
-            raise ValueError(f"--in-kernel-cost {target!r}: expected one of {list(q.chain)}")
+            raise ValueError(
+                f"--in-kernel-cost {target!r}: {q.what} sums {list(q.chain)}; expected one of them"
+            )
         parts = {c: known[c] for c in q.chain if c != target}
         srcs = tuple(col.sources.get(q.key, ()))
         if q.key in col.samples:
             fit = fit_target(np.concatenate(col.samples[q.key]), target, parts, q.key)
-        elif q.key in col.aggregates:
+        else:
             aggs = col.aggregates[q.key]
             n = sum(a[0] for a in aggs)
             mean = sum(a[0] * a[1] for a in aggs) / n
             ex2 = sum(a[0] * (a[2] ** 2 + a[1] ** 2) for a in aggs) / n
             fit = fit_aggregate(n, mean, math.sqrt(max(ex2 - mean**2, 0.0)), target, parts, q.key)
-        else:
-            continue
         fit.sources = srcs
         if target in cal.fits:
             cal.alternatives.append(fit)

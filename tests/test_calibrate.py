@@ -277,3 +277,13 @@ def test_round_trip_kprobe_capture(tmp_path):
     fit = calibrate([str(p)], s).fits["host_aqic"]
     assert fit.quantity == "kprobe.hook" and fit.n > 1500
     _check_lognormal(fit, 3000, 0.5)
+
+
+def test_in_kernel_cost_option(tmp_path):
+    costs = FIXED + 'host_aqic = { dist = "lognormal", median_ns = 3000, sigma = 0.5 }\n'
+    s, _, path = _trace(tmp_path, costs)
+    cal = calibrate([path], s, in_kernel_cost="lookup")
+    assert "lookup" in cal.fits and "host_aqic" not in cal.fits
+    assert "host_aqic" in cal.fits["lookup"].known
+    with pytest.raises(ValueError, match="expected one of them"):
+        calibrate([path], s, in_kernel_cost="zapq")
