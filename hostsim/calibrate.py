@@ -221,7 +221,7 @@ def fit_target(
     d = np.asarray(d, np.float64)
     n = len(d)
     names = tuple(known)
-    fixed = sum(k.mean_ns for k in known.values() if k.kind == "fixed")
+    fixed = float(sum(k.fixed_ns for k in known.values() if k.kind == "fixed"))  # as drawn
     random = {k: v for k, v in known.items() if v.kind != "fixed" and dist_var(v) > 0}
     fixed += sum(v.mean_ns for v in known.values() if v.kind != "fixed" and dist_var(v) == 0)
     if not random:
@@ -279,7 +279,7 @@ def fit_aggregate(
     n: int, mean: float, sd: float, target: str, known: dict[str, Dist], quantity: str
 ) -> Fit:
     """Fit ``target`` by moments from an aggregate (n, mean, standard deviation)."""
-    m = mean - sum(v.mean_ns for v in known.values())
+    m = mean - sum(v.fixed_ns if v.kind == "fixed" else v.mean_ns for v in known.values())
     var = sd**2 - sum(dist_var(v) for v in known.values())
     names = tuple(known)
     if m <= 0:

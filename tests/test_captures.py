@@ -253,6 +253,13 @@ def test_bad_line_names_file_and_line(fmt, tmp_path):
     assert expect in str(e.value)
 
 
+def test_binary_capture_gets_a_hint(tmp_path):
+    p = tmp_path / "perf.data.guest"
+    p.write_bytes(b"PERFILE2" + bytes(64))
+    with pytest.raises(CaptureError, match="perf script"):
+        read_capture(p)
+
+
 def test_unknown_format_and_undetectable(tmp_path):
     p = tmp_path / "x.txt"
     p.write_text("hello\n")

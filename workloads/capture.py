@@ -43,11 +43,26 @@ FORMATS: tuple[str, ...] = (
     "lock-events",
     "sie-trace",
 )
+_BINARY = (
+    (
+        b"PERFILE",
+        "convert it with `perf script --ns`, `perf kvm stat report` or `perf lock report`",
+    ),
+    (b"\x17\x08\x44tracing", "convert it with `trace-cmd report -t`"),
+)
 assert set(FORMATS) == set(REGISTRY), "a registered capture format is missing from FORMATS"
 
 
 def detect_capture_format(path: str | Path) -> str:
     """The format of a capture file, from its first lines."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(16)
+    except OSError as e:
+        raise CaptureError(str(path), 0, f"cannot read: {e.strerror}") from None
+    for m, hint in _BINARY:
+        if magic.startswith(m) or magic[1:].startswith(m):
+            raise CaptureError(str(path), 1, f"expected text, got a binary file: {hint}")
     lines = head(path)
     for name in FORMATS:
         if REGISTRY[name].detect(lines):
