@@ -248,6 +248,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if worst <= args.tolerance else 1
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from hostsim.calibrate import calibrate, set_args, to_toml
+    from hostsim.scenario import load
+    from hostsim.scenario_types import ScenarioError
+    from workloads.trace_format import TraceError
+
+    try:
+        s = load(args.scenario, list(args.set or []))
+        fmts = [args.format] * len(args.captures) if args.format else None
+        cal = calibrate(args.captures, s, fmts, in_kernel_cost=args.in_kernel_cost)
+    except (ScenarioError, TraceError, ValueError) as e:
+        print(f"hostsim calibrate: {e}", file=sys.stderr)
+        return 2
+    header = [
+        "hostsim calibrate: costs fitted from " + ", ".join(args.captures),
+        f"known parts from the scenario {args.scenario or '<built-in default>'}",
+    ]
+    text = to_toml(cal, header)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    if not args.quiet:
+        print(text, end="")
+        if cal.fits:
+            print("as --set arguments:")
+            for a in set_args(cal):
+                print(f"  --set '{a}'")
+        if args.out:
+            print(f"written: {args.out}")
+    return 0 if cal.fits else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(
@@ -381,6 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output folder (default: hostsim-results/compare-<name>)")
     c.add_argument("--no-plot", action="store_true", help="do not write compare.png")
     c.set_defaults(func=_cmd_compare)
+
+    cb = sub.add_parser("calibrate", help="fit [costs] from host captures (docs/captures.md)")
+    cb.add_argument("captures", nargs="+", metavar="CAPTURE", help="capture files")
+    cb.add_argument(
+        "--scenario", help="the scenario whose other costs are known (default: built-in)"
+    )
+    cb.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    cb.add_argument(
+        "--format",
+        help="the captures' format (default: detected from each file's content)",
+    )
+    cb.add_argument(
+        "--in-kernel-cost",
+        default="host_aqic",
+        help="the cost an in-kernel or hook duration is attributed to (default: host_aqic)",
+    )
+    cb.add_argument("--out", metavar="F", help="write the [costs] TOML fragment to F")
+    cb.add_argument("--quiet", action="store_true")
+    cb.set_defaults(func=_cmd_calibrate)
     return p
 
 
