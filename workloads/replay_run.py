@@ -145,6 +145,18 @@ def _trace_duration(s: Scenario, imp: ImportedTrace, sets: list[str]) -> tuple[l
     return extra, why
 
 
+def _import(file: str, s: Scenario, skip_bad: bool) -> ImportedTrace:
+    """A kernel trace, or the kprobe register capture (replayed with its registers)."""
+    from workloads.capture_base import head
+    from workloads.capture_kprobe import FORMAT as KPROBE
+
+    if KPROBE.detect(head(file)):
+        from workloads.replay_kprobe import read_kprobe_trace
+
+        return read_kprobe_trace(file, s)
+    return read_trace(file, s, skip_bad=skip_bad)
+
+
 def plan_replay(
     file: str,
     scenario: str | None = None,
@@ -167,7 +179,7 @@ def plan_replay(
     if seed is not None:
         sets.append(f"run.seed={seed}")
     s = load(scenario, sets)
-    imp = read_trace(file, s, skip_bad=skip_bad)
+    imp = _import(file, s, skip_bad)
     extra, why = _trace_duration(s, imp, sets)
     if extra:
         s = load(scenario, sets + extra)
