@@ -4,7 +4,7 @@ Everything here is re-exported by :mod:`hostsim` (see ``docs/api.md``)::
 
     import hostsim
 
-    s = hostsim.load(overrides={"run.duration_ms": 200})  # the built-in default, shortened
+    s = hostsim.load("examples/stress-host.toml", overrides={"host.variant": "v4-2019"})
     res = hostsim.run(s, engine="fast", seed=7)
     res.records.groupby("path", observed=True)["latency_ns"].describe()
     res.plot_latency_cdf(ax)  # draws on a matplotlib Axes the caller owns
@@ -229,7 +229,8 @@ def run(
         s = load(scenario, overrides)
         if sets:
             s = load(s, sets)
-    res = simulate(s, engine, out, overwrite=overwrite, progress=progress, keep_records=records)
+    folder = Path(out) if out is not None else None
+    res = simulate(s, engine, folder, overwrite=overwrite, progress=progress, keep_records=records)
     return Result(s, engine, res.summary, res.out_dir, res)
 
 
@@ -261,12 +262,12 @@ class SweepResult:
         on ``ax``, one line per value of factor ``by``."""
         col = f"{path}_{stat}_us"
         if col not in self.table:
-            have = [c for c in self.table.columns if c.endswith("_us")]
+            have = [str(c) for c in self.table.columns if str(c).endswith("_us")]
             raise KeyError(f"no column {col!r}; the table has {have}")
         groups = [(None, self.table)] if by is None else self.table.groupby(by, observed=True)
         for key, g in groups:
             g = g.sort_values(x)
-            ax.plot(g[x], g[col], marker="o", label=f"{by} = {key}" if by else f"{path} {stat}")
+            ax.plot(g[x], g[col], marker="o", label=f"{by} = {key!s}" if by else f"{path} {stat}")
         ax.set_xlabel(x)
         ax.set_ylabel(f"{path} {stat} (µs)")
         ax.set_yscale("log")
@@ -290,15 +291,15 @@ def sweep(
     from hostsim.frames import table_frame
 
     if isinstance(spec, Mapping):
-        spec_obj = loads_sweep(_sweep_text(spec), "<dict>", base_dir if base_dir else ".")
+        spec_obj = loads_sweep(_sweep_text(spec), "<dict>", Path(base_dir or "."))
     else:
         path = Path(spec)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise ScenarioError(f"{path}: cannot read: {e.strerror}") from None
-        spec_obj = loads_sweep(text, str(path), base_dir if base_dir else path.parent)
-    res = run_sweep(spec_obj, out, workers=workers, scheduler=scheduler, progress=progress)
+        spec_obj = loads_sweep(text, str(path), Path(base_dir) if base_dir else path.parent)
+    res = run_sweep(spec_obj, Path(out), workers=workers, scheduler=scheduler, progress=progress)
     knees = table_frame({k: [r[k] for r in res.knees] for k in res.knees[0]} if res.knees else {})
     return SweepResult(
         res.out_dir, table_frame(res.table), knees, res.total, res.computed, res.resumed
@@ -323,8 +324,6 @@ class CompareResult:
     @cached_property
     def outcomes(self) -> pd.DataFrame:
         """Outcome counts in long form: variant, lock_model, section, category, count."""
-        import pandas as pd
-
         from hostsim.frames import table_frame
 
         cols: dict[str, list[object]] = {
@@ -336,7 +335,7 @@ class CompareResult:
                     for k, v in zip(cols, (r.variant, r.lock_model, section, cat, n), strict=True):
                         cols[k].append(v)
         df = table_frame(cols, ("variant", "lock_model", "section", "category"))
-        df["count"] = pd.array(df["count"], dtype="int64")
+        df["count"] = df["count"].astype("int64")
         return df
 
     def summary(self, variant: str, lock_model: str = "global") -> dict[str, Any]:
@@ -349,7 +348,7 @@ class CompareResult:
 
     def write(self, out: str | os.PathLike[str], *, plot: bool = True) -> list[Path]:
         """Write ``compare.csv`` (and ``compare.png``) into ``out``; returns the files."""
-        return write_compare(self.comparison, out, plot=plot)
+        return write_compare(self.comparison, Path(out), plot=plot)
 
 
 def compare(
@@ -368,12 +367,12 @@ def compare(
 
     sets = _as_sets(overrides)
     cmp = _compare(
-        scenario,
+        Path(scenario) if scenario is not None else None,
         list(variants) if variants is not None else list(VARIANTS),
         list(lock_models),
         sets=sets,
         engine=engine,
-        out_dir=out,
+        out_dir=Path(out) if out is not None else None,
     )
     return CompareResult(cmp)
 

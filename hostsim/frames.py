@@ -25,11 +25,11 @@ HOST_EVENT_KIND_NAMES: tuple[str, ...] = tuple(k.name.lower() for k in HostEvent
 LOCK_MODE_NAMES: dict[int, str] = {0: "mutex", 1: "rwsem_read", 2: "rwsem_write"}
 
 
-def categorical(codes: np.ndarray, names: Sequence[str]) -> pd.Categorical:
-    """Integer codes as a categorical of ``names`` (a code outside them becomes missing)."""
+def categorical(codes: np.ndarray, names: Sequence[str]) -> pd.Series:
+    """Integer codes as a categorical Series of ``names`` (a code outside them: missing)."""
     c = np.asarray(codes).astype(np.int64)
     c = np.where((c >= 0) & (c < len(names)), c, -1)
-    return pd.Categorical.from_codes(c, categories=list(names))
+    return pd.Series(pd.Categorical.from_codes(c, categories=pd.Index(list(names))))
 
 
 def _frame(a: np.ndarray) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def records_frame(
         df.insert(2, "group", categorical(codes, names))
     if variant is not None:
         names = list(VARIANTS)
-        df.insert(0, "variant", pd.Categorical([variant] * len(df), categories=names))
+        df.insert(0, "variant", pd.Series(pd.Categorical([variant] * len(df), categories=names)))
     done = rec["t_resume"] >= 0
     df["latency_ns"] = np.where(done, rec["t_resume"] - rec["t_issue"], -1)
     df["measured"] = done & (rec["t_issue"] >= start_ns)

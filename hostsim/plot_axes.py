@@ -7,6 +7,7 @@ These never create, save or close a figure and never touch the backend; the PNG 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -34,7 +35,7 @@ def draw_latency_cdf(ax: Axes, lats: Mapping[str, np.ndarray], *, tail: bool = F
         n = us.size
         if n == 0:
             continue
-        kw = {
+        kw: dict[str, Any] = {
             "color": PATH_COLORS.get(name, "grey"),
             "lw": 2.2 if name == "all" else 1.6,
             "ls": "--" if name == "all" else "-",
