@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hostsim import __version__
 from hostsim.variants import VARIANTS
 
 #: hostsim.report_perf.PERF_STYLES, written out so that the parser does not import numpy
@@ -16,6 +17,10 @@ _REPORT_HELP = (
     "perf-unknown (the single UNKNOWN row real perf on s390 shows for PQAP, to compare with a "
     "capture) or hostsim (hostsim's percentile table); see docs/outputs.md"
 )
+
+
+#: Subcommands that may draw figures.
+PLOTTING = ("plot", "compare")
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -292,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hostsim",
         description="Simulate PQAP(AQIC) interception on a multi-guest s390x KVM host.",
     )
+    p.add_argument("--version", action="version", version=f"hostsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("decode", help="what would KVM do with these intercepts? (JSON Lines)")
     d.add_argument("file", help="JSON Lines input, or - for standard input")
@@ -450,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    if args.command in PLOTTING:
+        import matplotlib
+
+        matplotlib.use("Agg")  # the command line draws files only; the library leaves it alone
     try:
         return int(args.func(args))
     except BrokenPipeError:

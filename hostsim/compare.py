@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from hostsim.records import PATH_NAMES
-from hostsim.results import RECORDS_FILE
+from hostsim.results import RECORDS_FILE, read_columns
 from hostsim.rules import Kind
 from hostsim.run import simulate
 from hostsim.scenario import load
@@ -94,11 +93,11 @@ def _category(section: str, code: int) -> str:
 def outcome_counts(folder: str | Path, warmup_ns: int) -> dict[str, dict[str, int]]:
     """Outcome counts of the measured requests of a result folder, per section."""
     cols = ["t_issue", "t_resume", *(c for _, c in SECTIONS)]
-    t = pq.read_table(Path(folder) / RECORDS_FILE, columns=cols)
-    ok = (t.column("t_issue").to_numpy() >= warmup_ns) & (t.column("t_resume").to_numpy() >= 0)
+    t = read_columns(Path(folder) / RECORDS_FILE, "records", cols)
+    ok = (t["t_issue"] >= warmup_ns) & (t["t_resume"] >= 0)
     out: dict[str, dict[str, int]] = {}
     for section, col in SECTIONS:
-        v = t.column(col).to_numpy()[ok].astype(np.int64)
+        v = t[col][ok].astype(np.int64)
         if section == "pgm":
             v = v[v >= 0]  # only requests that got a program check
         uniq, cnt = np.unique(v, return_counts=True)

@@ -11,14 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hostsim.plot_style import color_cycle, save_figure, style_axes, us_formatter
+from hostsim.plot_style import color_cycle, save_figure, style_axes, subplots, us_formatter
 
 
 def _short(v: float) -> str:
@@ -35,7 +31,7 @@ def plot_comparison(cmp: Any, path: str | Path) -> Path:
     """
     from hostsim.compare import SECTION_TITLES, differing_outcomes
 
-    fig, (lat_ax, out_ax) = plt.subplots(
+    fig, (lat_ax, out_ax) = subplots(
         1, 2, figsize=(15, 5.6), layout="constrained", width_ratios=(1.1, 1)
     )
     nv, nl = len(cmp.variants), len(cmp.lock_models)

@@ -11,24 +11,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
-import pyarrow.parquet as pq
 
+from hostsim.plot_axes import draw_latency_cdf, latencies_by_path
 from hostsim.plot_style import (
     PATH_COLORS,
     PATH_LABELS,
     PlotError,
     save_figure,
     style_axes,
+    subplots,
     us_formatter,
 )
 from hostsim.records import PATH_NAMES
-from hostsim.results import HOST_EVENTS_FILE, RECORDS_FILE, SUMMARY_FILE, read_host_events
+from hostsim.results import (
+    HOST_EVENTS_FILE,
+    RECORDS_FILE,
+    SUMMARY_FILE,
+    read_columns,
+    read_host_events,
+)
 from hostsim.scenario_types import HostEventKind
 
 MAX_TIMELINE_POINTS = 60_000
@@ -43,20 +45,11 @@ def _run_title(summary: Mapping[str, Any]) -> str:
 
 
 def _measured_latencies(folder: Path, summary: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    t = pq.read_table(folder / RECORDS_FILE, columns=["path", "t_issue", "t_resume"])
-    path = t.column("path").to_numpy()
-    t_issue = t.column("t_issue").to_numpy()
-    t_resume = t.column("t_resume").to_numpy()
+    t = read_columns(folder / RECORDS_FILE, "records", ["path", "t_issue", "t_resume"])
+    path, t_issue, t_resume = t["path"], t["t_issue"], t["t_resume"]
     start = int(summary.get("window", {}).get("start_ns", 0))
     ok = (t_issue >= start) & (t_resume >= 0)
-    lat = (t_resume - t_issue)[ok]
-    p = path[ok]
-    out = {"all": np.sort(lat)}
-    for i, name in enumerate(PATH_NAMES):
-        v = lat[p == i]
-        if v.size:
-            out[name] = np.sort(v)
-    return out
+    return latencies_by_path(path[ok], (t_resume - t_issue)[ok])
 
 
 def plot_latency_cdf(folder: str | Path, out_dir: str | Path) -> Path:
@@ -66,47 +59,9 @@ def plot_latency_cdf(folder: str | Path, out_dir: str | Path) -> Path:
     lats = _measured_latencies(folder, summary)
     if lats["all"].size == 0:
         raise PlotError(f"{folder}: no measured requests to plot")
-    fig, (ax, tail) = plt.subplots(1, 2, figsize=(13, 5.6), layout="constrained")
-    for name, v in lats.items():
-        us = v / 1000
-        n = us.size
-        y = np.arange(1, n + 1) / n
-        kw = {
-            "color": PATH_COLORS.get(name, "grey"),
-            "lw": 2.2 if name == "all" else 1.6,
-            "ls": "--" if name == "all" else "-",
-            "label": f"{PATH_LABELS.get(name, name)} (N={n:,})",
-            "drawstyle": "steps-post",
-        }
-        ax.plot(us, y, **kw)
-        # Tail: 1 - F just below each sample, so the last sample sits at 1/N, not 0.
-        tail.plot(us, 1 - (np.arange(n) / n), **kw)
-    for a in (ax, tail):
-        a.set_xscale("log")
-        a.set_xlabel("latency, issue to resume (µs, log scale)")
-        us_formatter(a)
-        style_axes(a)
-    ax.set_ylabel("fraction of requests at or below")
-    ax.set_ylim(0, 1.01)
-    ax.set_title("Latency CDF per path")
-    tail.set_yscale("log")
-    tail.set_ylabel("fraction of requests above (1 - CDF, log scale)")
-    tail.set_title("Tail: where p99 and p99.9 fall")
-    lo = 0.5 / lats["all"].size
-    tail.set_ylim(lo, 1.5)
-    for q, txt in ((1e-2, "p99"), (1e-3, "p99.9")):
-        if q > lo:
-            tail.axhline(q, color="grey", lw=0.8, ls=":")
-            tail.annotate(
-                txt,
-                (0, q),
-                xycoords=("axes fraction", "data"),
-                xytext=(4, 3),
-                textcoords="offset points",
-                ha="left",
-                fontsize=8,
-                color="dimgrey",
-            )
+    fig, (ax, tail) = subplots(1, 2, figsize=(13, 5.6), layout="constrained")
+    draw_latency_cdf(ax, lats)
+    draw_latency_cdf(tail, lats, tail=True)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     fig.suptitle(_run_title(summary), fontsize=11)
     out = Path(out_dir)
@@ -118,10 +73,8 @@ def plot_latency_timeline(folder: str | Path, out_dir: str | Path) -> Path:
     """Each request's latency against its issue time (log µs), host events as vertical lines."""
     folder = Path(folder)
     summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-    t = pq.read_table(folder / RECORDS_FILE, columns=["path", "t_issue", "t_resume"])
-    path = t.column("path").to_numpy()
-    t_issue = t.column("t_issue").to_numpy()
-    t_resume = t.column("t_resume").to_numpy()
+    t = read_columns(folder / RECORDS_FILE, "records", ["path", "t_issue", "t_resume"])
+    path, t_issue, t_resume = t["path"], t["t_issue"], t["t_resume"]
     done = t_resume >= 0
     path, t_issue, lat = path[done], t_issue[done], (t_resume - t_issue)[done]
     if lat.size == 0:
@@ -132,7 +85,7 @@ def plot_latency_timeline(folder: str | Path, out_dir: str | Path) -> Path:
         cut = np.quantile(lat, 0.99)
         frac = MAX_TIMELINE_POINTS / lat.size
         keep = (lat >= cut) | (rng.random(lat.size) < frac)
-    fig, ax = plt.subplots(figsize=(13, 5.6), layout="constrained")
+    fig, ax = subplots(figsize=(13, 5.6), layout="constrained")
     order = sorted(range(len(PATH_NAMES)), key=lambda i: -int(np.count_nonzero(path == i)))
     for i in order:  # the commonest path first, so rare paths are drawn on top
         name = PATH_NAMES[i]

@@ -1,9 +1,11 @@
-"""What every plot shares: the Agg backend, path colours and labels, axis styling, saving.
+"""What every plot shares: figures without pyplot, path colours and labels, axis styling, saving.
 
 The plots of a result folder (:mod:`hostsim.plot_run`), of a sweep folder
 (:mod:`hostsim.plot_sweep`) and of a variant comparison (:mod:`hostsim.plot_compare`) draw the
 paths in the same colours, label log axes in plain numbers and save at the same resolution, so
-they are kept here once.
+they are kept here once. The figures written to files are made with :class:`Figure` directly, not
+through pyplot, so plotting works under any matplotlib backend and never changes it: importing
+hostsim leaves a notebook's backend alone (only the ``hostsim`` command picks Agg).
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -43,6 +42,19 @@ PATH_LABELS: dict[str, str] = {
 
 class PlotError(ValueError):
     """A folder that cannot be plotted."""
+
+
+def subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float],
+    layout: str = "constrained",
+    **kw: Any,
+) -> tuple[Figure, Any]:
+    """Like ``plt.subplots`` but without pyplot: a figure no backend window manages."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def save_figure(fig: Figure, path: Path) -> Path:

@@ -19,14 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from hostsim.plot_style import PATH_LABELS, color_cycle, save_figure, style_axes, us_formatter
+from hostsim.plot_style import (
+    PATH_LABELS,
+    color_cycle,
+    save_figure,
+    style_axes,
+    subplots,
+    us_formatter,
+)
 from hostsim.plot_sweep_data import SweepFolder, guest_factor, paths_in, runs_by_point
 from hostsim.sweep_spec import label
 
@@ -67,7 +71,7 @@ def plot_latency_vs_load(sw: SweepFolder, out: Path, x_key: str, name: str) -> P
     paths = paths_in(sw)
     ncol = min(2, len(paths))
     nrow = math.ceil(len(paths) / ncol)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False, layout="constrained"
     )
     groups = sw.groups(x_key)
@@ -116,7 +120,7 @@ def plot_throughput_mutex(sw: SweepFolder, out: Path) -> Path:
     """Throughput vs offered, mutex utilisation and mutex wait p99 against the load factor."""
     assert sw.load is not None
     x_key = sw.load
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5), layout="constrained")
+    fig, axes = subplots(1, 3, figsize=(17, 5), layout="constrained")
     groups = sw.groups(x_key)
     colors = color_cycle(len(groups))
     thr, util, wait = axes
@@ -171,7 +175,7 @@ def plot_cdf_by_load(sw: SweepFolder, out: Path, max_panels: int = 6) -> Path | 
         return None
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         nrow,
         ncol,
         figsize=(5.6 * ncol, 4.4 * nrow),
@@ -214,7 +218,7 @@ def plot_cdf_by_load(sw: SweepFolder, out: Path, max_panels: int = 6) -> Path | 
 
 def plot_p99_vs_guests(sw: SweepFolder, out: Path, gk: str) -> Path:
     """p99 (solid) and p99.9 (dotted) of all requests against the guest count, CI bands."""
-    fig, ax = plt.subplots(figsize=(9, 5.4), layout="constrained")
+    fig, ax = subplots(figsize=(9, 5.4), layout="constrained")
     ax.set_yscale("log")
     groups = sw.groups(gk)
     for j, ((g, idx), c) in enumerate(zip(groups, color_cycle(len(groups)), strict=True)):
@@ -240,7 +244,7 @@ def plot_p99_vs_guests(sw: SweepFolder, out: Path, gk: str) -> Path:
 
 def plot_boot_storm(sw: SweepFolder, out: Path, gk: str) -> Path:
     """Boot-storm completion time (first AQIC to last resume) against the guest count."""
-    fig, ax = plt.subplots(figsize=(9, 5.4), layout="constrained")
+    fig, ax = subplots(figsize=(9, 5.4), layout="constrained")
     groups = sw.groups(gk)
     for j, ((g, idx), c) in enumerate(zip(groups, color_cycle(len(groups)), strict=True)):
         x = sw.col(gk, idx)

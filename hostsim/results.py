@@ -6,14 +6,21 @@ interrupted keeps what it finished: the folder is renamed to ``name.partial`` wi
 ``status.json`` saying why. Contents::
 
     scenario.resolved.toml        the resolved scenario
-    records.parquet      one row per request (RECORD_DTYPE columns), a row group per chunk
-    host_events.parquet  one row per host event (HOST_EVENT_DTYPE columns)
+    records.parquet      one row per request (RECORD_DTYPE columns), a row group per chunk;
+                         ``path``, ``kind`` and ``rule`` dictionary-encoded with their names
+    host_events.parquet  one row per host event (HOST_EVENT_DTYPE columns; ``kind`` named)
     summary.json         RunStats.summary() as fio JSON (docs/outputs.md), indent 2
     lat_<path>.hgrm      latency percentile distribution per path with samples, in us
     status.json          {"complete": true|false, "reason": ..., row counts, files}
 
 The Parquet files carry no timestamps or random ids: identical input gives identical bytes (for
 the same pyarrow version, which is named in the files' ``created_by``).
+
+The coded columns (:data:`NAMED_COLUMNS`) are Arrow dictionary columns whose values are the
+names (``hook_enable``, ``program_interrupt``, ``enable.host_aqic`` ...), so pandas, polars or
+DuckDB show names, not bare integers. A reader that wants the codes back uses
+:func:`column_codes` (files written before the names were added hold the plain integers, and
+read the same).
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ import pyarrow.parquet as pq
 
 from hostsim import __version__
 from hostsim.hgrm import write_hgrm
-from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
+from hostsim.records import HOST_EVENT_DTYPE, PATH_NAMES, RECORD_DTYPE
+from hostsim.rules import Kind, all_rule_ids
+from hostsim.scenario_types import HostEventKind
 from hostsim.summary import RunStats, dumps_summary
 
 RECORDS_FILE = "records.parquet"
@@ -46,10 +55,30 @@ _TABLES: dict[str, tuple[np.dtype, str]] = {
 }
 
 
+def _lower_names(enum: type[Kind] | type[HostEventKind]) -> tuple[str, ...]:
+    return tuple(m.name.lower() for m in enum)
+
+
+#: The coded columns of each table written with names: column -> the name of each code.
+NAMED_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "records": {"path": PATH_NAMES, "kind": _lower_names(Kind), "rule": all_rule_ids()},
+    "host_events": {"kind": _lower_names(HostEventKind)},
+}
+#: The dictionary index type of a named column (signed, as Arrow readers expect).
+_INDEX_TYPES = {"path": pa.int8(), "kind": pa.int8(), "rule": pa.int16()}
+
+
 def arrow_schema(dtype: np.dtype, table: str) -> pa.Schema:
     """Arrow schema of a structured dtype, with fixed (deterministic) hostsim metadata."""
+    named = NAMED_COLUMNS.get(table, {})
     fields = [
-        pa.field(name, pa.from_numpy_dtype(dtype[name]), nullable=False)
+        pa.field(
+            name,
+            pa.dictionary(_INDEX_TYPES[name], pa.string())
+            if name in named
+            else pa.from_numpy_dtype(dtype[name]),
+            nullable=False,
+        )
         for name in dtype.names or ()
     ]
     meta = {"hostsim.table": table, "hostsim.time_unit": "ns", "hostsim.version": __version__}
@@ -57,28 +86,64 @@ def arrow_schema(dtype: np.dtype, table: str) -> pa.Schema:
 
 
 def to_arrow(chunk: np.ndarray, schema: pa.Schema) -> pa.Table:
-    """A structured array as an Arrow table, one column per field."""
-    cols = [pa.array(np.ascontiguousarray(chunk[name])) for name in schema.names]
+    """A structured array as an Arrow table, one column per field (coded columns named)."""
+    table = (schema.metadata or {}).get(b"hostsim.table", b"").decode()
+    named = NAMED_COLUMNS.get(table, {})
+    cols = []
+    for name in schema.names:
+        v = np.ascontiguousarray(chunk[name])
+        if name in named:
+            index = pa.array(v.astype(_INDEX_TYPES[name].to_pandas_dtype()))
+            cols.append(pa.DictionaryArray.from_arrays(index, pa.array(named[name])))
+        else:
+            cols.append(pa.array(v))
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def read_table(path: str | Path, dtype: np.dtype) -> np.ndarray:
+def column_codes(col: pa.ChunkedArray | pa.Array, names: tuple[str, ...]) -> np.ndarray:
+    """The integer codes of a coded column read from Parquet: a dictionary column (whose
+    dictionary may hold only the names present) is mapped back through ``names``; a plain
+    integer column (an older file) is returned as it is."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if not pa.types.is_dictionary(col.type):
+        return col.to_numpy() if chunks else np.zeros(0, np.int64)
+    code = {n: i for i, n in enumerate(names)}
+    parts = []
+    for c in chunks:
+        lut = np.array([code[n] for n in c.dictionary.to_pylist()], dtype=np.int64)
+        parts.append(lut[c.indices.to_numpy(zero_copy_only=False)] if len(lut) else lut[:0])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def read_columns(path: str | Path, table: str, columns: list[str]) -> dict[str, np.ndarray]:
+    """Some columns of a Parquet file written by :class:`ResultWriter`, coded columns as
+    their integer codes (``table``: ``"records"`` or ``"host_events"``)."""
+    t = pq.read_table(path, columns=columns)
+    named = NAMED_COLUMNS.get(table, {})
+    return {
+        c: column_codes(t.column(c), named[c]) if c in named else t.column(c).to_numpy()
+        for c in columns
+    }
+
+
+def read_table(path: str | Path, dtype: np.dtype, table: str = "") -> np.ndarray:
     """Read a Parquet file written by :class:`ResultWriter` back into a structured array."""
-    t = pq.read_table(path)
-    out = np.empty(t.num_rows, dtype)
-    for name in dtype.names or ():
-        out[name] = t.column(name).to_numpy()
+    names = list(dtype.names or ())
+    cols = read_columns(path, table, names)
+    out = np.empty(len(cols[names[0]]) if names else 0, dtype)
+    for name in names:
+        out[name] = cols[name]
     return out
 
 
 def read_records(folder: str | Path) -> np.ndarray:
     """The ``records.parquet`` of a result folder as a ``RECORD_DTYPE`` array."""
-    return read_table(Path(folder) / RECORDS_FILE, RECORD_DTYPE)
+    return read_table(Path(folder) / RECORDS_FILE, RECORD_DTYPE, "records")
 
 
 def read_host_events(folder: str | Path) -> np.ndarray:
     """The ``host_events.parquet`` of a result folder as a ``HOST_EVENT_DTYPE`` array."""
-    return read_table(Path(folder) / HOST_EVENTS_FILE, HOST_EVENT_DTYPE)
+    return read_table(Path(folder) / HOST_EVENTS_FILE, HOST_EVENT_DTYPE, "host_events")
 
 
 def _fsync(path: Path) -> None:

@@ -3,6 +3,7 @@ file, a different seed changes the records, and an interrupted run leaves ``<out
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -11,7 +12,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import hostsim.run
 from hostsim.cli import main
 from hostsim.results import read_host_events, read_records
 from hostsim.run import simulate
@@ -22,6 +22,9 @@ from tests.helpers import console_script
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 PATHS = SCENARIOS / "paths.toml"
+
+# hostsim.run is the API function; the module is reached through sys.modules.
+run_module = importlib.import_module("hostsim.run")
 
 
 def hostsim_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -125,7 +128,7 @@ def test_interrupted_run_leaves_partial_folder(
     s = load(PATHS)
     full = simulate(s, engine, keep_records=True).records
     assert full is not None and len(full) > 4 * CHUNK
-    monkeypatch.setattr(hostsim.run, "RecordSink", failing_sink(exc, after_chunks=3))
+    monkeypatch.setattr(run_module, "RecordSink", failing_sink(exc, after_chunks=3))
     out = tmp_path / "res"
     with pytest.raises(type(exc)):
         simulate(s, engine, out)
@@ -149,7 +152,7 @@ def test_interrupted_run_leaves_partial_folder(
 def test_cli_ctrl_c_exits_130_and_names_the_partial_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(hostsim.run, "RecordSink", failing_sink(KeyboardInterrupt(), 2))
+    monkeypatch.setattr(run_module, "RecordSink", failing_sink(KeyboardInterrupt(), 2))
     out = tmp_path / "res"
     rc = main(["run", str(PATHS), "--out", str(out), "--quiet"])
     assert rc == 130
