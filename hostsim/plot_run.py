@@ -1,7 +1,10 @@
 """Plots of one run's result folder (``hostsim run``).
 
 * ``latency_cdf.png``: latency CDF per path (log µs) and the tail (1 - CDF) on log-log axes;
-* ``latency_timeline.png``: every request's latency against its issue time, host events marked.
+* ``latency_timeline.png``: every request's latency against its issue time, host events marked
+  (each one named when there are few; with many, as in a boot storm, only as lines);
+* ``boot_storm.png`` for a run with guest starts or reboots: each start's parts and the guests
+  ready over time, on the storm's own span (:mod:`hostsim.plot_storm`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hostsim.plot_axes import draw_latency_cdf, latencies_by_path
+from hostsim.plot_storm import plot_boot_storm
 from hostsim.plot_style import (
     PATH_COLORS,
     PATH_LABELS,
@@ -34,6 +38,8 @@ from hostsim.results import (
 from hostsim.scenario_types import HostEventKind
 
 MAX_TIMELINE_POINTS = 60_000
+#: Host events named on the timeline; beyond this many they are drawn as lines only.
+MAX_NAMED_EVENTS = 12
 
 
 def _run_title(summary: Mapping[str, Any]) -> str:
@@ -119,9 +125,13 @@ def plot_latency_timeline(folder: str | Path, out_dir: str | Path) -> Path:
         )
     if (folder / HOST_EVENTS_FILE).exists():
         ev = read_host_events(folder)
+        many = len(ev) > MAX_NAMED_EVENTS
         for e in ev:
             x = e["t_at"] / 1e6
-            ax.axvline(x, color="crimson", lw=1, ls="--", alpha=0.8)
+            lw, alpha = (0.5, 0.35) if many else (1.0, 0.8)
+            ax.axvline(x, color="crimson", lw=lw, ls="--", alpha=alpha)
+            if many:
+                continue
             kind = HostEventKind(int(e["kind"])).name.lower()
             ax.annotate(
                 f"{kind} (guest {int(e['guest'])})",
@@ -135,6 +145,8 @@ def plot_latency_timeline(folder: str | Path, out_dir: str | Path) -> Path:
     ax.set_xlabel("issue time (ms of simulated time)")
     ax.set_ylabel("latency, issue to resume (µs, log scale)")
     ax.set_title("Request latency over the run (host events dashed)")
+    if (folder / HOST_EVENTS_FILE).exists() and len(ev) > MAX_NAMED_EVENTS:
+        ax.set_title(f"Request latency over the run ({len(ev)} host events dashed)")
     ax.set_xlim(0, summary.get("window", {}).get("end_ns", t_issue.max()) / 1e6)
     style_axes(ax)
     ax.legend(loc="center right", fontsize=8, markerscale=2, framealpha=0.95)
@@ -149,4 +161,8 @@ def plot_result(folder: str | Path, out_dir: str | Path) -> tuple[list[Path], li
     folder = Path(folder)
     if not (folder / RECORDS_FILE).exists():
         raise PlotError(f"{folder}: no {RECORDS_FILE}")
-    return [plot_latency_cdf(folder, out_dir), plot_latency_timeline(folder, out_dir)], []
+    made = [plot_latency_cdf(folder, out_dir), plot_latency_timeline(folder, out_dir)]
+    summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    if (summary.get("starts") or {}).get("events"):
+        made.append(plot_boot_storm(summary, Path(out_dir)))
+    return made, []

@@ -4,7 +4,8 @@
   of the other factors, 95 % CI bands, the knee marked;
 * ``throughput_mutex_vs_load.png``: throughput (and the offered load), mutex utilisation and
   mutex wait p99 against the load factor;
-* ``cdf_by_load.png``: the latency CDF of the knee path at each load (replication 0);
+* ``cdf_by_load.png``: the latency CDF of the knee path at each load (replication 0), and its
+  tail (1 - CDF, log-log) below it;
 * ``p99_vs_guests.png``: p99 and p99.9 against a guest-count factor (``guests.N.count``);
 * ``boot_storm_vs_guests.png``: boot-storm completion time against the guest count, for sweeps
   of boot storms (guest ``start`` events, or every group ``kind = "boot"``); skipped with a
@@ -37,14 +38,26 @@ from hostsim.sweep_spec import label
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _band(ax: Axes, x: np.ndarray, y: np.ndarray, ci: np.ndarray, color: Any, **kw: Any) -> None:
+def _band(
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    band: tuple[np.ndarray, np.ndarray],
+    color: Any,
+    **kw: Any,
+) -> None:
+    """The mean line and its 95 % interval as a band (no band where the interval is unknown)."""
     ok = np.isfinite(y)
     kw.setdefault("marker", "o")
     ax.plot(x[ok], y[ok], color=color, ms=4.5, **kw)
-    lo, hi = y - np.nan_to_num(ci), y + np.nan_to_num(ci)
-    if np.isfinite(ci[ok]).any():
-        floor = np.nanmin(y[ok]) * 0.5 if ax.get_yscale() == "log" else -np.inf
-        ax.fill_between(x[ok], np.maximum(lo[ok], floor), hi[ok], color=color, alpha=0.18, lw=0)
+    lo, hi = band
+    has = ok & np.isfinite(lo) & np.isfinite(hi)
+    if ax.get_yscale() == "log":
+        has &= lo > 0
+    if has.any():
+        ax.fill_between(
+            x, np.where(has, lo, np.nan), np.where(has, hi, np.nan), color=color, alpha=0.18, lw=0
+        )
 
 
 def _mark_knee(ax: Axes, knee: Mapping[str, str], color: Any, y: float | None) -> None:
@@ -82,11 +95,11 @@ def plot_latency_vs_load(sw: SweepFolder, out: Path, x_key: str, name: str) -> P
             mk = MARKERS[j % len(MARKERS)]
             x = sw.col(x_key, idx)
             p99 = sw.col(f"{path}_p99_us", idx)
-            ci99 = sw.col(f"{path}_p99_us_ci95", idx)
-            _band(ax, x, p99, ci99, c, lw=2, marker=mk, label=f"{g} p99")
+            band = sw.interval(f"{path}_p99_us", idx)
+            _band(ax, x, p99, band, c, lw=2, marker=mk, label=f"{g} p99")
             p50 = sw.col(f"{path}_p50_us", idx)
-            ci50 = sw.col(f"{path}_p50_us_ci95", idx)
-            _band(ax, x, p50, ci50, c, lw=1.2, ls="--", marker=mk, alpha=0.8)
+            band = sw.interval(f"{path}_p50_us", idx)
+            _band(ax, x, p50, band, c, lw=1.2, ls="--", marker=mk, alpha=0.8)
             knee = sw.knee_for(g, x_key)
             if knee is not None and path == sw.knee_path:
                 kx = float(knee["knee_load"])
@@ -130,16 +143,16 @@ def plot_throughput_mutex(sw: SweepFolder, out: Path) -> Path:
         mk = MARKERS[j % len(MARKERS)]
         x = sw.col(x_key, idx)
         t = sw.col("throughput_per_s", idx)
-        _band(thr, x, t, sw.col("throughput_per_s_ci95", idx), c, lw=2, marker=mk, label=g)
+        _band(thr, x, t, sw.interval("throughput_per_s", idx), c, lw=2, marker=mk, label=g)
         off = sw.col("offered_per_s", idx)
         if offered is None and np.nanmax(off) > 0:
             offered = (x, off)
         u = 100 * sw.col("mutex_utilisation", idx)
-        u_ci = 100 * sw.col("mutex_utilisation_ci95", idx)
-        _band(util, x, u, u_ci, c, lw=2, marker=mk, label=g)
+        u_lo, u_hi = sw.interval("mutex_utilisation", idx)
+        _band(util, x, u, (100 * u_lo, 100 * u_hi), c, lw=2, marker=mk, label=g)
         w = sw.col("mutex_wait_p99_us", idx)
         w = np.where(w > 0, w, np.nan)  # a zero wait has no place on a log axis
-        _band(wait, x, w, sw.col("mutex_wait_p99_us_ci95", idx), c, lw=2, marker=mk, label=g)
+        _band(wait, x, w, sw.interval("mutex_wait_p99_us", idx), c, lw=2, marker=mk, label=g)
         knee = sw.knee_for(g, x_key)
         if knee is not None:
             y = t[np.isclose(x, float(knee["knee_load"]))]
@@ -167,7 +180,11 @@ def plot_throughput_mutex(sw: SweepFolder, out: Path) -> Path:
 
 
 def plot_cdf_by_load(sw: SweepFolder, out: Path, max_panels: int = 6) -> Path | None:
-    """CDF of the knee path at each load, one panel per combination of the other factors."""
+    """The knee path's latency distribution at each load, per combination of the other factors.
+
+    Each combination has two panels: the CDF (log µs) and below it the tail, 1 - CDF on log-log
+    axes, where p99 and p99.9 are as far apart as p50 and p90 (on the linear CDF they are a few
+    pixels under the top edge)."""
     assert sw.load is not None
     runs = runs_by_point(sw)
     groups = sw.groups(sw.load)
@@ -176,41 +193,61 @@ def plot_cdf_by_load(sw: SweepFolder, out: Path, max_panels: int = 6) -> Path | 
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = subplots(
-        nrow,
+        2 * nrow,
         ncol,
-        figsize=(5.6 * ncol, 4.4 * nrow),
+        figsize=(5.6 * ncol, 7.6 * nrow),
         squeeze=False,
-        sharey=True,
+        sharex="col",
         layout="constrained",
     )
     loads = sorted({float(v) for v in sw.t[sw.load]})
     cmap = plt.get_cmap("viridis")
     norm = matplotlib.colors.Normalize(min(loads), max(loads) if len(loads) > 1 else min(loads) + 1)
-    for ax, (g, idx) in zip(axes.flat, groups, strict=False):
+    name = PATH_LABELS.get(sw.knee_path, sw.knee_path)
+    for k, (g, idx) in enumerate(groups):
+        ax, tail = axes[2 * (k // ncol), k % ncol], axes[2 * (k // ncol) + 1, k % ncol]
         for i in idx:
-            vals = tuple(sw.t[k][i] for k in sw.keys)
+            vals = tuple(sw.t[key][i] for key in sw.keys)
             r = runs.get(vals)
             p = None if r is None else r["paths"].get(sw.knee_path)
             if not p:
                 continue
             cdf = np.array(p["cdf"], dtype=float)
-            x = float(sw.t[sw.load][i])
-            ax.plot(cdf[:, 1] / 1000, cdf[:, 0] / 100, color=cmap(norm(x)), lw=1.6, marker=".")
+            c = cmap(norm(float(sw.t[sw.load][i])))
+            ax.plot(cdf[:, 1] / 1000, cdf[:, 0] / 100, color=c, lw=1.6, marker=".")
+            body = cdf[cdf[:, 0] < 100]  # the max has no tail left to draw
+            tail.plot(body[:, 1] / 1000, 1 - body[:, 0] / 100, color=c, lw=1.6, marker=".")
         ax.set_xscale("log")
-        us_formatter(ax)
-        ax.set_title(g if g != "all points" else PATH_LABELS.get(sw.knee_path, sw.knee_path))
-        ax.set_xlabel(f"{PATH_LABELS.get(sw.knee_path, sw.knee_path)} latency (µs, log scale)")
+        ax.set_title(g if g != "all points" else name)
         ax.set_ylim(0, 1.02)
-        style_axes(ax)
-    for ax in axes[:, 0]:
         ax.set_ylabel("fraction at or below")
-    for ax in list(axes.flat)[len(groups) :]:
-        ax.set_visible(False)
+        tail.set_xscale("log")
+        tail.set_yscale("log")
+        tail.set_ylabel("fraction above (1 - CDF)")
+        for q, lbl in ((1e-2, "p99"), (1e-3, "p99.9")):
+            tail.axhline(q, color="grey", lw=0.7, ls=":")
+            tail.annotate(
+                lbl,
+                (1, q),
+                xycoords=("axes fraction", "data"),
+                xytext=(-3, 2),
+                textcoords="offset points",
+                ha="right",
+                fontsize=7,
+                color="dimgrey",
+            )
+        tail.set_xlabel(f"{name} latency (µs, log scale)")
+        us_formatter(tail)
+        style_axes(ax)
+        style_axes(tail)
+    for k in range(len(groups), nrow * ncol):
+        axes[2 * (k // ncol), k % ncol].set_visible(False)
+        axes[2 * (k // ncol) + 1, k % ncol].set_visible(False)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=axes, label=label(sw.load), shrink=0.9)
     fig.suptitle(
-        f"Latency distribution at each {label(sw.load)} (replication 0; fio percentiles)\n"
-        f"{sw.title(ci=False)}",
+        f"Latency distribution at each {label(sw.load)}: CDF and tail (replication 0; fio"
+        f" percentiles)\n{sw.title(ci=False)}",
         fontsize=11,
     )
     return save_figure(fig, out / "cdf_by_load.png")
@@ -225,10 +262,10 @@ def plot_p99_vs_guests(sw: SweepFolder, out: Path, gk: str) -> Path:
         mk = MARKERS[j % len(MARKERS)]
         x = sw.col(gk, idx)
         p99 = sw.col("all_p99_us", idx)
-        _band(ax, x, p99, sw.col("all_p99_us_ci95", idx), c, lw=2, marker=mk, label=f"{g} p99")
+        _band(ax, x, p99, sw.interval("all_p99_us", idx), c, lw=2, marker=mk, label=f"{g} p99")
         p999 = sw.col("all_p999_us", idx)
-        ci = sw.col("all_p999_us_ci95", idx)
-        _band(ax, x, p999, ci, c, lw=1.2, ls=":", marker=mk, label=f"{g} p99.9")
+        band = sw.interval("all_p999_us", idx)
+        _band(ax, x, p999, band, c, lw=1.2, ls=":", marker=mk, label=f"{g} p99.9")
         knee = sw.knee_for(g, gk)
         if knee is not None and sw.knee_path == "all":
             y = sw.col(f"all_{sw.knee_pct}_us", idx)[np.isclose(x, float(knee["knee_load"]))]
@@ -249,8 +286,8 @@ def plot_boot_storm(sw: SweepFolder, out: Path, gk: str) -> Path:
     for j, ((g, idx), c) in enumerate(zip(groups, color_cycle(len(groups)), strict=True)):
         x = sw.col(gk, idx)
         y = sw.col("boot_completion_ms", idx)
-        ci = sw.col("boot_completion_ms_ci95", idx)
-        _band(ax, x, y, ci, c, lw=2, marker=MARKERS[j % len(MARKERS)], label=g)
+        band = sw.interval("boot_completion_ms", idx)
+        _band(ax, x, y, band, c, lw=2, marker=MARKERS[j % len(MARKERS)], label=g)
     ax.set_xlabel(f"{label(gk)} (guests booting)")
     ax.set_ylabel("boot storm completion (ms of simulated time)")
     ax.set_ylim(bottom=0)

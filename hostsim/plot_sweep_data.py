@@ -75,6 +75,18 @@ class SweepFolder:
             return np.full(idx.size, np.nan)
         return np.array([np.nan if v is None else float(v) for v in np.asarray(self.t[name])[idx]])
 
+    def interval(self, name: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The 95 % interval ``(lo, hi)`` of column ``name`` at rows ``idx``.
+
+        From the table's ``_lo``/``_hi`` columns (which stay in the metric's range); a sweep
+        folder written before they existed falls back to ``mean ± ci95``, with a lower end at
+        or below zero left out (NaN) rather than clipped to an invented floor."""
+        if f"{name}_lo" in self.t:
+            return self.col(f"{name}_lo", idx), self.col(f"{name}_hi", idx)
+        y, ci = self.col(name, idx), self.col(f"{name}_ci95", idx)
+        lo = y - ci
+        return np.where(lo > 0, lo, np.nan), y + ci
+
     def knee_for(self, group_label: str, x_key: str) -> dict[str, str] | None:
         if x_key != self.load:
             return None
@@ -90,7 +102,7 @@ class SweepFolder:
         m = self.meta
         reps = f"{m['replications']} replication{'s' if m['replications'] != 1 else ''} per point"
         return f"sweep {Path(m['sweep_file']).name} on {m['base']}: {reps}" + (
-            ", mean ±95 % CI" if ci else ""
+            ", mean and 95 % interval" if ci else ""
         )
 
 

@@ -34,6 +34,7 @@ from hostsim.sweep_table import (
     RunStore,
     build_table,
     knees_of,
+    load_runs,
     meta,
     prepare_out,
     write_outputs,
@@ -154,8 +155,9 @@ def run_sweep(
         run_tasks(todo, handle, workers=workers, scheduler=scheduler)
     finally:
         bar.close()
-        table = build_table(p, store)
-        knees = knees_of(spec, table)
+        runs = load_runs(p, store)
+        table = build_table(p, store, runs)
+        knees = knees_of(spec, table, p, runs)
         write_outputs(spec, out, table, knees)
     if failed:
         task, why = failed[0]

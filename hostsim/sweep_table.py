@@ -94,19 +94,22 @@ def prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def build_table(p: Plan, store: RunStore) -> dict[str, list[Any]]:
+def load_runs(p: Plan, store: RunStore) -> list[list[dict[str, Any] | None]]:
+    """Each point's saved runs in replication order (None where a run has not finished)."""
+    return [[store.load(k) for k in keys] for keys in p.keys]
+
+
+def build_table(
+    p: Plan, store: RunStore, runs: list[list[dict[str, Any] | None]] | None = None
+) -> dict[str, list[Any]]:
     """The sweep table from the runs directory, in the sweep's point order."""
-    runs = []
-    for keys in p.keys:
-        rows = [store.load(k) for k in keys]
-        runs.append([r for r in rows if r is not None])
-    return aggregate(p.spec.factor_keys, p.points, runs)
+    runs = load_runs(p, store) if runs is None else runs
+    finished = [[r for r in rows if r is not None] for rows in runs]
+    return aggregate(p.spec.factor_keys, p.points, finished)
 
 
-def knees_of(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The knee per combination of the other factors (empty without a load factor)."""
-    if spec.load_factor is None or not table.get(spec.load_factor):
-        return []
+def _knees(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    assert spec.load_factor is not None
     return knee_table(
         table,
         spec.load_factor,
@@ -116,6 +119,46 @@ def knees_of(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> list[dict[s
         multiple=spec.knee_multiple,
         growth=spec.knee_growth,
     )
+
+
+def knees_of(
+    spec: SweepSpec,
+    table: Mapping[str, Sequence[Any]],
+    p: Plan | None = None,
+    runs: Sequence[Sequence[Mapping[str, Any] | None]] | None = None,
+) -> list[dict[str, Any]]:
+    """The knee per combination of the other factors (empty without a load factor).
+
+    The knee is found on the replications' mean curve. With ``p`` and ``runs`` (each point's
+    runs in replication order) the rule is applied again to each replication's own curve, and
+    every knee row says how many replications agree with the mean curve's knee
+    (``replications_agree`` of ``replications_with_curve``; ``knee_loads``: each replication's
+    knee, ``-`` where none fired), so that a knee carried by one outlier run shows as
+    ``1 of 3``.
+    """
+    if spec.load_factor is None or not table.get(spec.load_factor):
+        return []
+    knees = _knees(spec, table)
+    if p is None or runs is None:
+        return knees
+    per_rep: list[list[dict[str, Any]]] = []
+    for r in range(spec.replications):
+        idx = [i for i, rows in enumerate(runs) if len(rows) > r and rows[r] is not None]
+        if not idx:
+            continue
+        one = aggregate(spec.factor_keys, [p.points[i] for i in idx], [[runs[i][r]] for i in idx])
+        per_rep.append(_knees(spec, one))
+    for k in knees:
+        combo = tuple(k[o] for o in spec.other_keys)
+        loads = []
+        for rep in per_rep:
+            match = [q for q in rep if tuple(q[o] for o in spec.other_keys) == combo]
+            if match:
+                loads.append(match[0]["knee_load"])
+        k["replications_with_curve"] = len(loads)
+        k["replications_agree"] = sum(1 for x in loads if x == k["knee_load"])
+        k["knee_loads"] = ";".join("-" if x is None else f"{x:g}" for x in loads)
+    return knees
 
 
 def write_outputs(
@@ -137,9 +180,18 @@ def _num(v: Any, fmt: str) -> str:
     return format(v, fmt)
 
 
-def _pm(mean: Any, ci: Any, fmt: str) -> str:
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _pm(mean: Any, ci: Any, fmt: str, lo: Any = None, hi: Any = None) -> str:
+    """``mean [lo, hi]`` (the range-keeping interval) or, for tables without it, ``mean ±ci``."""
     s = _num(mean, fmt)
-    if s != "-" and isinstance(ci, float) and math.isfinite(ci):
+    if s == "-":
+        return s
+    if _finite(lo) and _finite(hi):
+        return f"{s} [{format(lo, fmt)}, {format(hi, fmt)}]"
+    if _finite(ci):
         s += f" ±{format(ci, fmt)}"
     return s
 
@@ -149,7 +201,10 @@ def _value(v: Any) -> str:
 
 
 def format_sweep(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> str:
-    """The sweep table for a terminal: factors, throughput, latency, mutex (mean ±95 % CI)."""
+    """The sweep table for a terminal: factors, throughput, latency, mutex.
+
+    Each metric is its mean over the replications and its 95 % interval ``[lo, hi]``
+    (:func:`hostsim.table.interval95`: on the logs, so never below zero)."""
     kp = spec.knee_path
     headers = [
         *(label(k) for k in spec.factor_keys),
@@ -167,21 +222,22 @@ def format_sweep(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> str:
         def g(c: str, i: int = i) -> Any:
             return table[c][i] if c in table else None
 
-        util, util_ci = g("mutex_utilisation"), g("mutex_utilisation_ci95")
+        def pm(c: str, fmt: str, scale: float = 1.0) -> str:
+            def sc(v: Any) -> Any:
+                return v * scale if _finite(v) else v
+
+            return _pm(sc(g(c)), sc(g(f"{c}_ci95")), fmt, sc(g(f"{c}_lo")), sc(g(f"{c}_hi")))
+
         rows.append(
             [
                 *(_value(table[k][i]) for k in spec.factor_keys),
                 str(table["replications"][i]),
                 _num(g("offered_per_s"), ".0f"),
-                _pm(g("throughput_per_s"), g("throughput_per_s_ci95"), ".0f"),
-                _pm(g(f"{kp}_p50_us"), g(f"{kp}_p50_us_ci95"), ".2f"),
-                _pm(g(f"{kp}_p99_us"), g(f"{kp}_p99_us_ci95"), ".2f"),
-                _pm(
-                    None if util is None else 100 * util,
-                    None if util_ci is None else 100 * util_ci,
-                    ".2f",
-                ),
-                _pm(g("mutex_wait_p99_us"), g("mutex_wait_p99_us_ci95"), ".2f"),
+                pm("throughput_per_s", ".0f"),
+                pm(f"{kp}_p50_us", ".2f"),
+                pm(f"{kp}_p99_us", ".2f"),
+                pm("mutex_utilisation", ".2f", 100.0),
+                pm("mutex_wait_p99_us", ".2f"),
             ]
         )
     return format_text(headers, rows)
@@ -198,6 +254,9 @@ def format_knees(spec: SweepSpec, knees: Sequence[Mapping[str, Any]]) -> str:
         f"{spec.knee_percentile} at knee(us)",
         "thr. growth",
     ]
+    agree = any("replications_agree" in k for k in knees)
+    if agree:
+        headers.append("reps agree")
     rows = [
         [
             *(_value(k[key]) for key in spec.other_keys),
@@ -207,6 +266,11 @@ def format_knees(spec: SweepSpec, knees: Sequence[Mapping[str, Any]]) -> str:
             _num(k["baseline_us"], ".2f"),
             _num(k["at_knee_us"], ".2f"),
             _num(k["throughput_efficiency"], ".2f"),
+            *(
+                [f"{k['replications_agree']} of {k['replications_with_curve']} ({k['knee_loads']})"]
+                if agree
+                else []
+            ),
         ]
         for k in knees
     ]

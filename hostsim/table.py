@@ -6,12 +6,15 @@ mean, a few percentiles and a short CDF (fio's percentile list with min and max)
 rows are integer ns, as in the summary.
 
 The *sweep table* (:func:`aggregate`) has one row per sweep point: the factor values, how many
-replications finished, and for every metric its mean across replications (``<metric>``) and the
-half-width of its 95 % confidence interval (``<metric>_ci95``, Student t with n - 1 degrees of
-freedom; NaN with a single replication). Latency columns are in microseconds (``_us``). A sweep
-of boot storms (guest ``start`` / ``reboot`` events, or every group ``kind = "boot"``) also has
-``boot_completion_ms``: the first start to the last guest ready (synthetic boots: first AQIC
-issued to last one resumed); NaN when the storm had not finished at the end of the run.
+replications finished, and for every metric its mean across replications (``<metric>``), a 95 %
+interval that stays in the metric's range (``<metric>_lo``, ``<metric>_hi``: Student t on the
+logs, or the logit of a utilisation, :func:`interval95`), and the half-width of the symmetric
+Student t interval (``<metric>_ci95``, which at 3 replications of a tail percentile can reach
+below zero; kept for old readers). NaN with a single replication. Latency columns are in
+microseconds (``_us``). A sweep of boot storms (guest ``start`` / ``reboot`` events, or every
+group ``kind = "boot"``) also has ``boot_completion_ms``: the first start to the last guest
+ready (synthetic boots: first AQIC issued to last one resumed); NaN when the storm had not
+finished at the end of the run.
 """
 
 from __future__ import annotations
@@ -88,6 +91,43 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float, int]:
         return mean, math.nan, 1
     sd = float(v.std(ddof=1))
     return mean, t_quantile_975(n - 1) * sd / math.sqrt(n), n
+
+
+def interval95(values: Iterable[float], upper: float | None = None) -> tuple[float, float]:
+    """A 95 % interval of the mean that cannot leave the metric's range, ``(lo, hi)``.
+
+    Latencies, rates and times are positive: the Student t interval is taken on their logs and
+    mapped back (a fraction in ``(0, upper)``, a utilisation, on its logit), so with 3
+    replications of a tail percentile it widens upwards instead of going below zero. With a
+    value at the range's edge (a zero) the symmetric interval is clipped to the range instead.
+    The interval always contains the arithmetic mean. NaNs with fewer than two values."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    n = int(v.size)
+    if n < 2:
+        return math.nan, math.nan
+    mean = float(v.mean())
+    t = t_quantile_975(n - 1)
+    hi_edge = math.inf if upper is None else upper
+    if (v > 0).all() and (v < hi_edge).all():
+        if upper is None:
+            z = np.log(v)
+            back = np.exp
+        else:
+            z = np.log(v / (upper - v))
+
+            def back(y: Any) -> Any:
+                return upper / (1 + np.exp(-y))
+
+        half = t * float(z.std(ddof=1)) / math.sqrt(n)
+        lo, hi = float(back(z.mean() - half)), float(back(z.mean() + half))
+    else:
+        half = t * float(v.std(ddof=1)) / math.sqrt(n)
+        lo, hi = max(mean - half, 0.0), min(mean + half, hi_edge)
+    return min(lo, mean), max(hi, mean)
+
+
+#: Metrics bounded above (their interval is taken on the logit).
+_UPPER = {"mutex_utilisation": 1.0}
 
 
 def _sig(x: float) -> float:
@@ -225,14 +265,20 @@ def aggregate(
     for m in metrics:
         cols[m] = []
         cols[f"{m}_ci95"] = []
+        cols[f"{m}_lo"] = []
+        cols[f"{m}_hi"] = []
     for values, runs in zip(points, runs_by_point, strict=True):
         for k, v in zip(factor_keys, values, strict=True):
             cols[k].append(v)
         cols["replications"].append(len(runs))
         for m in metrics:
-            mean, ci, _ = mean_ci95(_run_value(r, m) for r in runs)
+            values = [_run_value(r, m) for r in runs]
+            mean, ci, _ = mean_ci95(values)
+            lo, hi = interval95(values, _UPPER.get(m))
             cols[m].append(_sig(mean))
             cols[f"{m}_ci95"].append(_sig(ci))
+            cols[f"{m}_lo"].append(_sig(lo))
+            cols[f"{m}_hi"].append(_sig(hi))
     return cols
 
 
