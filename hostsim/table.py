@@ -98,25 +98,29 @@ def interval95(values: Iterable[float], upper: float | None = None) -> tuple[flo
 
     Latencies, rates and times are positive: the Student t interval is taken on their logs and
     mapped back (a fraction in ``(0, upper)``, a utilisation, on its logit), so with 3
-    replications of a tail percentile it widens upwards instead of going below zero. With a
-    value at the range's edge (a zero) the symmetric interval is clipped to the range instead.
-    The interval always contains the arithmetic mean. NaNs with fewer than two values."""
+    replications of a tail percentile it widens upwards instead of going below zero. A value at
+    the range's edge (a zero) gives the symmetric interval clipped to the range; a value above
+    ``upper`` (the per-mdev utilisation, summed over many mutexes) drops the upper bound. The
+    interval always contains the arithmetic mean. NaNs with fewer than two values."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     n = int(v.size)
     if n < 2:
         return math.nan, math.nan
     mean = float(v.mean())
     t = t_quantile_975(n - 1)
+    if upper is not None and (v > upper).any():
+        upper = None
     hi_edge = math.inf if upper is None else upper
     if (v > 0).all() and (v < hi_edge).all():
         if upper is None:
             z = np.log(v)
             back = np.exp
         else:
-            z = np.log(v / (upper - v))
+            bound = upper
+            z = np.log(v / (bound - v))
 
             def back(y: Any) -> Any:
-                return upper / (1 + np.exp(-y))
+                return bound / (1 + np.exp(-y))
 
         half = t * float(z.std(ddof=1)) / math.sqrt(n)
         lo, hi = float(back(z.mean() - half)), float(back(z.mean() + half))

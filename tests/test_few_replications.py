@@ -58,6 +58,8 @@ def test_interval95_edges():
     assert interval95([3.0, 3.0, 3.0]) == pytest.approx((3.0, 3.0))
     lo, hi = interval95([0.0, 1.0, 1.0], 1.0)
     assert lo >= 0 and hi == 1.0
+    lo, hi = interval95([1.0142, 1.0141, 1.0143], 1.0)  # per-mdev: summed over mutexes
+    assert 1.013 < lo < 1.0142 < hi < 1.0155
 
 
 def test_the_sweep_table_prints_the_interval_and_old_tables_the_half_width():
