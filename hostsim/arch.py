@@ -199,7 +199,7 @@ def status_irq_enabled(status: U64) -> U64:
     return (status >> 24) & 1
 
 
-def pack_status(rc: U64, irq_enabled: U64 = 0) -> U64:
+def pack_status(rc: U64, irq_enabled: U64 | int = 0) -> U64:
     """32-bit AP queue status word with the given response code and I bit."""
     return (rc << STATUS_RC_SHIFT) | (irq_enabled << 24)
 

@@ -190,6 +190,20 @@ class DecisionBatch:
         "rule",
         "sleeps",
     )
+    cc: np.ndarray
+    gisc: np.ndarray
+    gr1: np.ndarray
+    guest_visible_rc: np.ndarray
+    hook_called: np.ndarray
+    hw_aqic_calls: np.ndarray
+    hw_tapq_calls: np.ndarray
+    kind: np.ndarray
+    mutex: np.ndarray
+    pgm_code: np.ndarray
+    pin: np.ndarray
+    response_code: np.ndarray
+    rule: np.ndarray
+    sleeps: np.ndarray
 
     def __init__(self, **columns: np.ndarray) -> None:
         missing = set(self.__slots__) - set(columns)
@@ -316,11 +330,14 @@ def _disable_batch(
     return status, aqic, tapq, sleeps
 
 
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @cache
-def _compiled(variant: Variant) -> tuple:
+def _compiled(variant: Variant) -> tuple[_Arrays, _Arrays, _Arrays, np.ndarray, np.ndarray]:
     """Per-row lookup arrays of the three tables of ``variant`` (acts, rule codes, RCs)."""
 
-    def arrays(table: tuple[Rule, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(table: tuple[Rule, ...]) -> _Arrays:
         return (
             np.array([int(r.act) for r in table], np.int8),
             np.array([rule_code(r.id) for r in table], np.int16),

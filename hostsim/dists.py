@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hostsim.keyed import KeyedGen
 
 #: The longest duration hostsim takes (about 104 days): far beyond any run, and exact in float64.
 MAX_NS = 2**53
@@ -55,7 +58,9 @@ class Dist:
         """The one value of a fixed distribution, as :meth:`sample` gives it (no draw)."""
         return max(round(min(float(self.p("ns")), MAX_NS)), self.floor_ns)
 
-    def sample(self, gen: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
+    def sample(
+        self, gen: np.random.Generator | KeyedGen, shape: int | tuple[int, ...]
+    ) -> np.ndarray:
         """``shape`` draws as int64 nanoseconds, rounded once and clamped to the floor."""
         k = self.kind
         if k == "fixed":

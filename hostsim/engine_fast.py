@@ -73,7 +73,7 @@ class _Rw:
     __slots__ = ("active", "blocked", "grant_pending", "max_release", "unknown", "waiting")
 
     def __init__(self) -> None:
-        self.waiting: list[int] = []  # host event indices, FIFO
+        self.waiting: list[tuple[int, int]] = []  # (host event index, request time), FIFO
         self.active = False
         self.grant_pending = False
         self.unknown = 0  # readers granted whose release is not known yet
@@ -110,7 +110,7 @@ class FastEngine:
         self.free = [0] * model.n_mutexes
         self.cur_issue: dict[int, int] = {}  # dynamic vCPUs: the issue of their next request
         self.inflight: dict[int, Any] = {}
-        self.heap: list[tuple] = []
+        self.heap: list[tuple[Any, ...]] = []
         self.group_mdev = [g.mdev for g in s.guests]
         self.guest_mdev = [self.group_mdev[int(gi)] for gi in topo.guest_group]
         # Guests whose configuration changes during the run, and vCPUs whose stream is more
@@ -146,9 +146,9 @@ class FastEngine:
         # Where a few guests of a group are simulated one request at a time, their draws come
         # in blocks of one guest's vCPUs, not of the whole group (a cache shape: no value moves).
         n_dyn = np.bincount(topo.vcpu_group[dyn], minlength=len(s.guests))
-        for grp, g in enumerate(s.guests):
-            if 0 < n_dyn[grp] < g.count * g.vcpus:
-                model.shapes[grp] = (g.vcpus, model.shapes[grp][1])
+        for grp, gg in enumerate(s.guests):
+            if 0 < n_dyn[grp] < gg.count * gg.vcpus:
+                model.shapes[grp] = (gg.vcpus, model.shapes[grp][1])
         #: the guest of each vCPU simulated one request at a time
         self.vguest = dict(zip(dyn.tolist(), topo.vcpu_guest[dyn].tolist(), strict=True))
         self.vst: dict[int, VState] = {}

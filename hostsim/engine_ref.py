@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import EventPriority
 
+from hostsim import ties
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.host_ops import host_event_rows, programs
 from hostsim.locks import WRITE
@@ -41,10 +43,15 @@ from hostsim.streams import (
     reconfigure,
     start_of,
 )
-from hostsim.ties import HOST, LATE, RESUME, URGENT, VCPU, lock_key
+from hostsim.ties import HOST, VCPU, lock_key
+
+#: The :mod:`hostsim.ties` priorities as SimPy's ``EventPriority`` (an int NewType: same values).
+URGENT = EventPriority(ties.URGENT)
+LATE = EventPriority(ties.LATE)
+RESUME = EventPriority(ties.RESUME)
 
 
-def _at(env: simpy.Environment, priority: int, callback: Any, delay: int = 0) -> None:
+def _at(env: simpy.Environment, priority: EventPriority, callback: Any, delay: int = 0) -> None:
     ev = simpy.Event(env)
     ev._ok = True
     ev._value = None
@@ -235,6 +242,7 @@ class ReferenceEngine:
                 yield from self._unblocked(gs)
                 f.resume = int(env.now)
             self.sink.add(record(f, v, guest, st.k))
+            assert f.d is not None  # decided (record checks it too)
             after(m, v, st, req, f.d, f.resume)
 
     def _unblocked(self, gs: _Guest) -> Generator[simpy.Event, Any, None]:

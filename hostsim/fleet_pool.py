@@ -10,12 +10,16 @@ reads and writes.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, make_plan
 from workloads.steady import BURSTY_UNIT_MEAN_NS
+
+if TYPE_CHECKING:
+    from hostsim.model import Model
+    from workloads.steady import BurstyClock
 
 INF = np.iinfo(np.int64).max
 
@@ -23,7 +27,31 @@ INF = np.iinfo(np.int64).max
 class PlanPool:
     """Planning and the pool of planned rows (see module docstring)."""
 
-    m: Any
+    # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
+    m: Model
+    duration: int
+    vcpus: np.ndarray
+    n_groups: int
+    group: np.ndarray
+    local: np.ndarray
+    open_loop: np.ndarray
+    clocks: dict[int, BurstyClock]
+    bursty: np.ndarray
+    closed: np.ndarray
+    refill_of: np.ndarray
+    key: np.ndarray
+    k: np.ndarray
+    row: np.ndarray
+    exact: np.ndarray
+    pool: dict[str, np.ndarray]
+    pool_n: int
+    last_row: np.ndarray
+    last_k: np.ndarray
+    last_arr: np.ndarray
+    next_gap: np.ndarray
+    head: np.ndarray | None
+    planned_until: int
+    rate_max: float
 
     # --- the plan pool --------------------------------------------------------------------------
     def _grow(self, cap: int) -> None:

@@ -37,7 +37,12 @@ def _field(tail: np.ndarray, name: str, row: np.ndarray) -> Any:
 class FleetRecords:
     """A mixin of :class:`hostsim.fleet.Fleet`: its committed requests' record columns."""
 
+    # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
     done: list[tuple[np.ndarray, ...]]
+    n_done: int
+    pool: dict[str, np.ndarray]
+    rwsem: bool
+    guest: np.ndarray
 
     # --- records --------------------------------------------------------------------------------
     def records(self) -> LazyColumns | None:

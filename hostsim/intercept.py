@@ -9,6 +9,7 @@ one rule table serve both evaluators.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,8 +42,10 @@ FLAG_DEFAULTS: dict[str, bool] = {
 FLAG_NAMES: tuple[str, ...] = tuple(FLAG_DEFAULTS)
 REGISTER_NAMES: tuple[str, ...] = ("gpr0", "gpr1", "gpr2", "psw_mask")
 
+T = TypeVar("T")
 
-def pad_answers(values: list, width: int) -> list:
+
+def pad_answers(values: list[T], width: int) -> list[T]:
     """Hardware answers padded to ``width`` by repeating the last one ("the last one repeats")."""
     if not values:
         raise ValueError("at least one hardware answer is needed")
@@ -99,6 +102,31 @@ class InterceptBatch:
     """
 
     __slots__ = (*REGISTER_NAMES, *FLAG_NAMES, "hw_aqic", "hw_tapq_irq", "hw_tapq_rc", "n")
+    # The columns the slots hold (REGISTER_NAMES, FLAG_NAMES, the answers), for type checkers.
+    n: int
+    gpr0: np.ndarray
+    gpr1: np.ndarray
+    gpr2: np.ndarray
+    psw_mask: np.ndarray
+    ap_instructions_available: np.ndarray
+    eca_apie: np.ndarray
+    eca_aiv: np.ndarray
+    facility15: np.ndarray
+    facility65: np.ndarray
+    apxa: np.ndarray
+    hook_registered: np.ndarray
+    hook_module_alive: np.ndarray
+    hook_cleared_in_flight: np.ndarray
+    mdev_has_kvm: np.ndarray
+    queue_assigned: np.ndarray
+    nib_in_memslot: np.ndarray
+    pin_ok: np.ndarray
+    pv_guest: np.ndarray
+    nib_shared: np.ndarray
+    gisc_register_ok: np.ndarray
+    hw_aqic: np.ndarray
+    hw_tapq_irq: np.ndarray
+    hw_tapq_rc: np.ndarray
 
     def __init__(self, n: int, **columns: np.ndarray) -> None:
         self.n = n
@@ -140,7 +168,7 @@ class InterceptBatch:
 
     def row(self, k: int) -> Intercept:
         """Row ``k`` as a scalar :class:`Intercept`."""
-        kw = {name: int(getattr(self, name)[k]) for name in REGISTER_NAMES}
+        kw: dict[str, Any] = {name: int(getattr(self, name)[k]) for name in REGISTER_NAMES}
         kw.update({name: bool(getattr(self, name)[k]) for name in FLAG_NAMES})
         kw["hw_aqic"] = [int(x) for x in self.hw_aqic[k]]
         kw["hw_tapq"] = [

@@ -121,7 +121,9 @@ class KeyedGen:
         """Uniforms in [0, 1)."""
         return uniform01(self._bits(shape))
 
-    def exponential(self, scale: float = 1.0, shape: int | tuple[int, ...] | None = None):
+    def exponential(
+        self, scale: float = 1.0, shape: int | tuple[int, ...] | None = None
+    ) -> np.ndarray:
         """Exponential draws with mean ``scale`` (inversion: ``-scale * log(1 - u)``)."""
         return -scale * np.log1p(-uniform01(self._bits(shape)))
 

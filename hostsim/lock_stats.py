@@ -67,7 +67,9 @@ def lock_summary(
     return out
 
 
-def block_summary(blocks: np.ndarray, guest_labels: list[str], start: int, end: int) -> dict:
+def block_summary(
+    blocks: np.ndarray, guest_labels: list[str], start: int, end: int
+) -> dict[str, Any]:
     """The ``blocked`` section (module docstring): per guest label, and in all."""
     per: dict[str, Any] = {}
     blocks = blocks[~blocks["stopped"]]  # a start's or reboot's stop is in the starts section

@@ -33,7 +33,15 @@ from hostsim.keyed import KeyedGen
 from hostsim.locks import LockTable
 from hostsim.records import Path
 from hostsim.rules import Kind
-from hostsim.scenario_types import PLUG, UNPLUG, Hardware, HostEvent, HostEventKind, Scenario
+from hostsim.scenario_types import (
+    PLUG,
+    UNPLUG,
+    Hardware,
+    HostEvent,
+    HostEventKind,
+    Scenario,
+    Workload,
+)
 from hostsim.topology import Topology, topology
 from hostsim.variants import Variant, get_variant
 from workloads.bursts import boot_time, enable_burst, rescan_delay
@@ -54,7 +62,7 @@ def block_shape(n_vcpus: int, expected: float = 1e9) -> tuple[int, int]:
     return chunk, max(2, min(512, BLOCK_TARGET // chunk, per_block))
 
 
-def expected_requests(w: Any, duration_ns: int) -> float:
+def expected_requests(w: Workload, duration_ns: int) -> float:
     """About how many requests one vCPU of a workload issues in the run (for block sizes)."""
     secs = duration_ns / 1e9
     if w.kind == "poisson":
@@ -63,6 +71,7 @@ def expected_requests(w: Any, duration_ns: int) -> float:
         mean = (w.rate_on_hz * w.on_ms + w.rate_off_hz * w.off_ms) / max(w.on_ms + w.off_ms, 1e-9)
         return mean * secs
     if w.kind == "closed":
+        assert w.think is not None
         return duration_ns / max(w.think.mean_ns, 1000.0)
     return 2.0
 
@@ -123,7 +132,7 @@ class Costs:
             self._cols[family] = cached
         return cached
 
-    def subset(self, name: str, sel: np.ndarray, j: int | None = None) -> np.ndarray:
+    def subset(self, name: str, sel: np.ndarray | slice, j: int | None = None) -> np.ndarray:
         """Cost ``name`` (call slot ``j`` of a per-call cost) of the requests ``sel`` (an index
         or mask into 1-D keys) alone: the same values as the full column, drawn only there."""
         family = draws.cost_family(name, j)
@@ -178,6 +187,23 @@ class Block:
         "tapq_rc",
         "tu",
     )
+    apqn: np.ndarray
+    aqic: np.ndarray
+    assigned: np.ndarray
+    au: np.ndarray | None
+    costs: Costs
+    enable: np.ndarray
+    gap: np.ndarray
+    iu: np.ndarray | None
+    nbytes: int
+    pin_ok: np.ndarray
+    poll: np.ndarray | None
+    pu: np.ndarray | None
+    qu: np.ndarray
+    regs: dict[str, np.ndarray]
+    tapq_irq: np.ndarray
+    tapq_rc: np.ndarray
+    tu: np.ndarray | None
 
 
 class Model:
@@ -318,8 +344,8 @@ class Model:
                     w = s.guests[int(topo.guest_group[ev.guest])].workload
                     probe = round(w.probe_ms * 1e6) if w.kind == "linux" else 0
                     burst(ev.guest, sorted(new), seen + probe, (1, self.event_keys[i]))
-        for v in self.views.values():
-            v.sort(key=lambda tv: tv[0])
+        for sched in self.views.values():
+            sched.sort(key=lambda tv: tv[0])
         self.scripts: dict[int, np.ndarray] = {}
         for v, parts in rows.items():
             allrows = np.concatenate(parts)
@@ -406,6 +432,7 @@ class Model:
                 tirq[m] = p.tapq_irq == 1.0
                 pin_ok[m] = p.pin_fail == 0.0
                 continue
+            assert tu is not None and iu is not None and pu is not None  # all or none are drawn
             rc = p.aqic_rc[
                 np.searchsorted(p.aqic_cdf, au[m], side="right").clip(0, len(p.aqic_rc) - 1)
             ]

@@ -20,7 +20,7 @@ from hostsim.rules import Kind, rule_code
 from hostsim.scenario_types import Scenario
 
 #: The record fields a plan fixes (everything after the times).
-TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE.fields[name][0]) for name in RECORD_DTYPE.names[12:]])
+TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE[name]) for name in (RECORD_DTYPE.names or ())[12:]])
 CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
 #: Duration columns of a plan (int64, but ``cat``: int8).
 PLAN_COLUMNS = ("gap", "sie", "pre", "koff", "fin", "hold", "entry", "cat")

@@ -11,7 +11,7 @@ hostsim leaves a notebook's backend alone (only the ``hostsim`` command picks Ag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -49,7 +49,7 @@ def subplots(
     ncols: int = 1,
     *,
     figsize: tuple[float, float],
-    layout: str = "constrained",
+    layout: Literal["constrained", "compressed", "tight"] | None = "constrained",
     **kw: Any,
 ) -> tuple[Figure, Any]:
     """Like ``plt.subplots`` but without pyplot: a figure no backend window manages."""

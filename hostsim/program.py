@@ -271,7 +271,8 @@ class Runner:
                 res.effects.append(step)
             elif isinstance(step, Block | Unblock):  # an APCB update stops the vCPUs meanwhile
                 t = t0 + res.hold
-                res.timed.append((t, self._block(step, t).step))
+                self._block(step, t)  # its Effect's step is ``step``
+                res.timed.append((t, step))
             elif isinstance(step, Acquire):
                 g = self._guest(step.guest, step)
                 self.table.check_order(self.held, self.table.instance(step.lock, g), self.who)

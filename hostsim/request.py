@@ -125,9 +125,9 @@ def at_grant(
     return f.rel
 
 
-def record(f: InFlight, v: int, guest: int, k: int) -> tuple:
+def record(f: InFlight, v: int, guest: int, k: int) -> tuple[Any, ...]:
     """The request's record (:data:`hostsim.records.RECORD_DTYPE` field order)."""
-    assert f.d is not None
+    assert f.d is not None and f.x is not None
     req = f.req
     return record_tuple(
         v,

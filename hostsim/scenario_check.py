@@ -9,10 +9,13 @@ all validate through these, which keeps the messages uniform.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from hostsim.dists import Dist, DistError, parse_dist
 from hostsim.scenario_types import NS_PER_MS, ScenarioError
+
+T = TypeVar("T")
 
 
 class Ctx:
@@ -59,8 +62,9 @@ class Ctx:
             raise self.err(path, f"expected a number <= {hi}, got {v}")
         return float(v)
 
-    def choice(self, v: Any, path: str, options: tuple[str, ...] | list[str]) -> str:
-        if v not in options:
+    def choice(self, v: Any, path: str, options: Sequence[T]) -> T:
+        # Equal is not enough: 250.0 == 250 and True == 1, but only an option's own type is one.
+        if v not in options or type(v) not in {type(o) for o in options}:
             raise self.err(path, f"expected one of {list(options)}, got {show(v)}")
         return v
 

@@ -11,6 +11,7 @@ flight plus one chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def record_tuple(
     x: Intercept,
     d: Decision,
     path: int,
-) -> tuple:
+) -> tuple[Any, ...]:
     """One request record as a tuple in :data:`RECORD_DTYPE` field order."""
     return (
         vcpu,
@@ -94,19 +95,23 @@ class RecordSink:
     """
 
     def __init__(
-        self, emit: Callable[[np.ndarray], None], chunk: int = CHUNK, *, ordered: bool = True
+        self,
+        emit: Callable[[Any], None],  # a RECORD_DTYPE chunk; columns with ``ordered=False``
+        chunk: int = CHUNK,
+        *,
+        ordered: bool = True,
     ) -> None:
         self._emit = emit
         self._chunk = chunk
         self.ordered = ordered
-        self.rows: list[tuple] = []
+        self.rows: list[tuple[Any, ...]] = []
         self._arrays: list[np.ndarray] = []
         self._array_rows = 0
         self._ready: list[np.ndarray] = []
         self._ready_n = 0
         self.count = 0
 
-    def add(self, row: tuple) -> None:
+    def add(self, row: tuple[Any, ...]) -> None:
         """One finished request (a :func:`record_tuple`)."""
         self.rows.append(row)
 

@@ -36,10 +36,10 @@ def start_rows(model: Any, progs: Any) -> list[dict[str, Any]]:
     enabled: dict[tuple[int, int], list[int]] = {}
     for guest, apqn, t in progs.queues.enabled:
         enabled.setdefault((guest, apqn), []).append(t)
-    unblock = {b[0]: b[3] for b in progs.blocked if b[4]}
+    unblock: dict[int, int] = {b[0]: b[3] for b in progs.blocked if b[4]}
     sections: dict[int, list[tuple[int, ...]]] = {}
-    for row in progs.rows:
-        sections.setdefault(row[0], []).append(row)
+    for sec in progs.rows:
+        sections.setdefault(sec[0], []).append(sec)
     nxt: dict[int, int] = {}  # event -> the same guest's next start or reboot
     later: dict[int, int] = {}
     for i in range(len(events) - 1, -1, -1):
@@ -55,13 +55,15 @@ def start_rows(model: Any, progs: Any) -> list[dict[str, Any]]:
         secs = [r for r in sections.get(i, []) if r[5] >= 0]
         host_end = max((r[6] for r in secs), default=ev.at_ns)
         wait = sum(r[5] - r[4] for r in secs)
-        ready: int | None = u
+        ready: int | None = None  # None: some queue is not enabled again
+        at = u
         for a in model.event_queues[i].tolist():
             ts = [t for t in enabled.get((ev.guest, a), []) if u <= t < nxt[i]]
             if not ts:
-                ready = None
                 break
-            ready = max(ready, ts[0])
+            at = max(at, ts[0])
+        else:
+            ready = at
         row: dict[str, Any] = {
             "event": i,
             "guest": ev.label,

@@ -76,6 +76,7 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
     group = int(m.topo.vcpu_group[v])
     w = m.s.guests[group].workload
     if st.retry is not None:
+        assert blk.poll is not None  # drawn for every retrying guest
         issue = st.resume + int(blk.poll[r, c])
         if issue >= m.s.duration_ns:
             return None
@@ -122,6 +123,7 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
             )
     if s_issue is None or s_issue >= m.s.duration_ns:
         return None
+    assert s_arr is not None  # set with s_issue
     st.arrival = s_arr
     regs = blk.regs
     g0 = int(regs["gpr0"][r, c])
@@ -178,6 +180,7 @@ def intercept(
         if blk.au is None:
             a, t, i, p = m._answers(prof, None, None, None, None)
         else:
+            assert blk.tu is not None and blk.iu is not None and blk.pu is not None  # with au
             a, t, i, p = m._answers(
                 prof, blk.au[r, c][None], blk.tu[r, c][None], blk.iu[r, c][None], blk.pu[r, c][None]
             )
@@ -223,6 +226,7 @@ def after(m: Model, v: int, st: VState, req: Req, d: Decision, resume: int) -> N
             st.retry = regs
     elif w.retry == "on_reply" and enable and d.kind in _ANSWERED and d.guest_visible_rc:
         # interrupts stay off: the queue polls, and the next reply that empties it retries
+        assert req.blk.poll is not None  # drawn for every retrying guest
         due = resume + int(req.blk.poll[req.r, req.c])
         bisect.insort(st.replies, (due, req.issue, regs))
 

@@ -143,10 +143,12 @@ def knees_of(
         return knees
     per_rep: list[list[dict[str, Any]]] = []
     for r in range(spec.replications):
-        idx = [i for i, rows in enumerate(runs) if len(rows) > r and rows[r] is not None]
-        if not idx:
+        got = [(i, rows[r]) for i, rows in enumerate(runs) if len(rows) > r]
+        done = [(i, run) for i, run in got if run is not None]
+        if not done:
             continue
-        one = aggregate(spec.factor_keys, [p.points[i] for i in idx], [[runs[i][r]] for i in idx])
+        points = [p.points[i] for i, _ in done]
+        one = aggregate(spec.factor_keys, points, [[run] for _, run in done])
         per_rep.append(_knees(spec, one))
     for k in knees:
         combo = tuple(k[o] for o in spec.other_keys)

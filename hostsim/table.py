@@ -112,18 +112,16 @@ def interval95(values: Iterable[float], upper: float | None = None) -> tuple[flo
         upper = None
     hi_edge = math.inf if upper is None else upper
     if (v > 0).all() and (v < hi_edge).all():
-        if upper is None:
-            z = np.log(v)
-            back = np.exp
-        else:
-            bound = upper
-            z = np.log(v / (bound - v))
+        bound = upper
+        z = np.log(v) if bound is None else np.log(v / (bound - v))
 
-            def back(y: Any) -> Any:
-                return bound / (1 + np.exp(-y))
+        def back(y: float) -> float:
+            y = max(min(y, 700.0), -700.0)  # beyond, exp overflows: the ends are 0 or inf anyway
+            return math.exp(y) if bound is None else bound / (1 + math.exp(-y))
 
         half = t * float(z.std(ddof=1)) / math.sqrt(n)
-        lo, hi = float(back(z.mean() - half)), float(back(z.mean() + half))
+        mid = float(z.mean())
+        lo, hi = back(mid - half), back(mid + half)
     else:
         half = t * float(v.std(ddof=1)) / math.sqrt(n)
         lo, hi = max(mean - half, 0.0), min(mean + half, hi_edge)

@@ -30,6 +30,7 @@ class Topology:
 
 def topology(s: Scenario) -> Topology:
     """Flatten the guest groups of ``s`` into index arrays."""
+    gg: list[int]
     gg, gl, gfv, apqns = [], [], [], []
     gfg, gfvc = [], []
     per_guest_vcpus = []

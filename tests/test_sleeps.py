@@ -65,7 +65,12 @@ def test_host_kernel_and_hz_set_the_sleeps_unless_the_cost_is_given() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "key"), [('kernel = "six"', "host.kernel"), ("hz = 99", "host.hz")]
+    ("body", "key"),
+    [
+        ('kernel = "six"', "host.kernel"),
+        ("hz = 99", "host.hz"),
+        ("hz = 250.0", "host.hz"),  # equal to a choice, but not an integer (once taken as one)
+    ],
 )
 def test_bad_kernel_or_hz_names_the_key(body: str, key: str) -> None:
     with pytest.raises(ScenarioError, match=key.replace(".", r"\.")):

@@ -27,6 +27,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workloads.capture_base import (
     CaptureError,
@@ -276,8 +277,8 @@ def read_lock_events(path: str | Path) -> LockEvents:
     comment or blank, or a contention event whose fields do not parse, is an error."""
     name = str(path)
     out = LockEvents(name)
-    open_: dict[tuple[int, int], list] = {}  # (tid, addr) -> [t, flags, line, chain]
-    last_begin: list | None = None
+    open_: dict[tuple[int, int], list[Any]] = {}  # (tid, addr) -> [t, flags, line, chain]
+    last_begin: list[Any] | None = None
     for no, line in numbered(path):
         if not line.strip():
             continue

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workloads.capture_base import CaptureError, CaptureFormat, numbered, register
 
@@ -67,7 +68,7 @@ class S390dbfCapture:
     updates: list[ApcbUpdate] = field(default_factory=list)
     other_lines: int = 0
 
-    def host_operations(self) -> list[dict[str, object]]:
+    def host_operations(self) -> list[dict[str, Any]]:
         """The updates as host operations: ``attach`` (a VM's first set), ``assign`` /
         ``unassign`` (domains or adapters added / removed), ``update`` (other change),
         ``detach`` (clear); ``at_ns`` relative to the first update."""
@@ -75,7 +76,7 @@ class S390dbfCapture:
             return []
         t0 = min(u.t_ns for u in self.updates)
         prev: dict[str, ApcbUpdate] = {}
-        out: list[dict[str, object]] = []
+        out: list[dict[str, Any]] = []
         for u in self.updates:
             p = prev.get(u.vm)
             if u.kind == "clear":

@@ -69,8 +69,8 @@ def read_sie_trace(path: str | Path) -> SieCapture:
     name = str(path)
     fmt = ""
     rx = None
-    rows: list[tuple] = []
-    state: dict[str, list] = {}  # tid -> [pending exit t, open exit t, vid, mid, cls, pgm]
+    rows: list[tuple[int, ...]] = []
+    state: dict[str, list[int]] = {}  # tid -> [pending exit t, open exit t, vid, mid, cls, pgm]
     incomplete = digits = 0
     for no, line in numbered(path):
         if not line.strip() or line.lstrip().startswith("#") or NON_EVENT_RE.match(line):
@@ -81,10 +81,10 @@ def read_sie_trace(path: str | Path) -> SieCapture:
             continue
         m = rx.match(line) if rx else None
         if m is None:
-            for f, r in LINE_RE.items():
+            for fm, r in LINE_RE.items():
                 m = r.match(line)
                 if m:
-                    fmt, rx = fmt or f, rx or r
+                    fmt, rx = fmt or fm, rx or r
                     break
         if m is None:
             raise CaptureError(

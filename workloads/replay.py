@@ -256,7 +256,7 @@ class ReplayFeed:
         self.last_t = -1  # the latest t_ns of a good row
         self._validate(skip_bad)
         self._it = self._good_rows()
-        self._buf: dict[int, collections.deque] = collections.defaultdict(collections.deque)
+        self._buf: dict[int, collections.deque[Any]] = collections.defaultdict(collections.deque)
         self._base: dict[int, int] = collections.defaultdict(int)
         self._eof = False
 

@@ -200,8 +200,8 @@ def plan_replay(
         "skipped": imp.skipped,
         "incomplete": imp.incomplete,
     }
-    feed = {v: a for v, a in imp.arrivals.items() if len(a)}
-    return ReplayPlan(file, "trace", s, feed, imp.intercepts, imp, msgs, info, imp.last_arrival)
+    scripts = {v: a for v, a in imp.arrivals.items() if len(a)}
+    return ReplayPlan(file, "trace", s, scripts, imp.intercepts, imp, msgs, info, imp.last_arrival)
 
 
 class _Fold:
@@ -279,7 +279,7 @@ def class_warnings(plan: ReplayPlan, sim: dict[str, dict[str, Any]]) -> list[str
     return out
 
 
-def table_json(trace: dict[str, dict[str, Any]], sim: dict[str, dict[str, Any]]) -> dict:
+def table_json(trace: dict[str, dict[str, Any]], sim: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The trace-versus-simulation table as saved in ``trace_vs_sim.json``."""
     return {
         "what": "intercept duration sie_exit -> sie_enter per outcome class, trace vs simulation",

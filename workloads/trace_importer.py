@@ -135,7 +135,8 @@ class Importer:
         self.lines = no
         m = self.match(line)
         if m is None:
-            return self._other_line(no, line)
+            self._other_line(no, line)  # raises on a bad line
+            return None
         tid_s, sec, frac, ev, vid_s, psw_s, rest = m.groups()
         fre = FIELDS_RE.get(ev)
         if fre is None:

@@ -112,8 +112,8 @@ def detect_format(path: Path, name: str, skip_bad: bool) -> tuple[str, int | Non
             magic = fh.read(16)
     except OSError as e:
         raise TraceError(name, 0, f"cannot read: {e.strerror}") from None
-    for m, tool in _BINARY:
-        if magic.startswith(m) or magic[1:].startswith(m):
+    for sig, tool in _BINARY:
+        if magic.startswith(sig) or magic[1:].startswith(sig):
             raise TraceError(
                 name, 1, f"unknown trace format: a binary file; convert it with {tool}"
             )

@@ -202,11 +202,11 @@ def _time_note(t0: int, shift: int, hostsim: bool) -> str:
 def _arrivals(
     s: Scenario,
     topo: Any,
-    t_buf: list[array],
-    psw_buf: list[array],
-    cls_buf: list[array],
-    dur_buf: list[array],
-    pgm_buf: list[array],
+    t_buf: list[array[int]],
+    psw_buf: list[array[int]],
+    cls_buf: list[array[int]],
+    dur_buf: list[array[int]],
+    pgm_buf: list[array[int]],
     shift: int,
     tally: Counter[tuple[str, str | None]],
 ) -> tuple[dict[int, np.ndarray], ...]:
