@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from hostsim import units
 from hostsim.compare import Comparison, format_compare, rows, write_compare
 from hostsim.compare import compare as _compare
 from hostsim.report import format_report
@@ -67,7 +68,7 @@ def _assign(raw: dict[str, Any], key: str, value: object) -> None:
                 node = node[int(k)]
         elif isinstance(node, dict):
             if last:
-                node[k] = value
+                units.replace(node, k, value)
             else:
                 node = node.setdefault(k, {})
         else:
@@ -235,10 +236,10 @@ def run(
 
 
 def _sweep_text(spec: Mapping[str, Any]) -> str:
-    import tomli_w
+    from hostsim import toml_text
 
     table = dict(spec) if "sweep" in spec else {"sweep": dict(spec)}
-    return tomli_w.dumps(table)
+    return toml_text.dumps(table)
 
 
 @dataclass(eq=False)
@@ -385,15 +386,9 @@ def _as_sets(overrides: Overrides | None) -> list[str]:
         raise TypeError("overrides: expected a mapping or a list of 'key=value' strings")
     if not isinstance(overrides, Mapping):
         return list(overrides)
-    import tomli_w
+    from hostsim import toml_text
 
-    out = []
-    for k, v in overrides.items():
-        text = tomli_w.dumps({"v": v}) if not isinstance(v, Mapping) else None
-        if text is None or not text.startswith("v = "):
-            raise ScenarioError(f"override {k}: compare takes scalar or list values")
-        out.append(f"{k}={text[4:].strip()}")
-    return out
+    return [f"{k}={toml_text.value(v)}" for k, v in overrides.items()]
 
 
 __all__ = [

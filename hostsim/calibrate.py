@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from hostsim import toml_text
 from hostsim.dists import Dist, parse_dist
 from hostsim.scenario_types import Scenario
 from workloads.trace_format import IN_KERNEL, PROGRAM_CHECK, USERSPACE_EXIT
@@ -515,20 +516,7 @@ def calibrate(
     return cal
 
 
-def _toml_value(d: dict[str, Any]) -> str:
-    def v(x: Any) -> str:
-        if isinstance(x, str):
-            return f'"{x}"'
-        if isinstance(x, list):
-            return "[" + ", ".join(v(i) for i in x) + "]"
-        if isinstance(x, float) and x.is_integer():
-            return str(int(x))
-        return repr(x)
-
-    return "{ " + ", ".join(f"{k} = {v(x)}" for k, x in d.items()) + " }"
-
-
-def _comment(f: Fit) -> list[str]:
+def _comment(f: Fit) -> str:
     gof = (
         "no per-sample test"
         if f.ks is None
@@ -537,39 +525,32 @@ def _comment(f: Fit) -> list[str]:
     )
     known = ", ".join(f.known) or "nothing"
     q = next(x for x in QUANTITIES if x.key == f.quantity)
-    lines = [
-        f"# {f.cost}: {f.method}, n={f.n}, {gof}",
-        f"#   from {q.what}; subtracted: {known}",
-    ]
+    lines = [f"{f.cost}: {f.method}, n={f.n}, {gof}", f"  from {q.what}; subtracted: {known}"]
     if f.sources:
-        lines.append(f"#   captures: {', '.join(f.sources)}")
+        lines.append(f"  captures: {', '.join(f.sources)}")
     if f.note:
-        lines.append(f"#   note: {f.note}")
-    return lines
+        lines.append(f"  note: {f.note}")
+    return toml_text.comment(lines)
 
 
 def to_toml(cal: Calibration, header: list[str] | None = None) -> str:
     """The ``[costs]`` fragment: fitted costs with comments, then what else was seen."""
-    out = [f"# {h}" for h in header or []]
-    out.append("[costs]")
+    out = toml_text.comment(header or []) + "[costs]\n"
     for f in cal.fits.values():
-        out += _comment(f)
-        out.append(f"{f.cost} = {_toml_value(f.dist)}")
+        out += _comment(f) + toml_text.assignment(f.cost, f.dist) + "\n"
     for f in cal.alternatives:
-        out.append("# also fitted (not used: an earlier quantity fitted this cost):")
-        out += _comment(f)
-        out.append(f"# {f.cost} = {_toml_value(f.dist)}")
+        out += toml_text.comment("also fitted (not used: an earlier quantity fitted this cost):")
+        out += _comment(f) + toml_text.comment(toml_text.assignment(f.cost, f.dist))
     if cal.observed:
-        out.append("#")
-        out.append("# observed (not costs: waits and holder durations to compare with a run):")
-        out += [f"#   {o}" for o in cal.observed]
+        out += toml_text.comment(
+            ["", "observed (not costs: waits and holder durations to compare with a run):"]
+        )
+        out += toml_text.comment([f"  {o}" for o in cal.observed])
     if cal.notes:
-        out.append("#")
-        out.append("# notes:")
-        out += [f"#   {n}" for n in cal.notes]
-    return "\n".join(out) + "\n"
+        out += toml_text.comment(["", "notes:", *(f"  {n}" for n in cal.notes)])
+    return out
 
 
 def set_args(cal: Calibration) -> list[str]:
     """The fits as ``hostsim run --set`` arguments."""
-    return [f"costs.{f.cost}={_toml_value(f.dist)}" for f in cal.fits.values()]
+    return [f"costs.{f.cost}={toml_text.value(f.dist)}" for f in cal.fits.values()]

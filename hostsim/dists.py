@@ -1,9 +1,11 @@
 """Duration distributions of the cost model, in integer nanoseconds.
 
 A scenario gives each cost as a table such as ``{ dist = "lognormal", median_ns = 900, p99_ns =
-3000 }``, or a bare number (fixed). Draws are rounded to whole nanoseconds once, then clamped to
-the distribution's floor (1 ns for a service stage, so that no stage is instantaneous and the
-engines' tie rule holds; 0 for think times and inter-arrival gaps).
+3000 }`` (or ``median = "900ns"``, ``p99_us = 3``: every duration carries its unit, see
+:mod:`hostsim.units`), or a duration string such as ``"200ns"`` (fixed); a bare number is
+refused. Draws are rounded to whole nanoseconds once, then clamped to the distribution's floor
+(1 ns for a service stage, so that no stage is instantaneous and the engines' tie rule holds; 0
+for think times and inter-arrival gaps).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hostsim import units
 
 if TYPE_CHECKING:
     from hostsim.keyed import KeyedGen
@@ -83,18 +87,31 @@ class Dist:
         return {"dist": self.kind, **dict(self.params)}
 
 
-_KEYS = {
-    "fixed": {"ns"},
-    "exponential": {"mean_ns"},
-    "uniform": {"low_ns", "high_ns"},
-    "lognormal": {"median_ns", "sigma", "p99_ns"},
-    "empirical": {"samples_ns"},
+#: each kind's duration parameters (given with a unit, :mod:`hostsim.units`) and plain ones
+_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "fixed": (("",), ()),
+    "exponential": (("mean",), ()),
+    "uniform": (("low", "high"), ()),
+    "lognormal": (("median", "p99"), ("sigma",)),
+    "empirical": (("samples",), ()),
 }
+_TABLE_HINT = 'a duration such as "10ms" or a distribution table'
+
+
+def _allowed(kind: str) -> set[str]:
+    durations, plain = _PARAMS[kind]
+    return {k for n in durations for k in units.spellings(n)} | set(plain)
+
+
+def _expected(kind: str) -> str:
+    durations, plain = _PARAMS[kind]
+    shown = [f"{n}_ns" if n else "ns" for n in durations] + list(plain)
+    return f'{shown} (a duration in any unit: _ns, _us, _ms, _s, or a string such as "450ns")'
 
 
 def _num(v: Any, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise DistError(f"{key}: expected a number of nanoseconds, got {v!r}")
+        raise DistError(f"{key}: expected a number, got {v!r}")
     if not math.isfinite(v) or v < 0:
         raise DistError(f"{key}: expected a finite non-negative number, got {v!r}")
     if v > MAX_NS:
@@ -105,51 +122,82 @@ def _num(v: Any, key: str) -> float:
     return v
 
 
+def _dur(value: dict[str, Any], name: str, kind: str) -> tuple[str, Any]:
+    """Parameter ``name`` in ns and the key it was given under (checked non-negative)."""
+    try:
+        got = units.take(value, name)
+    except units.UnitError as e:
+        raise DistError(str(e)) from None
+    if got is None:
+        want = f"{name}_ns" if name else "ns"
+        raise DistError(f"{kind}: missing {want} (or {name or 'its value'} in another unit)")
+    key, ns = got
+    return key, _num(ns, key)
+
+
 def parse_dist(value: Any, floor_ns: int = 1) -> Dist:
-    """A :class:`Dist` from a scenario value; raises :class:`DistError` saying what is wrong."""
+    """A :class:`Dist` from a scenario value; raises :class:`DistError` saying what is wrong.
+
+    ``value`` is a duration string (a fixed value, ``"450ns"``) or a table ``{ dist = ...,
+    ... }`` whose duration parameters carry their unit (:mod:`hostsim.units`). A bare number is
+    refused: its unit would be a guess."""
     if isinstance(value, bool):
-        raise DistError(f"expected a number of nanoseconds or a distribution table, got {value!r}")
+        raise DistError(f"expected {_TABLE_HINT}, got {value!r}")
     if isinstance(value, int | float):
-        return Dist("fixed", (("ns", _num(value, "value")),), floor_ns)
+        raise DistError(units.bare_number(value))
+    if isinstance(value, str):
+        try:
+            ns = units.parse_duration(value)
+        except units.UnitError as e:
+            raise DistError(str(e)) from None
+        return Dist("fixed", (("ns", _num(ns, "value")),), floor_ns)
     if not isinstance(value, dict):
-        raise DistError(f"expected a number of nanoseconds or a distribution table, got {value!r}")
+        raise DistError(f"expected {_TABLE_HINT}, got {type(value).__name__}")
     kind = value.get("dist")
-    if kind not in _KEYS:
-        raise DistError(f"dist: expected one of {sorted(_KEYS)}, got {kind!r}")
-    extra = set(value) - _KEYS[kind] - {"dist"}
+    if kind not in _PARAMS:
+        raise DistError(f"dist: expected one of {sorted(_PARAMS)}, got {kind!r}")
+    extra = set(value) - _allowed(kind) - {"dist"}
     if extra:
         raise DistError(
-            f"unknown key {sorted(extra)[0]!r} for dist {kind!r}; expected {sorted(_KEYS[kind])}"
+            f"unknown key {sorted(extra)[0]!r} for dist {kind!r}; expected {_expected(kind)}"
         )
     if kind == "fixed":
-        params: dict[str, Any] = {"ns": _num(value.get("ns"), "ns")}
+        params: dict[str, Any] = {"ns": _dur(value, "", kind)[1]}
     elif kind == "exponential":
-        mean = _num(value.get("mean_ns"), "mean_ns")
+        key, mean = _dur(value, "mean", kind)
         if mean <= 0:
-            raise DistError("mean_ns: expected a positive number")
+            raise DistError(f"{key}: expected a positive duration")
         params = {"mean_ns": mean}
     elif kind == "uniform":
-        lo, hi = _num(value.get("low_ns"), "low_ns"), _num(value.get("high_ns"), "high_ns")
+        (lk, lo), (hk, hi) = _dur(value, "low", kind), _dur(value, "high", kind)
         if hi < lo:
-            raise DistError(f"high_ns ({hi}) is below low_ns ({lo})")
+            raise DistError(f"{hk} ({value[hk]}) is below {lk} ({value[lk]})")
         params = {"low_ns": lo, "high_ns": hi}
     elif kind == "lognormal":
-        median = _num(value.get("median_ns"), "median_ns")
+        mk, median = _dur(value, "median", kind)
         if median <= 0:
-            raise DistError("median_ns: expected a positive number")
-        if ("sigma" in value) == ("p99_ns" in value):
-            raise DistError("lognormal: give exactly one of sigma or p99_ns")
+            raise DistError(f"{mk}: expected a positive duration")
+        try:
+            p99_given = units.take(value, "p99") is not None
+        except units.UnitError as e:
+            raise DistError(str(e)) from None
+        if ("sigma" in value) == p99_given:
+            raise DistError("lognormal: give exactly one of sigma or p99_ns (p99 in any unit)")
         if "sigma" in value:
             sigma = _num(value["sigma"], "sigma")
         else:
-            p99 = _num(value["p99_ns"], "p99_ns")
+            pk, p99 = _dur(value, "p99", kind)
             if p99 <= median:
-                raise DistError(f"p99_ns ({p99}) must exceed median_ns ({median})")
+                raise DistError(f"{pk} ({value[pk]}) must exceed {mk} ({value[mk]})")
             sigma = math.log(p99 / median) / Z99
         params = {"median_ns": median, "sigma": round(sigma, 12)}
     else:
-        samples = value.get("samples_ns")
-        if not isinstance(samples, list) or not samples:
+        try:
+            got = units.take_list(value, "samples")
+        except units.UnitError as e:
+            raise DistError(str(e)) from None
+        if got is None:
             raise DistError("samples_ns: expected a non-empty list of nanoseconds")
-        params = {"samples_ns": [_num(s, "samples_ns") for s in samples]}
+        key, samples = got
+        params = {"samples_ns": [_num(x, f"{key}[{i}]") for i, x in enumerate(samples)]}
     return Dist(kind, tuple(params.items()), floor_ns)

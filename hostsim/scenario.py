@@ -20,9 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hostsim import arch, sleeps
+from hostsim import arch, sleeps, units
 from hostsim.costs import COSTS
-from hostsim.scenario_check import Ctx, ms_to_ns, rc_probs
+from hostsim.scenario_check import Ctx, ms_key, ms_keys, ms_to_ns, rc_probs
 from hostsim.scenario_guests import guest_groups, host_events
 from hostsim.scenario_types import (
     LOCK_MODELS,
@@ -147,14 +147,14 @@ def from_dict(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Validate a raw TOML tree into a :class:`Scenario`."""
     ctx = Ctx(source)
     ctx.table(raw, "", {"run", "host", "costs", "guests", "events"})
-    run = ctx.table(raw.get("run", {}), "run", {"duration_ms", "warmup_ms", "seed"})
-    duration = ms_to_ns(ctx, run, "duration_ms", "run", 1000.0)
+    run = ctx.table(raw.get("run", {}), "run", ms_keys("duration", "warmup") | {"seed"})
+    duration = ms_to_ns(ctx, run, "duration", "run", 1000.0)
     if duration <= 0:
-        raise ctx.err("run.duration_ms", "expected a positive duration")
-    warmup = ms_to_ns(ctx, run, "warmup_ms", "run", 0.0)
+        raise ctx.err(f"run.{ms_key(run, 'duration')}", "expected a positive duration")
+    warmup = ms_to_ns(ctx, run, "warmup", "run", 0.0)
     if warmup >= duration:
         raise ctx.err(
-            "run.warmup_ms",
+            f"run.{ms_key(run, 'warmup')}",
             f"warm-up ({warmup / NS_PER_MS:g} ms) must be shorter "
             f"than the run ({duration / NS_PER_MS:g} ms)",
         )
@@ -180,7 +180,8 @@ def _coerce(text: str) -> Any:
 def apply_set(raw: dict[str, Any], assignment: str) -> None:
     """Apply one ``key.path=value`` override (value in TOML syntax; bare words are strings).
 
-    List elements are addressed by index: ``guests.0.count=12``.
+    List elements are addressed by index: ``guests.0.count=12``. A duration replaces the
+    table's other spellings of it (``run.duration=4s`` drops ``duration_ms``).
     """
     if "=" not in assignment:
         raise ScenarioError(f"--set {assignment!r}: expected key.path=value")
@@ -203,7 +204,7 @@ def apply_set(raw: dict[str, Any], assignment: str) -> None:
             raise ScenarioError(f"--set {path}: expected an index below {len(node)}")
         node[int(last)] = _coerce(value.strip())
     elif isinstance(node, dict):
-        node[last] = _coerce(value.strip())
+        units.replace(node, last, _coerce(value.strip()))
     else:
         raise ScenarioError(f"--set {path}: the parent is not a table")
 

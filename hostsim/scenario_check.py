@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from hostsim import toml_text, units
 from hostsim.dists import Dist, DistError, parse_dist
 from hostsim.scenario_types import NS_PER_MS, ScenarioError
 
@@ -80,6 +81,32 @@ class Ctx:
             raise self.err(path, "ids must not repeat")
         return out
 
+    def ms(
+        self, t: dict[str, Any], name: str, path: str, default: float, strict: bool = False
+    ) -> float:
+        """A time in ms from ``t``: ``name_ms`` (a number of ms) or ``name`` (a duration string
+        such as ``"4s"``), not both; ``default`` when neither is given."""
+        key_ms = f"{name}_ms"
+        if key_ms in t and name in t:
+            raise self.err(f"{path}.{name}", f"{key_ms} and {name} both give {name}: keep one")
+        if name not in t:
+            v = t.get(key_ms, default)
+            if isinstance(v, str):
+                raise self.err(
+                    f"{path}.{key_ms}",
+                    f"expected a number of milliseconds (the key says its unit), got {show(v)}; "
+                    f"for a duration string write {toml_text.assignment(name, v)}",
+                )
+            return self.number(v, f"{path}.{key_ms}", strict=strict)
+        v = t[name]
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise self.err(f"{path}.{name}", units.bare_number(v, name))
+        try:
+            ns = units.parse_duration(v)
+        except units.UnitError as e:
+            raise self.err(f"{path}.{name}", str(e)) from None
+        return self.number(units.ns_to_ms(ns), f"{path}.{name}", strict=strict)
+
     def dist(self, v: Any, path: str, floor: int = 1) -> Dist:
         try:
             return parse_dist(v, floor)
@@ -92,10 +119,19 @@ def show(v: Any) -> str:
     return f"{type(v).__name__} {v!r}" if not isinstance(v, dict | list) else type(v).__name__
 
 
-def ms_to_ns(ctx: Ctx, t: dict[str, Any], key: str, path: str, default: float) -> int:
-    """``t[key]`` (or ``default``), a non-negative number of ms, as whole ns."""
-    v = ctx.number(t.get(key, default), f"{path}.{key}")
-    return round(v * NS_PER_MS)
+def ms_to_ns(ctx: Ctx, t: dict[str, Any], name: str, path: str, default: float) -> int:
+    """The time ``name`` of ``t`` (:meth:`Ctx.ms`; or ``default`` ms) as whole ns."""
+    return round(ctx.ms(t, name, path, default) * NS_PER_MS)
+
+
+def ms_keys(*names: str) -> set[str]:
+    """The keys that may give the times ``names``: ``name_ms`` and ``name`` for each."""
+    return {k for n in names for k in (f"{n}_ms", n)}
+
+
+def ms_key(t: dict[str, Any], name: str) -> str:
+    """The key ``t`` gives the time ``name`` under (``name_ms`` when neither is there)."""
+    return name if name in t else f"{name}_ms"
 
 
 def rc_probs(ctx: Ctx, v: Any, path: str) -> tuple[tuple[int, float], ...]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from hostsim import arch
-from hostsim.scenario_check import Ctx, ms_to_ns, rc_probs, show
+from hostsim.scenario_check import Ctx, ms_key, ms_keys, ms_to_ns, rc_probs, show
 from hostsim.scenario_types import (
     ADVERSARIAL,
     GUEST_FLAGS,
@@ -44,8 +44,7 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
         "enable_fraction",
         "isc",
         "nib",
-        "start_ms",
-        "probe_ms",
+        *ms_keys("start", "probe"),
         "retry",
         "retry_poll",
         "adversarial",
@@ -55,8 +54,8 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
     per_kind = {
         "poisson": {"rate_hz"},
         "closed": {"think"},
-        "bursty": {"rate_on_hz", "rate_off_hz", "on_ms", "off_ms"},
-        "boot": {"boot_at_ms", "spread_ms"},
+        "bursty": {"rate_on_hz", "rate_off_hz", *ms_keys("on", "off")},
+        "boot": ms_keys("boot_at", "spread"),
         "idle": set(),
         "linux": {"reply_rate_hz"},
     }
@@ -92,11 +91,11 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
             t.get("rate_on_hz", 1000.0), f"{path}.rate_on_hz", 0.0, strict=True
         )
         kw["rate_off_hz"] = ctx.number(t.get("rate_off_hz", 0.0), f"{path}.rate_off_hz", 0.0)
-        kw["on_ms"] = ctx.number(t.get("on_ms", 10.0), f"{path}.on_ms", 0.0, strict=True)
-        kw["off_ms"] = ctx.number(t.get("off_ms", 90.0), f"{path}.off_ms", 0.0, strict=True)
+        kw["on_ms"] = ctx.ms(t, "on", path, 10.0, strict=True)
+        kw["off_ms"] = ctx.ms(t, "off", path, 90.0, strict=True)
     elif kind == "boot":
-        kw["boot_at_ms"] = ctx.number(t.get("boot_at_ms", 0.0), f"{path}.boot_at_ms")
-        kw["spread_ms"] = ctx.number(t.get("spread_ms", 1000.0), f"{path}.spread_ms")
+        kw["boot_at_ms"] = ctx.ms(t, "boot_at", path, 0.0)
+        kw["spread_ms"] = ctx.ms(t, "spread", path, 1000.0)
     kw["gap"] = ctx.dist(
         t.get("gap", _LINUX_GAP if linux else _DEFAULT_GAP), f"{path}.gap", floor=0
     )
@@ -142,8 +141,8 @@ def _workload(ctx: Ctx, v: Any, path: str) -> Workload:
         ),
         isc=ctx.integer(t.get("isc", LINUX_ISC if linux else 3), f"{path}.isc", 0, 7),
         nib=ctx.integer(nib, f"{path}.nib", 0, arch.MASK64),
-        start_ms=ctx.number(t.get("start_ms", 0.0), f"{path}.start_ms"),
-        probe_ms=ctx.number(t.get("probe_ms", 40.0), f"{path}.probe_ms", 0.0),
+        start_ms=ctx.ms(t, "start", path, 0.0),
+        probe_ms=ctx.ms(t, "probe", path, 40.0),
         retry=retry,
         retry_poll=ctx.dist(t.get("retry_poll", poll), f"{path}.retry_poll", floor=0),
         adversarial=adversarial,
@@ -275,14 +274,18 @@ def host_events(
         t = ctx.table(
             e,
             path,
-            {"at_ms", "kind", "guest", "spread_ms", "domains", "rescan", "delay_ms", "adapters"},
+            {"kind", "guest", "domains", "rescan", "adapters", *ms_keys("at", "spread", "delay")},
         )
-        if "at_ms" not in t:
-            raise ctx.err(f"{path}.at_ms", "missing: when the event happens, in ms")
-        at = ms_to_ns(ctx, t, "at_ms", path, 0)
+        if "at_ms" not in t and "at" not in t:
+            raise ctx.err(
+                f"{path}.at_ms", 'missing: when the event happens (at_ms = 100 or at = "100ms")'
+            )
+        at = ms_to_ns(ctx, t, "at", path, 0)
         if at >= duration_ns:
-            raise ctx.err(f"{path}.at_ms", "the event is at or after the end of the run")
-        spread = ms_to_ns(ctx, t, "spread_ms", path, 0)
+            raise ctx.err(
+                f"{path}.{ms_key(t, 'at')}", "the event is at or after the end of the run"
+            )
+        spread = ms_to_ns(ctx, t, "spread", path, 0)
         kinds = [k.name.lower() for k in HostEventKind] + ["stop"]
         name = ctx.choice(t.get("kind"), f"{path}.kind", kinds)
         kind = HostEventKind.DETACH if name == "stop" else HostEventKind[name.upper()]
@@ -330,7 +333,7 @@ def host_events(
             t.get("rescan", "immediate"), f"{path}.rescan", ("immediate", "periodic")
         )
         default_delay = 40.0 if kind == HostEventKind.GUEST_RESET else 1000.0
-        delay = ctx.number(t.get("delay_ms", default_delay), f"{path}.delay_ms")
+        delay = ctx.ms(t, "delay", path, default_delay)
         g = by_name[gname]
         jitter = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xE7, i)))
         offsets = jitter.integers(0, spread + 1, len(indices)) if spread else [0] * len(indices)

@@ -2,13 +2,14 @@
 
 The resolved form is saved with each result so that a run can be repeated from its folder alone;
 loading :func:`resolved_toml` back with :func:`hostsim.scenario.loads` gives the same scenario.
-:func:`to_toml` is a small writer for exactly this tree (``tomllib`` only reads).
+:func:`resolved_toml` writes it with the one TOML writer, :mod:`hostsim.toml_text`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hostsim import toml_text
 from hostsim.scenario_types import (
     GUEST_FLAGS,
     NS_PER_MS,
@@ -119,53 +120,6 @@ def resolved(s: Scenario) -> dict[str, Any]:
     return out
 
 
-def _tv(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_tv(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_tv(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else _tv(k)
-
-
-def to_toml(d: dict[str, Any], prefix: str = "") -> str:
-    """A small TOML writer for the resolved-scenario tree (tables, arrays of tables)."""
-    lines: list[str] = []
-    subs: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        if (
-            (isinstance(v, dict) and any(isinstance(x, dict | list) for x in v.values()))
-            or (isinstance(v, dict) and prefix == "" and k in ("run", "host", "costs"))
-        ) or (
-            isinstance(v, list)
-            and v
-            and all(isinstance(x, dict) for x in v)
-            and k in ("guests", "events", "queues")
-        ):
-            subs.append((k, v))
-        else:
-            lines.append(f"{_key(k)} = {_tv(v)}")
-    for k, v in subs:
-        name = f"{prefix}{_key(k)}"
-        if isinstance(v, list):
-            for item in v:
-                lines.append(f"\n[[{name}]]")
-                lines.append(to_toml(item, f"{name}.").rstrip("\n"))
-        else:
-            lines.append(f"\n[{name}]")
-            lines.append(to_toml(v, f"{name}.").rstrip("\n"))
-    return "\n".join(x for x in lines if x != "") + "\n"
-
-
 def resolved_toml(s: Scenario) -> str:
     """The resolved scenario as TOML text; loading it back gives the same scenario."""
-    return "# hostsim resolved scenario: every value this run used\n" + to_toml(resolved(s))
+    return toml_text.dumps(resolved(s), "hostsim resolved scenario: every value this run used")

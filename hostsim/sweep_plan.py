@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostsim import __version__
+from hostsim import __version__, toml_text
 from hostsim.scenario import apply_set, from_dict
 from hostsim.scenario_toml import resolved_toml
 from hostsim.scenario_types import ScenarioError
-from hostsim.sweep_spec import SweepError, SweepSpec, toml_literal
+from hostsim.sweep_spec import SweepError, SweepSpec
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ def run_key(scenario_toml: str, seed: int, engine: str) -> str:
 
 def point_desc(keys: Sequence[str], values: Sequence[Any]) -> str:
     """A point for messages: ``host.lock_model="global", guests.0.count=8``."""
-    return ", ".join(f"{k}={toml_literal(v)}" for k, v in zip(keys, values, strict=True))
+    return ", ".join(f"{k}={toml_text.value(v)}" for k, v in zip(keys, values, strict=True))
 
 
 def _apply(spec: SweepSpec, raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     try:
-        apply_set(raw, f"{key}={toml_literal(value)}")
+        apply_set(raw, f"{key}={toml_text.value(value)}")
     except ScenarioError as e:
         msg = str(e).removeprefix("--set ")
         raise SweepError(f"{spec.source}: {where}: {msg}") from None

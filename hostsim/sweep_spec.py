@@ -32,13 +32,12 @@ independent seeds. Replications differ from each other, which is what the confid
 measure.
 
 This module also holds the sweep's errors and the two small value helpers every other sweep
-module uses (:func:`label` for people, :func:`toml_literal` for ``--set`` values).
+module uses (:func:`label` for people, :func:`hostsim.toml_text.value` for ``--set`` values).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import tomllib
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from hostsim import toml_text
 from hostsim.knee import DEFAULT_GROWTH, DEFAULT_MULTIPLE
 from hostsim.records import PATH_NAMES
 from hostsim.run import ENGINES
@@ -127,26 +127,6 @@ def label(key: str) -> str:
     return out
 
 
-def toml_literal(v: Any) -> str:
-    """``v`` as a TOML value (the right-hand side of a ``--set``)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(toml_literal(x) for x in v) + "]"
-    if isinstance(v, dict):
-        items = ", ".join(f"{json.dumps(str(k))} = {toml_literal(x)}" for k, x in v.items())
-        return "{ " + items + " }"
-    raise TypeError(f"cannot write {type(v).__name__} as a TOML value")
-
-
 # --- parsing --------------------------------------------------------------------------------------
 def _range(err: Callable[[str], SweepError], r: dict[str, Any]) -> tuple[Any, ...]:
     allowed = {"start", "stop", "num", "step", "scale"}
@@ -203,7 +183,7 @@ def _factor(source: str, key: Any, v: Any) -> Factor:
         )
     if not values:
         raise err("expected at least one value")
-    shown = [toml_literal(x) for x in values]
+    shown = [toml_text.value(x) for x in values]
     if len(set(shown)) != len(shown):
         raise err(f"values repeat: {', '.join(shown)}")
     return Factor(key, values)

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hostsim import __version__
+from hostsim import __version__, toml_text
 from hostsim.knee import knee_table
 from hostsim.sweep_plan import Plan
-from hostsim.sweep_spec import SweepError, SweepSpec, label, toml_literal
+from hostsim.sweep_spec import SweepError, SweepSpec, label
 from hostsim.table import aggregate, format_text, to_csv_text, write_atomic, write_table
 
 META_FILE = "sweep.meta.json"
@@ -199,7 +199,7 @@ def _pm(mean: Any, ci: Any, fmt: str, lo: Any = None, hi: Any = None) -> str:
 
 
 def _value(v: Any) -> str:
-    return toml_literal(v) if not isinstance(v, str) else v
+    return toml_text.value(v) if not isinstance(v, str) else v
 
 
 def format_sweep(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> str:

@@ -28,15 +28,15 @@ from hostsim.scenario_types import Scenario
 #: Every cost but the mutex hold: the floor (1 ns), so they barely move the queue.
 _FLOOR_COSTS = """
 [costs]
-sie_exit = 1
-sie_entry = 1
-kvm_decode = 1
-rwsem_read = 1
-hook_entry = 1
-lookup = 1
-pin = 1
-gisc_register = 1
-host_aqic = 1
+sie_exit = "1ns"
+sie_entry = "1ns"
+kvm_decode = "1ns"
+rwsem_read = "1ns"
+hook_entry = "1ns"
+lookup = "1ns"
+pin = "1ns"
+gisc_register = "1ns"
+host_aqic = "1ns"
 """
 #: Student t quantiles for 29 degrees of freedom (30 batch means): 97.5 % and 99.95 %.
 T975, T9995 = 2.045, 3.659
@@ -117,7 +117,7 @@ def _open_scenario(
     hold = (
         f'{{ dist = "exponential", mean_ns = {mean_ns} }}'
         if service == "exponential"
-        else (f"{mean_ns}")
+        else f'{{ dist = "fixed", ns = {mean_ns} }}'
     )
     workload = f'kind = "poisson"\nrate_hz = {lam / vcpus!r}'
     source = f"<validate {service} rho={rho}>"

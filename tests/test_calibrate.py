@@ -84,9 +84,9 @@ facility65 = false
 rate_hz = 100
 """
 FIXED = """
-sie_entry = 450
-kvm_decode = 200
-pin = 2000
+sie_entry = "450ns"
+kvm_decode = "200ns"
+pin = "2us"
 """
 
 
@@ -173,7 +173,7 @@ def test_fit_target_fixed_and_small():
 
 
 def test_fit_aggregate_moments():
-    k = {"a": parse_dist(100)}
+    k = {"a": parse_dist("100ns")}
     f = fit_aggregate(1000, 1100.0, 500.0, "x", k, "q")
     got = parse_dist(f.dist)
     assert got.mean_ns == pytest.approx(1000, rel=1e-6)

@@ -61,10 +61,10 @@ def scenario_text(seed: int) -> str:
         ]
     lines.append("[costs]")
     if rng.random() < 0.4:  # everything fixed: ties to the nanosecond
-        lines += ["sie_exit = 500", "sie_entry = 500", "pin = 2000", "host_aqic = 2000"]
-    lines.append(f"msleep20 = {int(rng.choice([200_000, 2_000_000]))}")
-    lines.append(f"reset_interval = {int(rng.choice([100_000, 1_000_000]))}")
-    lines.append(f"queue_reset = {int(rng.choice([50_000, 1_500_000]))}")
+        lines += ['sie_exit = "500ns"', 'sie_entry = "500ns"', 'pin = "2us"', 'host_aqic = "2us"']
+    lines.append(f'msleep20 = "{int(rng.choice([200_000, 2_000_000]))}ns"')
+    lines.append(f'reset_interval = "{int(rng.choice([100_000, 1_000_000]))}ns"')
+    lines.append(f'queue_reset = "{int(rng.choice([50_000, 1_500_000]))}ns"')
     groups = int(rng.integers(1, 4))
     kinds = []
     for gi in range(groups):

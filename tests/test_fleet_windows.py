@@ -36,7 +36,7 @@ STEADY = Path(__file__).parents[1] / "bench" / "scenarios" / "steady.toml"
             "guests.0.workload.rate_hz=3000",
             "guests.0.workload.enable_fraction=0.7",
             'host.hardware.aqic_rc={ "0x00" = 0.95, "0x05" = 0.05 }',
-            "costs.msleep20=200000",
+            "costs.msleep20=200us",
             "host.hardware.tapq_irq_enabled=0.2",
         ],  # disable loops with sleeps under the mutex
     ],

@@ -98,7 +98,7 @@ def test_vfio_ap_mdev_reset_queues_holds_one_reset_interval_whatever_the_queue_c
 
 def test_apq_reset_check_sleeps_again_while_the_adapter_still_resets() -> None:
     # The adapter takes 50 ms; the check sleeps 20-30 ms, TAPQ answers 02, it sleeps again.
-    costs = "queue_reset = 50_000_000"  # (reset_interval: 6.15 at HZ=100, 20-30 ms)
+    costs = 'queue_reset = "50ms"'  # (reset_interval: 6.15 at HZ=100, 20-30 ms)
     res = both(text(event("reset"), costs=costs))
     row = res.host_events[0]
     hold = row["t_mutex_rel"] - row["t_mutex_grant"]
@@ -126,7 +126,7 @@ def test_2019_close_resets_each_queue_then_disables_its_interrupts(variant: str)
 
 
 def test_kvm_arch_crypto_set_masks_blocks_every_vcpu_of_that_guest_and_no_other() -> None:
-    costs = "apcb_update = 5_000_000"  # a long update, so that requests meet it
+    costs = 'apcb_update = "5ms"'  # a long update, so that requests meet it
     res = both(text(event("detach") + event("attach", at_ms=150), costs=costs))
     b = res.blocks
     assert len(b) == 2 and set(b["guest"].tolist()) == {0}
@@ -210,7 +210,7 @@ def test_a_guest_aqic_during_a_reset_answers_02_and_the_disable_loop_sleeps() ->
         text(
             event("reset"),
             host='reset_verify = "async"',
-            costs="queue_reset = 200_000_000",
+            costs='queue_reset = "200ms"',
             workload=workload,
         )
     )
@@ -227,7 +227,7 @@ def test_a_guest_aqic_during_a_reset_answers_02_and_the_disable_loop_sleeps() ->
     assert (dis["sleeps"] >= 1).all()
     assert (en["response_code"] == 0x02).all()
     # and upstream (flush under the lock) never lets a guest AQIC see the reset
-    res2 = both(text(event("reset"), costs="queue_reset = 200_000_000", workload=workload))
+    res2 = both(text(event("reset"), costs='queue_reset = "200ms"', workload=workload))
     rec2 = res2.records
     assert not (rec2[rec2["path"] == Path.HOOK_ENABLE]["response_code"] == 0x02).any()
 

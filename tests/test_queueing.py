@@ -57,7 +57,7 @@ def mutex_scenario(rho: float, service: str, customers: int, seed: int) -> Scena
         if service == "exponential"
         else f'{{ dist = "fixed", ns = {SERVICE_NS} }}'
     )
-    ones = "\n".join(f"{name} = 1" for name in COSTS if name != "mutex_acquire")
+    ones = "\n".join(f'{name} = "1ns"' for name in COSTS if name != "mutex_acquire")
     text = f"""
 [run]
 duration_ms = {duration_ms!r}

@@ -114,10 +114,10 @@ BAD: list[tuple[str, str, str, tuple[str, ...]]] = [
         "costs.pin",
         ("non-negative", "-1"),
     ),
-    ("cost-negative-bare", "[costs]\nhost_aqic = -1\n" + G, "costs.host_aqic", ("non-negative",)),
+    ("cost-negative-str", '[costs]\nhost_aqic = "-1ns"\n' + G, "costs.host_aqic", ("negative",)),
     (
         "think-negative",
-        G + '[guests.workload]\nkind = "closed"\nthink = -3\n',
+        G + '[guests.workload]\nkind = "closed"\nthink = { dist = "fixed", ms = -3 }\n',
         "guests[0].workload.think",
         ("non-negative",),
     ),
@@ -324,7 +324,7 @@ def test_apply_set_reaches_tables_lists_and_inline_tables() -> None:
         None,
         [
             "guests.0.count=30",
-            'guests.2.workload={ kind = "closed", think = 250000 }',
+            'guests.2.workload={ kind = "closed", think = "250us" }',
             "run.seed=99",
             "host.variant=merged-2019",
             'host.hardware.aqic_rc={ "0x00" = 0.5, "0x05" = 0.5 }',
@@ -436,7 +436,10 @@ def test_cli_bad_set_exits_2(
 # --- Durations beyond int64 nanoseconds ----------------------------------------------------------
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 def test_think_time_beyond_int64_is_rejected_or_respected() -> None:
-    text = '[run]\nduration_ms = 1\n[[guests]]\n[guests.workload]\nkind = "closed"\nthink = 1e19\n'
+    text = (
+        '[run]\nduration_ms = 1\n[[guests]]\n[guests.workload]\nkind = "closed"\n'
+        'think = { dist = "fixed", ns = 1e19 }\n'
+    )
     try:
         s = loads(text, SOURCE)
     except ScenarioError:

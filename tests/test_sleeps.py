@@ -60,7 +60,7 @@ def test_host_kernel_and_hz_set_the_sleeps_unless_the_cost_is_given() -> None:
     s = loads(host('kernel = "6.6"\nhz = 1000'))
     assert s.host.kernel == "6.6" and s.host.hz == 1000
     assert s.costs["msleep20"].p("low_ns") == 21 * MS
-    s = loads(host('kernel = "6.6"') + "[costs]\nmsleep20 = 25_000_000\n")
+    s = loads(host('kernel = "6.6"') + '[costs]\nmsleep20 = "25ms"\n')
     assert s.costs["msleep20"].kind == "fixed" and s.costs["reset_interval"].p("low_ns") == 30 * MS
 
 

@@ -40,8 +40,7 @@ def test_closed_loop_think_time() -> None:
     """Closed loop: the next issue is exactly think after the previous resume."""
     s = loads(
         _scenario(
-            '[[guests]]\ncount = 2\nvcpus = 2\n[guests.workload]\nkind = "closed"\n'
-            "think = 1_000_000",
+            '[[guests]]\ncount = 2\nvcpus = 2\n[guests.workload]\nkind = "closed"\nthink = "1ms"',
             "duration_ms = 100\nseed = 3",
         )
     )
@@ -125,9 +124,9 @@ def _persistent_busy(retry: str) -> str:
     return (
         "[run]\nduration_ms = 200\nseed = 2\n[host]\nadapters = 1\ndomains = 4\n"
         '[host.hardware]\naqic_rc = { "0x05" = 1.0 }\n'
-        "[costs]\nmsleep20 = 20_000_000\n"
+        '[costs]\nmsleep20 = "20ms"\n'
         '[[guests]]\ncount = 1\nvcpus = 1\n[guests.workload]\nkind = "boot"\nspread_ms = 0\n'
-        f'retry = "{retry}"\nretry_poll = 250_000\n'
+        f'retry = "{retry}"\nretry_poll = "250us"\n'
     )
 
 
@@ -187,7 +186,7 @@ def test_nested_fc_mix() -> None:
 def test_hotplug_assign_then_enable_after_rescan() -> None:
     body = (
         '[[guests]]\nname = "g"\ncount = 1\nvcpus = 1\n[guests.workload]\nkind = "closed"\n'
-        "think = 5_000_000\n"
+        'think = "5ms"\n'
         '[[events]]\nat_ms = 100\nkind = "assign"\nguest = "g[0]"\ndomains = [40]\n'
         '[[events]]\nat_ms = 300\nkind = "unassign"\nguest = "g[0]"\ndomains = [0]\n'
     )
