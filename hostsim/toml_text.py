@@ -29,8 +29,49 @@ def comment(lines: str | Iterable[str]) -> str:
 
 
 def dumps(data: Mapping[str, Any], header: str | Iterable[str] = ()) -> str:
-    """``data`` as a TOML document, after ``header`` as comment lines."""
-    return comment(header) + tomli_w.dumps(data)
+    """``data`` as a TOML document, after ``header`` as comment lines.
+
+    Laid out as a person writes a scenario: each table's values one per line (arrays on one
+    line; below the top level a short table of plain values inline, as a cost's distribution),
+    then its sub-tables, lists of tables as ``[[name]]`` blocks in order. Every key and value
+    is formatted by ``tomli_w`` (:func:`key`, :func:`value`); only the layout is ours
+    (``tomli_w.dumps`` puts each array element on its own line and a list of short tables
+    inline at the top of the file)."""
+    return comment(header) + "\n".join(_chunks(data, ()))
+
+
+#: A table of plain values below the top level fits one line up to this width: written inline.
+INLINE_WIDTH = 100
+
+
+def _is_aot(v: Any) -> bool:
+    return isinstance(v, list | tuple) and bool(v) and all(isinstance(x, Mapping) for x in v)
+
+
+def _chunks(table: Mapping[str, Any], path: tuple[str, ...], aot: bool = False) -> list[str]:
+    """The blocks of ``table`` at ``path``: its header and values, then its sub-tables."""
+
+    def inline(k: str, v: Any) -> bool:
+        if isinstance(v, Mapping):
+            short = len(assignment(k, v)) <= INLINE_WIDTH
+            return bool(path) and short and not any(isinstance(x, Mapping) for x in v.values())
+        return not _is_aot(v)
+
+    flat = [(k, v) for k, v in table.items() if inline(k, v)]
+    nested = [(k, v) for k, v in table.items() if not inline(k, v)]
+    lines = []
+    if path and (aot or flat or not nested):
+        name = ".".join(key(p) for p in path)
+        lines.append(f"[[{name}]]" if aot else f"[{name}]")
+    lines += [assignment(k, v) for k, v in flat]
+    out = ["".join(x + "\n" for x in lines)] if lines else []
+    for k, v in nested:
+        if isinstance(v, Mapping):
+            out += _chunks(v, (*path, k))
+        else:
+            for item in v:
+                out += _chunks(item, (*path, k), aot=True)
+    return out
 
 
 def key(k: str) -> str:

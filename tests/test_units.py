@@ -460,3 +460,24 @@ def test_hypothesis_round_trip(raw: dict[str, Any]) -> None:
     back = loads(text, "scenario.resolved.toml")
     _same(s, back)
     assert resolved_toml(back) == text
+
+
+def test_dumps_lays_out_a_document_as_a_person_writes_it() -> None:
+    data = {
+        "run": {"seed": 1},
+        "costs": {"pin": {"dist": "fixed", "ns": 200}},
+        "host": {"domains": [0, 1, 2], "hardware": {"aqic_rc": {"0x00": 1.0}}},
+        "guests": [{"name": 'a "b"\nc', "workload": {"kind": "linux"}}],
+        "events": [{"at_ms": 1.0, "kind": "start"}, {"at_ms": 2.0, "kind": "stop"}],
+    }
+    text = toml_text.dumps(data, "a header\nof two lines")
+    assert tomllib.loads(text) == data
+    lines = text.splitlines()
+    assert lines[:2] == ["# a header", "# of two lines"]
+    assert 'pin = { dist = "fixed", ns = 200 }' in lines  # a short table of values: inline
+    assert "domains = [0, 1, 2]" in lines  # an array on one line
+    assert "aqic_rc = { 0x00 = 1.0 }" in lines
+    assert lines.count("[[events]]") == 2 and 'workload = { kind = "linux" }' in lines
+    assert lines.index("[[guests]]") < lines.index("[[events]]")
+    resolved = resolved_toml(load(None))
+    assert len(resolved.splitlines()) < 400  # the default: 36 guests, 35 events, 22 costs
