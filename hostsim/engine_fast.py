@@ -30,12 +30,12 @@ import numpy as np
 
 from hostsim.fleet import INF, Fleet
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
-from hostsim.host_ops import host_event_rows, programs
 from hostsim.locks import WRITE
 from hostsim.model import Model
 from hostsim.process import HostProcess
 from hostsim.program import Drop, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
+from hostsim.run_programs import host_event_rows, programs
 from hostsim.scenario_types import HostEventKind
 from hostsim.sink import RecordSink
 from hostsim.streams import (

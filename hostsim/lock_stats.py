@@ -1,6 +1,6 @@
 """What users read of the host's locks and blocked vCPUs: the summary's ``locks`` and
 ``blocked`` sections, from the runners' lock sections (:data:`hostsim.program.LOCK_DTYPE`) and
-block intervals (:data:`hostsim.host_ops.BLOCK_DTYPE`).
+block intervals (:data:`hostsim.run_programs.BLOCK_DTYPE`).
 
 ``locks`` has one entry per lock name (``ap_perms_mutex``, ``guests_lock``, ``kvm_lock``,
 ``pqap_hook_rwsem`` for its write side, ``mdevs_lock`` for the host programs' sections; the

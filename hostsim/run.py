@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 
 from hostsim import __version__
-from hostsim.host_ops import block_rows, host_mutex_sections, lock_rows, process_rows
 from hostsim.model import Model
 from hostsim.process import HostProcess
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
 from hostsim.report import Progress
 from hostsim.results import ResultWriter
+from hostsim.run_programs import block_rows, host_mutex_sections, lock_rows, process_rows
 from hostsim.scenario_toml import resolved_toml
 from hostsim.scenario_types import Scenario
 from hostsim.sink import RecordSink
