@@ -27,8 +27,9 @@ import numpy as np
 
 from hostsim.fleet_pool import PlanPool
 from hostsim.fleet_records import FleetRecords
-from hostsim.model import Model, expected_requests
+from hostsim.model import Model
 from hostsim.plan import CAT_MUTEX
+from hostsim.request_draws import expected_requests
 
 INF = np.iinfo(np.int64).max
 EPOCH_ROWS = 1 << 16  # open-loop requests planned at a time (about)

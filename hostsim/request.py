@@ -25,11 +25,12 @@ from typing import Any
 from hostsim import arch
 from hostsim.decode import Decision, decode_one
 from hostsim.intercept import Intercept
-from hostsim.model import Model, exit_cost, hold_ns, path_of
+from hostsim.model import Model
 from hostsim.queues import QueueState
 from hostsim.rules import Kind
 from hostsim.sink import record_tuple
 from hostsim.streams import Req, intercept
+from hostsim.timing import exit_cost, hold_ns, path_of
 
 
 @dataclass(slots=True)

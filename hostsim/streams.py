@@ -27,7 +27,8 @@ from typing import Any
 from hostsim import arch, steps
 from hostsim.decode import Decision
 from hostsim.intercept import Intercept
-from hostsim.model import Block, Model
+from hostsim.model import Model
+from hostsim.request_draws import Block
 from hostsim.rules import Kind
 from hostsim.scenario_types import PLUG, UNPLUG, HostEventKind
 

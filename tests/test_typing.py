@@ -14,7 +14,8 @@ from hostsim.fleet import Fleet
 from hostsim.fleet_pool import PlanPool
 from hostsim.fleet_records import FleetRecords
 from hostsim.intercept import InterceptBatch
-from hostsim.model import Block, Model
+from hostsim.model import Model
+from hostsim.request_draws import Block
 from hostsim.scenario import load
 
 STEADY = Path(__file__).parents[1] / "bench" / "scenarios" / "steady.toml"
