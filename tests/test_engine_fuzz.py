@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import hostsim.fleet as fleet
+import hostsim.fleet_window as fleet_window
 from hostsim.process import (
     Acquire,
     Block,
@@ -208,7 +209,7 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(fleet, "EPOCH_ROWS", 64)
         monkeypatch.setattr(fleet, "COMPACT_MIN", 256)
     if seed % 5 == 0:
-        monkeypatch.setattr(fleet, "WINDOW_PASSES", 1)
+        monkeypatch.setattr(fleet_window, "WINDOW_PASSES", 1)
     s = loads(scenario_text(seed), f"fuzz-{seed}")
     procs = [lambda: _agent(seed, s.n_guests)] if seed % 4 == 1 else []
     if seed % 4 == 3:  # two operators contend for the outer locks and the queues

@@ -11,8 +11,11 @@ import pytest
 
 from hostsim.decode import DecisionBatch
 from hostsim.fleet import Fleet
+from hostsim.fleet_fifo import FleetFifo
 from hostsim.fleet_pool import PlanPool
 from hostsim.fleet_records import FleetRecords
+from hostsim.fleet_scalar import FleetScalar
+from hostsim.fleet_window import FleetWindow
 from hostsim.intercept import InterceptBatch
 from hostsim.model import Model
 from hostsim.request_draws import Block
@@ -29,6 +32,6 @@ def test_slotted_classes_declare_exactly_their_slots(cls: type) -> None:
 def test_fleet_sets_what_its_mixins_declare() -> None:
     m = Model(load(STEADY, ["run.duration_ms=1"]))
     fleet = Fleet(m, np.arange(m.n_vcpus), [0] * m.n_mutexes)
-    for mixin in (PlanPool, FleetRecords):
+    for mixin in (PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         missing = [name for name in mixin.__annotations__ if not hasattr(fleet, name)]
         assert not missing, f"{mixin.__name__} declares attributes Fleet never sets: {missing}"

@@ -1,0 +1,164 @@
+"""The fleet's scalar path: pending requests timed one at a time, in plain Python.
+
+:meth:`FleetScalar.scalar` is the path for a contended fleet, where speculation fails and a
+batch would hold a handful of requests: a heap of pending requests in key order, each timed with
+the arithmetic of the vectorised paths for one request (memoryviews for the plan pool's
+columns), interleaved with the engine's own events. A mixin of :class:`hostsim.fleet.Fleet`,
+whose state it reads and writes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hostsim.fleet_pool import INF
+from hostsim.plan import CAT_MUTEX
+
+SCALAR_BUDGET = 4096  # requests of one scalar stretch (at most)
+
+
+class FleetScalar:
+    """Pending requests one at a time (see module docstring)."""
+
+    # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
+    duration: int
+    free: list[int]
+    mutex: np.ndarray
+    open_loop: np.ndarray
+    key: np.ndarray
+    issue: np.ndarray
+    k: np.ndarray
+    arr: np.ndarray
+    row: np.ndarray
+    pool: dict[str, np.ndarray]
+    last_arr: np.ndarray
+    next_gap: np.ndarray
+    planned_until: int
+    epoch_ns: int
+
+    if TYPE_CHECKING:  # the methods it calls, defined by the other parts of the fleet
+
+        def plan_epoch(self, until: int) -> None: ...
+
+        def _after(
+            self, v: np.ndarray, prev: np.ndarray, before: int = INF, lazy: bool = False
+        ) -> np.ndarray: ...
+
+        def _materialize(self, v: np.ndarray) -> None: ...
+
+        def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None: ...
+
+        def _next(
+            self,
+            v: np.ndarray,
+            k: np.ndarray,
+            resume: np.ndarray,
+            arr: np.ndarray,
+            prev: np.ndarray,
+        ) -> None: ...
+
+    def scalar(
+        self,
+        hard: int,
+        before: Callable[[int, int], None] | None = None,
+        budget: int = SCALAR_BUDGET,
+        events: list[tuple[int, ...]] | None = None,
+    ) -> int:
+        """Process pending requests one at a time in key order, in plain Python, while their
+        key is below ``hard`` (at most ``budget`` of them): the path for a contended fleet,
+        where speculation fails and a batch that nothing can overtake would hold a handful of
+        requests (numpy's cost per call outweighs its gain there). The smallest pending key is
+        always safe to process: every vCPU's next request is no earlier than its pending one's
+        resume. The arithmetic is :meth:`_serve`'s and :meth:`_next`'s, for one request;
+        afterwards the touched vCPUs' pending state is made by :meth:`_next` itself, so the
+        two paths leave the same state. ``before(key, v)``: called before each request is
+        processed, to run whatever else comes first (the engine's own events, which share
+        the mutexes' free times but no fleet state), when ``events`` (the engine's heap) has
+        one at or before ``key``. Returns how many requests were processed."""
+        hard = min(hard, INF)
+        cand = np.flatnonzero(self.key < hard)
+        if len(cand) > budget:  # the ``budget`` smallest keys: every other one is no smaller
+            cand = cand[np.argpartition(self.key[cand], budget)[:budget]]
+            hard = min(hard, int(self.key[cand].max()))
+            cand = cand[self.key[cand] < hard]
+        if not len(cand):
+            return 0
+        self._materialize(cand)
+        cand = cand[self.key[cand] < hard]
+        if not len(cand):
+            return 0
+        # heap entries: (key, v, then its pending k, arrival, issue, pool row); (key, v) unique
+        cols = (
+            self.key[cand],
+            cand,
+            self.k[cand],
+            self.arr[cand],
+            self.issue[cand],
+            self.row[cand],
+        )
+        heap = list(zip(*(c.tolist() for c in cols), strict=True))
+        heapq.heapify(heap)
+        out: list[tuple[int, ...]] = []
+        free = self.free
+        # memoryviews: indexing one gives a Python int, several times faster than numpy's
+        mutex, open_loop, duration = self.mutex.data, self.open_loop.data, self.duration
+
+        def columns() -> tuple[Any, ...]:
+            p = self.pool
+            names = ("cat", "koff", "hold", "entry", "fin", "nxt", "gap")
+            return tuple(p[name].data for name in names)
+
+        cat, koff, hold, entry, fin, nxt, gapc = columns()
+        pop, push = heapq.heappop, heapq.heappush
+        while heap and len(out) < budget:
+            key = heap[0][0]
+            if key >= hard:
+                break
+            if before is not None and (events is None or (events and events[0][0] <= key)):
+                before(key, heap[0][1])
+            _, v, k, arr, issue, row = pop(heap)
+            if cat[row] == CAT_MUTEX:
+                m = mutex[v]
+                grant = free[m]
+                if key > grant:
+                    grant = key
+                rel = grant + hold[row]
+                free[m] = rel
+                resume = rel + entry[row]
+                out.append((v, k, arr, issue, row, key, grant, rel, resume))
+            else:
+                resume = issue + fin[row]
+                out.append((v, k, arr, issue, row, -1, -1, -1, resume))
+            idx = nxt[row]
+            if idx < 0:  # plan what comes next (or learn that nothing does)
+                target = int(self.last_arr[v] + self.next_gap[v])
+                if open_loop[v] and self.planned_until <= target < duration:
+                    # Open loop past the planned epoch: the next epochs, for every vCPU at once.
+                    self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
+                    idx = int(self.pool["nxt"][row])
+                if idx < 0:
+                    idx = int(self._after(np.array([v]), np.array([row]))[0])
+                cat, koff, hold, entry, fin, nxt, gapc = columns()
+            gap = gapc[idx] if idx >= 0 else int(self.next_gap[v])
+            if open_loop[v]:
+                arrival = arr + gap
+                nissue = arrival if arrival > resume else resume
+            else:
+                arrival = nissue = resume + gap
+            if nissue >= duration or idx < 0:
+                continue  # done (an unplanned next request arrives after the end)
+            push(heap, (nissue + koff[idx], v, k + 1, arrival, nissue, idx))
+        if not out:
+            return 0
+        c = [np.array(col, np.int64) for col in zip(*out, strict=True)]
+        self._commit(*c)
+        # Each touched vCPU continues after its last request processed here.
+        n = len(out)
+        tv, first = np.unique(c[0][::-1], return_index=True)
+        at = n - 1 - first
+        self._next(tv, c[1][at] + 1, c[8][at], c[2][at], c[4][at])
+        return len(out)
