@@ -1,12 +1,26 @@
-"""The ``hostsim`` command line: decode, run, and the other subcommands."""
+"""The ``hostsim`` command line: the argument parser of every subcommand, and ``main``.
+
+:func:`build_parser` declares each subcommand's arguments and binds it to its handler in
+:mod:`hostsim.cli_commands`; :func:`main` (the console script and ``python -m hostsim``) parses
+and dispatches. Importing this module loads no numpy, pandas or matplotlib.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from hostsim import __version__
+from hostsim.cli_commands import (
+    cmd_calibrate,
+    cmd_compare,
+    cmd_decode,
+    cmd_plot,
+    cmd_replay,
+    cmd_report,
+    cmd_run,
+    cmd_sweep,
+    cmd_validate,
+)
 from hostsim.variants import VARIANTS
 
 #: hostsim.report_perf.PERF_STYLES, written out so that the parser does not import numpy
@@ -23,274 +37,6 @@ _REPORT_HELP = (
 PLOTTING = ("plot", "compare")
 
 
-def _cmd_decode(args: argparse.Namespace) -> int:
-    from hostsim.decode_io import run_decode
-
-    if args.file == "-":
-        return run_decode(sys.stdin, "<stdin>", sys.stdout, args.variant)
-    try:
-        with open(args.file, encoding="utf-8") as fh:
-            return run_decode(fh, args.file, sys.stdout, args.variant)
-    except OSError as e:
-        print(f"hostsim decode: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return 2
-
-
-def _default_out(args: argparse.Namespace, seed: int) -> str:
-    stem = Path(args.scenario).stem if args.scenario else "default"
-    return str(Path("hostsim-results") / f"{stem}-seed{seed}-{args.engine}")
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from hostsim.report import format_report
-    from hostsim.run import simulate
-    from hostsim.scenario import load
-    from hostsim.scenario_types import ScenarioError
-
-    sets = list(args.set or [])
-    if args.seed is not None:
-        sets.append(f"run.seed={args.seed}")
-    try:
-        s = load(args.scenario, sets)
-    except ScenarioError as e:
-        print(f"hostsim run: {e}", file=sys.stderr)
-        return 2
-    out = args.out or _default_out(args, s.seed)
-    overwrite = args.overwrite or args.out is None
-    progress = not args.quiet and (args.progress or sys.stderr.isatty())
-    trace = None
-    if args.trace_out:
-        from workloads.trace_write import TraceWriter
-
-        trace_tmp = Path(args.trace_out).with_name(f".{Path(args.trace_out).name}.tmp")
-        trace_fh = open(trace_tmp, "w", encoding="utf-8")  # noqa: SIM115
-        trace = TraceWriter(trace_fh, s, args.trace_format)
-    try:
-        res = simulate(
-            s,
-            args.engine,
-            out,
-            overwrite=overwrite,
-            progress=progress,
-            record=args.record,
-            trace_out=trace,
-        )
-    except (FileExistsError, ValueError) as e:
-        print(f"hostsim run: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hostsim run: interrupted; finished work kept in {out}.partial", file=sys.stderr)
-        return 130
-    finally:
-        if trace is not None:
-            trace.close()
-            trace_fh.close()
-    if trace is not None:
-        trace_tmp.replace(args.trace_out)
-    if not args.quiet:
-        print(format_report(res.summary, args.report))
-        print(f"results: {res.out_dir}")
-    return 0
-
-
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from hostsim.report import format_report
-    from hostsim.scenario_types import ScenarioError
-    from workloads.replay import ReplayError
-    from workloads.replay_run import EXIT_NOTHING, plan_replay, run_replay
-    from workloads.trace_durations import format_calibration
-    from workloads.trace_format import TraceError
-    from workloads.trace_read import format_import
-
-    try:
-        plan = plan_replay(args.file, args.scenario, args.seed, args.set or [], args.skip_bad)
-    except (ScenarioError, ReplayError, TraceError, OSError) as e:
-        print(f"hostsim replay: {e}", file=sys.stderr)
-        return 2
-    for msg in plan.messages:
-        print(f"hostsim replay: {msg}", file=sys.stderr)
-    out = args.out or str(Path("hostsim-results") / f"replay-{Path(args.file).stem}")
-    try:
-        res, got = run_replay(
-            plan,
-            args.engine,
-            out,
-            overwrite=args.overwrite or args.out is None,
-            progress=not args.quiet and sys.stderr.isatty(),
-        )
-    except (FileExistsError, ValueError) as e:
-        print(f"hostsim replay: {e}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(format_report(res.summary, args.report))
-        if plan.imported is not None:
-            print(format_import(plan.imported))
-            print("Measured in the trace vs simulated (per outcome class):")
-            print(format_calibration(plan.imported.measured, got.sim_measured))
-        else:
-            feed = plan.feed
-            print(
-                f"replayed {feed.rows} arrivals from {args.file}"
-                + (f"; skipped {feed.n_skipped} bad lines" if feed.n_skipped else "")
-            )
-            for msg in feed.skipped:
-                print(f"  skipped: {msg}")
-        print(f"results: {res.out_dir} (replay: {', '.join(got.files)})")
-    for w in got.warnings:
-        print(f"hostsim replay: WARNING: {w}", file=sys.stderr)
-    return EXIT_NOTHING if got.simulated == 0 else 0
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    import json
-
-    from hostsim.report import format_report
-
-    path = Path(args.result)
-    file = path / "summary.json" if path.is_dir() else path
-    try:
-        summary = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        print(f"hostsim report: cannot read {file}: {e}", file=sys.stderr)
-        return 2
-    try:
-        print(format_report(summary, args.report))
-    except (KeyError, TypeError) as e:
-        print(f"hostsim report: {file} is not a hostsim summary ({e!r})", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from hostsim.scenario_types import ScenarioError
-    from hostsim.sweep import run_sweep
-    from hostsim.sweep_spec import SweepError, SweepRunError, load_sweep
-    from hostsim.sweep_table import format_knees, format_sweep
-
-    try:
-        spec = load_sweep(args.sweep)
-    except (SweepError, ScenarioError) as e:
-        print(f"hostsim sweep: {e}", file=sys.stderr)
-        return 2
-    out = args.out or str(Path("hostsim-results") / f"sweep-{Path(args.sweep).stem}")
-    progress = not args.quiet and (args.progress or sys.stderr.isatty())
-    try:
-        res = run_sweep(
-            spec, out, workers=args.workers, scheduler=args.scheduler, progress=progress
-        )
-    except KeyboardInterrupt:
-        print(
-            f"hostsim sweep: interrupted; finished runs are kept in {out}/runs and the table of "
-            "what finished is written. Run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return 130
-    except (SweepError, ScenarioError) as e:
-        print(f"hostsim sweep: {e}", file=sys.stderr)
-        return 1 if isinstance(e, SweepRunError) else 2
-    if not args.quiet:
-        print(format_sweep(spec, res.table))
-        if res.knees:
-            print(
-                f"Knee ({spec.knee_path} {spec.knee_percentile} > {spec.knee_multiple:g} x its"
-                " value at the lowest load, or throughput growth <"
-                f" {spec.knee_growth:g} x offered-load growth):"
-            )
-            print(format_knees(spec, res.knees))
-        print(
-            f"runs: {res.total} ({res.computed} simulated, {res.resumed} resumed)  "
-            f"results: {res.out_dir}"
-        )
-    return 0
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    from hostsim.plot import PlotError, plot_path
-
-    try:
-        made, notes = plot_path(args.result, args.out)
-    except PlotError as e:
-        print(f"hostsim plot: {e}", file=sys.stderr)
-        return 2
-    for path in made:
-        print(path)
-    sys.stdout.flush()
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    return 0
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from hostsim.compare import CompareError, compare, format_compare, write_compare
-    from hostsim.scenario_types import ScenarioError
-
-    sets = list(args.set or [])
-    if args.seed is not None:
-        sets.append(f"run.seed={args.seed}")
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    locks = [m.strip() for m in args.lock_models.split(",") if m.strip()]
-    stem = Path(args.scenario).stem if args.scenario else "default"
-    out = args.out or str(Path("hostsim-results") / f"compare-{stem}")
-    try:
-        cmp = compare(args.scenario, variants, locks, sets=sets, engine=args.engine, out_dir=out)
-    except (CompareError, ScenarioError) as e:
-        print(f"hostsim compare: {e}", file=sys.stderr)
-        return 2
-    files = write_compare(cmp, out, plot=not args.no_plot)
-    print(format_compare(cmp))
-    print("written: " + "  ".join(str(f) for f in files))
-    return 0
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from hostsim import validate
-
-    checks = validate.run_all(args.requests, args.closed_requests)
-    failed = 0
-    for c in checks:
-        bad = not c.passed or (args.tolerance is not None and c.rel_error > args.tolerance)
-        failed += bad
-        print(c.line() + ("  (over --tolerance)" if c.passed and bad else ""))
-    worst = max(c.rel_error for c in checks)
-    print(
-        f"{'FAIL' if failed else 'PASS'}: {len(checks) - failed} of {len(checks)} checks within "
-        f"their sample's 99.9 % interval; worst relative error {100 * worst:.3f} %"
-        + (f" (--tolerance {100 * args.tolerance:g} %)" if args.tolerance is not None else "")
-    )
-    return 1 if failed else 0
-
-
-def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from hostsim.calibrate import calibrate, set_args, to_toml
-    from hostsim.scenario import load
-    from hostsim.scenario_types import ScenarioError
-    from workloads.trace_format import TraceError
-
-    try:
-        s = load(args.scenario, list(args.set or []))
-        fmts = [args.format] * len(args.captures) if args.format else None
-        cal = calibrate(args.captures, s, fmts, in_kernel_cost=args.in_kernel_cost)
-    except (ScenarioError, TraceError, ValueError) as e:
-        print(f"hostsim calibrate: {e}", file=sys.stderr)
-        return 2
-    header = [
-        "hostsim calibrate: costs fitted from " + ", ".join(args.captures),
-        f"known parts from the scenario {args.scenario or '<built-in default>'}",
-    ]
-    text = to_toml(cal, header)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    if not args.quiet:
-        print(text, end="")
-        if cal.fits:
-            print("as --set arguments:")
-            for a in set_args(cal):
-                print(f"  --set '{a}'")
-        if args.out:
-            print(f"written: {args.out}")
-    return 0 if cal.fits else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(
@@ -302,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="what would KVM do with these intercepts? (JSON Lines)")
     d.add_argument("file", help="JSON Lines input, or - for standard input")
     d.add_argument("--variant", choices=list(VARIANTS), help="override every line's variant")
-    d.set_defaults(func=_cmd_decode)
+    d.set_defaults(func=cmd_decode)
 
     r = sub.add_parser("run", help="simulate a scenario (the built-in default without a file)")
     r.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in)")
@@ -335,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--trace-format", choices=["trace-cmd", "perf"], default="trace-cmd")
     r.add_argument("--report", choices=REPORT_STYLES, default="perf", help=_REPORT_HELP)
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("replay", help="drive the host model with recorded arrivals")
     rp.add_argument(
@@ -360,12 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--quiet", action="store_true")
     rp.add_argument("--report", choices=REPORT_STYLES, default="perf", help=_REPORT_HELP)
-    rp.set_defaults(func=_cmd_replay)
+    rp.set_defaults(func=cmd_replay)
 
     rr = sub.add_parser("report", help="print a finished run's report again, in any style")
     rr.add_argument("result", help="a result folder (hostsim run or replay) or its summary.json")
     rr.add_argument("--report", choices=REPORT_STYLES, default="perf", help=_REPORT_HELP)
-    rr.set_defaults(func=_cmd_report)
+    rr.set_defaults(func=cmd_report)
 
     va = sub.add_parser(
         "validate",
@@ -387,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fail a check whose relative error is above this (default: none; each "
         "check's own tolerance is its sample's 99.9 %% interval)",
     )
-    va.set_defaults(func=_cmd_validate)
+    va.set_defaults(func=cmd_validate)
 
     w = sub.add_parser(
         "sweep", help="run a capacity sweep (factors x replications) on a local pool or Dask"
@@ -402,14 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--scheduler", metavar="ADDRESS", help="run on this dask.distributed scheduler")
     w.add_argument("--quiet", action="store_true", help="print nothing but errors")
     w.add_argument("--progress", action="store_true", help="show progress even when not a TTY")
-    w.set_defaults(func=_cmd_sweep)
+    w.set_defaults(func=cmd_sweep)
 
     pl = sub.add_parser("plot", help="PNG plots of a result folder or a sweep folder")
     pl.add_argument(
         "result", help="a result folder (hostsim run) or a sweep folder (hostsim sweep)"
     )
     pl.add_argument("--out", help="folder for the PNG files (default: <result>/plots)")
-    pl.set_defaults(func=_cmd_plot)
+    pl.set_defaults(func=cmd_plot)
 
     c = sub.add_parser(
         "compare", help="one scenario and seed under several kernel variants and lock models"
@@ -430,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a value")
     c.add_argument("--out", help="output folder (default: hostsim-results/compare-<name>)")
     c.add_argument("--no-plot", action="store_true", help="do not write compare.png")
-    c.set_defaults(func=_cmd_compare)
+    c.set_defaults(func=cmd_compare)
 
     cb = sub.add_parser("calibrate", help="fit [costs] from host captures (docs/captures.md)")
     cb.add_argument("captures", nargs="+", metavar="CAPTURE", help="capture files")
@@ -449,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cb.add_argument("--out", metavar="F", help="write the [costs] TOML fragment to F")
     cb.add_argument("--quiet", action="store_true")
-    cb.set_defaults(func=_cmd_calibrate)
+    cb.set_defaults(func=cmd_calibrate)
     return p
 
 
