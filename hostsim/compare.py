@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from hostsim.moments import percentile_key
 from hostsim.records import PATH_NAMES
 from hostsim.results import RECORDS_FILE, read_columns
 from hostsim.rules import Kind
 from hostsim.run import simulate
 from hostsim.scenario import load
 from hostsim.scenario_types import LOCK_MODELS
-from hostsim.summary import percentile_key
 from hostsim.table import format_text, to_csv_text, write_atomic
 from hostsim.variants import VARIANTS
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from hostsim.summary import counts_view
+from hostsim.histograms import counts_view
 
 #: ns -> us, as wrk prints its ``.hgrm`` output.
 US_SCALING = 1000.0

@@ -6,7 +6,9 @@ summary in fio's JSON layout (``lat_ns`` objects with ``min``, ``max``, ``mean``
 ``N`` and fio's percentile list; a fio ``jobs[]`` entry per path, :mod:`hostsim.fio_json`)
 beside hostsim's own keys. Its state is a fixed set of HdrHistograms plus exact running sums kept
 as Python ints, so the result does not depend on how the records were chunked and the same input
-always gives the same JSON, byte for byte.
+always gives the same JSON, byte for byte. Its pieces live beside it: the vectorised HdrHistogram
+helpers in :mod:`hostsim.histograms`, one statistic's exact moments in :mod:`hostsim.moments`
+and the ``mutex`` section in :mod:`hostsim.mutex_stats`.
 
 Definitions (all times integer ns):
 
@@ -26,189 +28,44 @@ Definitions (all times integer ns):
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from hostsim.fio_json import N_LAT_BUCKETS, bucket_counts, canonical, fio_document, fio_job
+from hostsim.fio_json import canonical, fio_document, fio_job
+from hostsim.histograms import (
+    HIGHEST_NS,
+    counts_indexes,
+    counts_view,
+    histogram_percentiles,
+    new_histogram,
+    record_values,
+)
+from hostsim.moments import FIO_PERCENTILES, Moments, exact_sums, percentile_key
+from hostsim.mutex_stats import MutexStats
 from hostsim.records import HOST_EVENT_DTYPE, PATH_NAMES, RECORD_DTYPE
 from hostsim.rules import Kind
 
-#: fio's default percentile list (``--percentile_list``).
-FIO_PERCENTILES: tuple[float, ...] = (
-    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0,
-    90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99,
-)  # fmt: skip
-
-#: Largest value the histograms resolve: one hour in ns. Larger values are clamped into the top.
-HIGHEST_NS = 3_600_000_000_000
-SIGNIFICANT_FIGURES = 3
+# Defined here: RunStats, dumps_summary, KIND_NAMES. The histogram and moments helpers are
+# re-exported for the tests that import them from this module; the library imports them from
+# hostsim.histograms and hostsim.moments, where they live.
+__all__ = [
+    "FIO_PERCENTILES",
+    "KIND_NAMES",
+    "RunStats",
+    "counts_indexes",
+    "counts_view",
+    "dumps_summary",
+    "exact_sums",
+    "histogram_percentiles",
+    "new_histogram",
+    "percentile_key",
+    "record_values",
+]
 
 KIND_NAMES: dict[int, str] = {int(k): k.name.lower() for k in Kind}
-
-
-def percentile_key(p: float) -> str:
-    """fio's key for a percentile: ``99.9`` -> ``"99.900000"``."""
-    return f"{p:.6f}"
-
-
-def new_histogram(highest_ns: int = HIGHEST_NS) -> HdrHistogram:
-    """An empty latency histogram: 1 ns to ``highest_ns``, 3 significant digits."""
-    if not 2 <= highest_ns < 2**52:
-        raise ValueError(f"highest_ns must be in [2, 2**52), got {highest_ns}")
-    return HdrHistogram(1, highest_ns, SIGNIFICANT_FIGURES)
-
-
-def counts_view(hist: HdrHistogram) -> np.ndarray:
-    """The histogram's counts array as a writable numpy view (no copy)."""
-    return np.ctypeslib.as_array(hist.counts)
-
-
-def counts_indexes(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
-    """Counts-array index of each value: a vectorised ``HdrHistogram._counts_index_for``.
-
-    ``values`` must be non-negative and below 2**52 (exact in float64, used for the bit length).
-    """
-    v = np.asarray(values, dtype=np.int64)
-    m = v | np.int64(hist.sub_bucket_mask)
-    _, bit_length = np.frexp(m.astype(np.float64))  # m = f * 2**e, 0.5 <= f < 1: e = bit length
-    bucket = (
-        bit_length.astype(np.int64)
-        - hist.unit_magnitude
-        - (hist.sub_bucket_half_count_magnitude + 1)
-    )
-    sub_bucket = v >> (bucket + hist.unit_magnitude)
-    return (
-        ((bucket + 1) << hist.sub_bucket_half_count_magnitude)
-        + sub_bucket
-        - (hist.sub_bucket_half_count)
-    )
-
-
-def record_values(hist: HdrHistogram, values: np.ndarray) -> int:
-    """Record many values at once (a bincount over counts indexes); returns how many were clamped.
-
-    Values above the histogram's highest trackable value are recorded as that value.
-    """
-    v = np.asarray(values, dtype=np.int64)
-    if v.size == 0:
-        return 0
-    vmin = int(v.min())
-    if vmin < 0:
-        raise ValueError(f"cannot record a negative value ({vmin}) in a histogram")
-    top = int(hist.highest_trackable_value)
-    clamped = int(np.count_nonzero(v > top))
-    if clamped:
-        v = np.minimum(v, top)
-    view = counts_view(hist)
-    view += np.bincount(counts_indexes(hist, v), minlength=view.size).astype(view.dtype)
-    hist.total_count += int(v.size)
-    hist.min_value = min(hist.min_value, int(v.min()))
-    hist.max_value = max(hist.max_value, int(v.max()))
-    return clamped
-
-
-def histogram_percentiles(hist: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
-    """HdrHistogram's value at each percentile: the package's one-pass
-    ``get_percentile_to_value_dict`` (the same values as ``get_value_at_percentile``)."""
-    wanted = list(percentiles)
-    if int(hist.total_count) == 0:
-        return {p: 0 for p in wanted}
-    found = hist.get_percentile_to_value_dict(wanted)
-    return {p: int(found[p]) for p in wanted}
-
-
-def exact_sums(values: np.ndarray) -> tuple[int, int]:
-    """Exact ``(sum, sum of squares)`` of non-negative int64 values as Python ints.
-
-    The values are split into 16-bit limbs so that every partial sum fits a uint64 (for fewer
-    than 2**32 values), then recombined with Python's unbounded ints.
-    """
-    v = np.asarray(values, dtype=np.int64)
-    if v.size == 0:
-        return 0, 0
-    if v.size >= 2**32:
-        raise ValueError("exact_sums takes fewer than 2**32 values per call")
-    hi = int(v.max())
-    if hi < 2**40 and hi * v.size < 2**62:
-        # The sum fits an int64; the sum of squares is exact modulo 2**64 (wrapping uint64
-        # arithmetic), and a float64 sum (relative error < 1e-9 here) picks the multiple.
-        u = v.astype(np.uint64)
-        wrapped = int(np.dot(u, u))
-        f = v.astype(np.float64)
-        approx = float(np.dot(f, f))
-        if approx < 2.0**88:
-            k = round((approx - wrapped) / 2.0**64)
-            return int(v.sum()), wrapped + k * 2**64
-    u = v.astype(np.uint64)
-    limbs = [(u >> np.uint64(16 * i)) & np.uint64(0xFFFF) for i in range(4)]
-    total = sum(int(limb.sum(dtype=np.uint64)) << (16 * i) for i, limb in enumerate(limbs))
-    squares = 0
-    for i in range(4):
-        if not limbs[i].any():
-            continue
-        for j in range(i, 4):
-            s = int((limbs[i] * limbs[j]).sum(dtype=np.uint64))
-            squares += (s << (16 * (i + j))) * (1 if i == j else 2)
-    return total, squares
-
-
-class Moments:
-    """Exact running count, min, max, sum and sum of squares (Python ints), plus a histogram;
-    with ``fio_buckets``, also exact counts in fio's latency buckets (:mod:`hostsim.fio_json`)."""
-
-    __slots__ = ("buckets", "clamped", "count", "hist", "max", "min", "sum", "sumsq")
-
-    def __init__(self, highest_ns: int = HIGHEST_NS, *, fio_buckets: bool = False) -> None:
-        self.buckets: np.ndarray | None = np.zeros(N_LAT_BUCKETS, np.int64) if fio_buckets else None
-        self.count = 0
-        self.min: int | None = None
-        self.max: int | None = None
-        self.sum = 0
-        self.sumsq = 0
-        self.clamped = 0
-        self.hist = new_histogram(highest_ns)
-
-    def add(self, values: np.ndarray) -> None:
-        """Add a batch of non-negative integer values."""
-        v = np.asarray(values, dtype=np.int64)
-        if v.size == 0:
-            return
-        lo, hi = int(v.min()), int(v.max())
-        if lo < 0:
-            raise ValueError(f"negative duration {lo} ns: a record's timestamps are out of order")
-        self.count += int(v.size)
-        self.min = lo if self.min is None else min(self.min, lo)
-        self.max = hi if self.max is None else max(self.max, hi)
-        s, sq = exact_sums(v)
-        self.sum += s
-        self.sumsq += sq
-        self.clamped += record_values(self.hist, v)
-        if self.buckets is not None:
-            self.buckets += bucket_counts(v)
-
-    def lat_ns(self) -> dict[str, Any]:
-        """fio's ``lat_ns`` object: min, max, mean, stddev (sample), N and the percentiles."""
-        n = self.count
-        if n == 0:
-            pct = {percentile_key(p): 0 for p in FIO_PERCENTILES}
-            return {"N": 0, "min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "percentile": pct}
-        assert self.min is not None and self.max is not None
-        var_num = n * self.sumsq - self.sum * self.sum  # exact: n^2 * population variance
-        stddev = math.sqrt(var_num / (n * (n - 1))) if n > 1 else 0.0
-        values = histogram_percentiles(self.hist, FIO_PERCENTILES)
-        pct = {percentile_key(p): min(max(values[p], self.min), self.max) for p in FIO_PERCENTILES}
-        return {
-            "N": n,
-            "min": self.min,
-            "max": self.max,
-            "mean": round(self.sum / n, 3),
-            "stddev": round(stddev, 3),
-            "percentile": pct,
-        }
 
 
 #: the record fields the statistics read
@@ -283,24 +140,18 @@ class RunStats:
             name: Moments(highest_ns, fio_buckets=True) for name in PATH_NAMES
         }
         self.latency_all = Moments(highest_ns)
-        self.wait = Moments(highest_ns)
-        self.hold = Moments(highest_ns)
         #: arrival to issue: how long an open-loop arrival waited for its own vCPU (a backlog
         #: that issue-to-resume latency cannot show once the host saturates)
         self.issue_delay = Moments(highest_ns)
-        self.host_wait = Moments(highest_ns)
-        self.host_hold = Moments(highest_ns)
         self.n_records = 0
         self.n_warmup = 0
         self.n_incomplete = 0
         self.n_completed_in_window = 0
         self.n_host_events = 0
-        self.busy_ns = 0  # mutex held, clipped to the window (known-end part)
-        self._open_grants: list[int] = []  # holds without release when end_ns is unknown
+        self.mutex = MutexStats(self.warmup_ns, self.end_ns, highest_ns)
         self._last_ns = 0  # latest timestamp seen
         self.first_issue_ns = -1  # earliest issue of any request (warm-up included)
         self.last_resume_ns = -1  # latest resume of any request: when the workload was done
-        self._longest: tuple[int, int, int, dict[str, Any]] | None = None  # (hold, -grant, -type)
         self.kind_counts: dict[int, int] = {}
         self.rc_counts: dict[int, int] = {}
         self.cc_counts: dict[int, int] = {}
@@ -334,7 +185,7 @@ class RunStats:
         if len(rd):
             self.last_resume_ns = max(self.last_resume_ns, int(rd.max()))
         self.n_completed_in_window += self._count_in_window(rd)
-        self._add_busy(grant, rel)
+        self.mutex.add_held(grant, rel)
 
         early = issue < self.warmup_ns
         n_early = int(np.count_nonzero(early)) if self.warmup_ns > 0 else 0
@@ -365,31 +216,7 @@ class RunStats:
         _add_counts(self.rc_counts, pick("response_code"))
         _add_counts(self.cc_counts, pick("cc"))
 
-        m_grant = pick("t_mutex_grant")
-        taken = np.flatnonzero(m_grant >= 0)
-        if len(taken):
-            t_grant = m_grant[taken]
-            self.wait.add(t_grant - pick("t_mutex_req")[taken])
-            t_rel = pick("t_mutex_rel")[taken]
-            closed = np.flatnonzero(t_rel >= 0)
-            holds = t_rel[closed] - t_grant[closed]
-            self.hold.add(holds)
-            if holds.size:
-                i = self._argmax_earliest(holds, t_grant[closed])
-                row = int(taken[closed[i]]) if sel is None else int(sel[taken[closed[i]]])
-                self._offer_longest(
-                    int(holds[i]),
-                    int(col["t_mutex_grant"][row]),
-                    0,
-                    {
-                        "type": "vcpu",
-                        "vcpu": int(col["vcpu"][row]),
-                        "guest": int(col["guest"][row]),
-                        "seq": int(col["seq"][row]),
-                        "path": PATH_NAMES[int(col["path"][row])],
-                        "t_grant_ns": int(col["t_mutex_grant"][row]),
-                    },
-                )
+        self.mutex.add_requests(col, sel)
 
     def add_host_events(self, chunk: np.ndarray, sections: np.ndarray | None = None) -> None:
         """Fold a chunk of host-event rows (``HOST_EVENT_DTYPE``) into the statistics.
@@ -407,30 +234,7 @@ class RunStats:
             ev = _check_dtype(sections, HOST_EVENT_DTYPE, "host event section")
             if ev.size == 0:
                 return
-        self._add_busy(ev["t_mutex_grant"], ev["t_mutex_rel"])
-
-        m = ev[(ev["t_at"] >= self.warmup_ns) & (ev["t_mutex_grant"] >= 0)]
-        if m.size == 0:
-            return
-        self.host_wait.add(m["t_mutex_grant"] - m["t_mutex_req"])
-        closed = m[m["t_mutex_rel"] >= 0]
-        holds = closed["t_mutex_rel"] - closed["t_mutex_grant"]
-        self.host_hold.add(holds)
-        if holds.size:
-            i = self._argmax_earliest(holds, closed["t_mutex_grant"])
-            e = closed[i]
-            self._offer_longest(
-                int(holds[i]),
-                int(e["t_mutex_grant"]),
-                1,
-                {
-                    "type": "host_event",
-                    "event": int(e["event"]),
-                    "kind": _host_kind_names().get(int(e["kind"]), str(int(e["kind"]))),
-                    "guest": int(e["guest"]),
-                    "t_grant_ns": int(e["t_mutex_grant"]),
-                },
-            )
+        self.mutex.add_host_events(ev, _host_kind_names)
 
     # --- helpers ------------------------------------------------------------------------------
     def _count_in_window(self, t: np.ndarray) -> int:
@@ -438,35 +242,6 @@ class RunStats:
         if self.end_ns is not None:
             inside &= t <= self.end_ns
         return int(np.count_nonzero(inside))
-
-    def _add_busy(self, grant: np.ndarray, rel: np.ndarray) -> None:
-        """Add mutex-held time clipped to the window; remember open holds if the end is unknown."""
-        taken = grant >= 0
-        if not taken.any():
-            return
-        g, r = grant[taken], rel[taken]
-        open_ = r < 0
-        if open_.any():
-            if self.end_ns is None:
-                self._open_grants.extend(g[open_].tolist())
-                g, r = g[~open_], r[~open_]
-            else:
-                r = np.where(open_, self.end_ns, r)
-        start = np.maximum(g, self.warmup_ns)
-        stop = r if self.end_ns is None else np.minimum(r, self.end_ns)
-        self.busy_ns += int(np.maximum(stop - start, 0).sum(dtype=np.int64))
-
-    @staticmethod
-    def _argmax_earliest(holds: np.ndarray, grants: np.ndarray) -> int:
-        """Index of the longest hold, the earliest granted among equals."""
-        best = holds == holds.max()
-        idx = np.flatnonzero(best)
-        return int(idx[np.argmin(grants[idx])])
-
-    def _offer_longest(self, hold: int, grant: int, order: int, who: dict[str, Any]) -> None:
-        key = (hold, -grant, -order, who)
-        if self._longest is None or key[:3] > self._longest[:3]:
-            self._longest = key
 
     # --- results ------------------------------------------------------------------------------
     @property
@@ -489,10 +264,6 @@ class RunStats:
         """The fio-shaped summary; ``meta`` (seed, scenario, versions ...) goes under "hostsim"."""
         start, end = self.window
         duration = end - start
-        busy = self.busy_ns + sum(max(0, end - max(g, start)) for g in self._open_grants)
-        longest_ns, longest_by = 0, None
-        if self._longest is not None:
-            longest_ns, longest_by = self._longest[0], self._longest[3]
         measured = self.latency_all.count
         host_kinds = _host_kind_names()
         paths = {
@@ -510,16 +281,7 @@ class RunStats:
                 "total_ns": self.latency_all.sum,
             },
             "issue_delay": {"N": self.issue_delay.count, "lat_ns": self.issue_delay.lat_ns()},
-            "mutex": {
-                "utilisation": round(busy / duration, 6) if duration > 0 else 0.0,
-                "busy_ns": busy,
-                "wait_ns": self.wait.lat_ns(),
-                "hold_ns": self.hold.lat_ns(),
-                "host_wait_ns": self.host_wait.lat_ns(),
-                "host_hold_ns": self.host_hold.lat_ns(),
-                "longest_hold_ns": longest_ns,
-                "longest_hold_by": longest_by,
-            },
+            "mutex": self.mutex.section(start, end),
             "counts": {
                 "records": self.n_records,
                 "measured": measured,
@@ -535,14 +297,7 @@ class RunStats:
                     host_kinds.get(k, str(k)): n for k, n in self.host_kind_counts.items()
                 },
                 "histogram_clamped": sum(
-                    m.clamped
-                    for m in (
-                        *self.latency.values(),
-                        self.wait,
-                        self.hold,
-                        self.host_wait,
-                        self.host_hold,
-                    )
+                    m.clamped for m in (*self.latency.values(), *self.mutex.moments())
                 ),
             },
             "throughput_per_s": (

@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hostsim.moments import FIO_PERCENTILES, percentile_key
 from hostsim.records import PATH_NAMES
 from hostsim.scenario_types import HostEventKind, Scenario
-from hostsim.summary import FIO_PERCENTILES, percentile_key
 
 #: Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 .. 30.
 _T975 = (

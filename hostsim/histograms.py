@@ -1,0 +1,86 @@
+"""HdrHistogram helpers for latency statistics: vectorised recording and percentile reads.
+
+The ``hdrhistogram`` package (module ``hdrh``) records one value per Python call; a run records
+millions. The functions here record a whole numpy array at once by computing every value's
+counts-array index (the package's own bucket arithmetic, vectorised) and adding a bincount into
+the counts array in place, so a histogram filled here is identical, count for count, to one
+filled value by value. :class:`hostsim.moments.Moments` keeps one per statistic;
+:mod:`hostsim.hgrm` reads the counts array to write ``.hgrm`` files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+#: Largest value the histograms resolve: one hour in ns. Larger values are clamped into the top.
+HIGHEST_NS = 3_600_000_000_000
+SIGNIFICANT_FIGURES = 3
+
+
+def new_histogram(highest_ns: int = HIGHEST_NS) -> HdrHistogram:
+    """An empty latency histogram: 1 ns to ``highest_ns``, 3 significant digits."""
+    if not 2 <= highest_ns < 2**52:
+        raise ValueError(f"highest_ns must be in [2, 2**52), got {highest_ns}")
+    return HdrHistogram(1, highest_ns, SIGNIFICANT_FIGURES)
+
+
+def counts_view(hist: HdrHistogram) -> np.ndarray:
+    """The histogram's counts array as a writable numpy view (no copy)."""
+    return np.ctypeslib.as_array(hist.counts)
+
+
+def counts_indexes(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """Counts-array index of each value: a vectorised ``HdrHistogram._counts_index_for``.
+
+    ``values`` must be non-negative and below 2**52 (exact in float64, used for the bit length).
+    """
+    v = np.asarray(values, dtype=np.int64)
+    m = v | np.int64(hist.sub_bucket_mask)
+    _, bit_length = np.frexp(m.astype(np.float64))  # m = f * 2**e, 0.5 <= f < 1: e = bit length
+    bucket = (
+        bit_length.astype(np.int64)
+        - hist.unit_magnitude
+        - (hist.sub_bucket_half_count_magnitude + 1)
+    )
+    sub_bucket = v >> (bucket + hist.unit_magnitude)
+    return (
+        ((bucket + 1) << hist.sub_bucket_half_count_magnitude)
+        + sub_bucket
+        - (hist.sub_bucket_half_count)
+    )
+
+
+def record_values(hist: HdrHistogram, values: np.ndarray) -> int:
+    """Record many values at once (a bincount over counts indexes); returns how many were clamped.
+
+    Values above the histogram's highest trackable value are recorded as that value.
+    """
+    v = np.asarray(values, dtype=np.int64)
+    if v.size == 0:
+        return 0
+    vmin = int(v.min())
+    if vmin < 0:
+        raise ValueError(f"cannot record a negative value ({vmin}) in a histogram")
+    top = int(hist.highest_trackable_value)
+    clamped = int(np.count_nonzero(v > top))
+    if clamped:
+        v = np.minimum(v, top)
+    view = counts_view(hist)
+    view += np.bincount(counts_indexes(hist, v), minlength=view.size).astype(view.dtype)
+    hist.total_count += int(v.size)
+    hist.min_value = min(hist.min_value, int(v.min()))
+    hist.max_value = max(hist.max_value, int(v.max()))
+    return clamped
+
+
+def histogram_percentiles(hist: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
+    """HdrHistogram's value at each percentile: the package's one-pass
+    ``get_percentile_to_value_dict`` (the same values as ``get_value_at_percentile``)."""
+    wanted = list(percentiles)
+    if int(hist.total_count) == 0:
+        return {p: 0 for p in wanted}
+    found = hist.get_percentile_to_value_dict(wanted)
+    return {p: int(found[p]) for p in wanted}
