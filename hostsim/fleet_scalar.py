@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from hostsim.fleet_parts import FleetParts
 from hostsim.fleet_pool import INF
 from hostsim.plan import CAT_MUTEX
 
 SCALAR_BUDGET = 4096  # requests of one scalar stretch (at most)
 
 
-class FleetScalar:
+class FleetScalar(FleetParts):
     """Pending requests one at a time (see module docstring)."""
 
     # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
@@ -39,27 +40,6 @@ class FleetScalar:
     next_gap: np.ndarray
     planned_until: int
     epoch_ns: int
-
-    if TYPE_CHECKING:  # the methods it calls, defined by the other parts of the fleet
-
-        def plan_epoch(self, until: int) -> None: ...
-
-        def _after(
-            self, v: np.ndarray, prev: np.ndarray, before: int = INF, lazy: bool = False
-        ) -> np.ndarray: ...
-
-        def _materialize(self, v: np.ndarray) -> None: ...
-
-        def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None: ...
-
-        def _next(
-            self,
-            v: np.ndarray,
-            k: np.ndarray,
-            resume: np.ndarray,
-            arr: np.ndarray,
-            prev: np.ndarray,
-        ) -> None: ...
 
     def scalar(
         self,

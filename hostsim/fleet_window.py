@@ -9,10 +9,9 @@ saturated mutex) the fleet rests on its scalar path (:mod:`hostsim.fleet_scalar`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
 
+from hostsim.fleet_parts import FleetParts
 from hostsim.fleet_pool import INF
 
 WINDOW_PASSES = 4  # fixed-point passes of an optimistic window
@@ -21,7 +20,7 @@ MIN_SPAN_NS = 1_000  # the shortest window
 COOLDOWN_MIN, COOLDOWN_MAX = 1, 32  # scalar stretches between windows while they keep failing
 
 
-class FleetWindow:
+class FleetWindow(FleetParts):
     """Optimistic windows over the pending requests (see module docstring)."""
 
     # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
@@ -42,46 +41,6 @@ class FleetWindow:
     max_span: int
     cooldown: int
     rest: int
-
-    if TYPE_CHECKING:  # the methods it calls, defined by the other parts of the fleet
-
-        def plan_epoch(self, until: int) -> None: ...
-
-        def _after(
-            self, v: np.ndarray, prev: np.ndarray, before: int = INF, lazy: bool = False
-        ) -> np.ndarray: ...
-
-        def _gap_of(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray: ...
-
-        def _pending_below(self, limit: int) -> np.ndarray: ...
-
-        def _resume_lb(
-            self, v: np.ndarray, row: np.ndarray, issue: np.ndarray, free: Any
-        ) -> np.ndarray: ...
-
-        def _order(self, v: np.ndarray, key: np.ndarray) -> np.ndarray: ...
-
-        def _serve(
-            self,
-            v: np.ndarray,
-            row: np.ndarray,
-            issue: np.ndarray,
-            key: np.ndarray,
-            order: np.ndarray,
-        ) -> tuple[np.ndarray, ...]: ...
-
-        def _set_free(self, mid: np.ndarray, rel: np.ndarray) -> None: ...
-
-        def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None: ...
-
-        def _next(
-            self,
-            v: np.ndarray,
-            k: np.ndarray,
-            resume: np.ndarray,
-            arr: np.ndarray,
-            prev: np.ndarray,
-        ) -> None: ...
 
     def window(self, hard: int) -> int:
         """Optimistic batch: every request whose key falls before a window end, the vCPUs'

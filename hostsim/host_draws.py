@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hostsim import arch, draws
+from hostsim.hw_profiles import answers
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS
 from hostsim.model import Model
 
@@ -48,7 +49,8 @@ class HostFaults:
         au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
         tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
         iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-        aq, self.trc, self.tirq, _ = m._answers(m.profile_index(apqns), au, tu, iu, np.ones(nq))
+        prof = m.profile_index(apqns)
+        aq, self.trc, self.tirq, _ = answers(m.profiles, prof, au, tu, iu, np.ones(nq))
         self.arc = (aq >> arch.STATUS_RC_SHIFT) & 0xFF
 
     def aqic(self, q: int, j: int) -> int:

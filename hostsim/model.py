@@ -72,9 +72,10 @@ class Model:
         ]
         base = hw_profiles.profile(scenario.host.hardware)
         overrides = scenario.host.queue_overrides
-        self._profiles = [base] + [hw_profiles.profile(o) for o in overrides]
+        #: the hardware profiles: the host's, then each override's (hw_profiles.answers reads them)
+        self.profiles = [base] + [hw_profiles.profile(o) for o in overrides]
         #: every queue answers the same way every time: no hardware draws are needed
-        self.deterministic_hw = hw_profiles.deterministic(self._profiles)
+        self.deterministic_hw = hw_profiles.deterministic(self.profiles)
         # Hardware profile of each guest's queues (later overrides win).
         self.queue_profile, self._profile_lut = hw_profiles.queue_profiles(
             self.topo.guest_apqns, overrides
@@ -129,18 +130,6 @@ class Model:
     def profile_index(self, apqn: np.ndarray) -> np.ndarray:
         """Hardware profile of each APQN (queues not owned by anyone: the default)."""
         return self._profile_lut[apqn.astype(np.int64)]
-
-    def _answers(
-        self,
-        prof: np.ndarray,
-        au: np.ndarray | None,
-        tu: np.ndarray | None,
-        iu: np.ndarray | None,
-        pu: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Hardware answers (AQIC status words, TAPQ RCs and I bits, pin success) from uniforms
-        through each request's queue profile (:func:`hostsim.hw_profiles.answers`)."""
-        return hw_profiles.answers(self._profiles, prof, au, tu, iu, pu)
 
     # --- keyed draws ----------------------------------------------------------------------
     def gaps(self, group: int, lv: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -237,8 +226,8 @@ class Model:
             b.tu = gen(draws.HW_TAPQ).random((*shape, TAPQ_SLOTS))
             b.iu = gen(draws.HW_IRQ).random((*shape, TAPQ_SLOTS))
             b.pu = gen(draws.HW_PIN).random()
-        b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = self._answers(
-            self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu
+        b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = hw_profiles.answers(
+            self.profiles, self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu
         )
         b.costs = Costs(s, gk, lv, k)
         b.nbytes = sum(

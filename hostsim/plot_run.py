@@ -27,7 +27,7 @@ from hostsim.plot_style import (
     subplots,
     us_formatter,
 )
-from hostsim.records import PATH_NAMES
+from hostsim.records import HOST_EVENT_DTYPE, PATH_NAMES
 from hostsim.results import (
     HOST_EVENTS_FILE,
     RECORDS_FILE,
@@ -123,30 +123,29 @@ def plot_latency_timeline(folder: str | Path, out_dir: str | Path) -> Path:
             fontsize=8,
             color="dimgrey",
         )
-    if (folder / HOST_EVENTS_FILE).exists():
-        ev = read_host_events(folder)
-        many = len(ev) > MAX_NAMED_EVENTS
-        for e in ev:
-            x = e["t_at"] / 1e6
-            lw, alpha = (0.5, 0.35) if many else (1.0, 0.8)
-            ax.axvline(x, color="crimson", lw=lw, ls="--", alpha=alpha)
-            if many:
-                continue
-            kind = HostEventKind(int(e["kind"])).name.lower()
-            ax.annotate(
-                f"{kind} (guest {int(e['guest'])})",
-                (x, 1),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -12),
-                textcoords="offset points",
-                fontsize=8,
-                color="crimson",
-            )
+    has_events = (folder / HOST_EVENTS_FILE).exists()
+    ev = read_host_events(folder) if has_events else np.zeros(0, HOST_EVENT_DTYPE)
+    many = len(ev) > MAX_NAMED_EVENTS
+    lw, alpha = (0.5, 0.35) if many else (1.0, 0.8)
+    for e in ev:
+        x = e["t_at"] / 1e6
+        ax.axvline(x, color="crimson", lw=lw, ls="--", alpha=alpha)
+        if many:
+            continue
+        kind = HostEventKind(int(e["kind"])).name.lower()
+        ax.annotate(
+            f"{kind} (guest {int(e['guest'])})",
+            (x, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="crimson",
+        )
     ax.set_xlabel("issue time (ms of simulated time)")
     ax.set_ylabel("latency, issue to resume (µs, log scale)")
-    ax.set_title("Request latency over the run (host events dashed)")
-    if (folder / HOST_EVENTS_FILE).exists() and len(ev) > MAX_NAMED_EVENTS:
-        ax.set_title(f"Request latency over the run ({len(ev)} host events dashed)")
+    events = f"{len(ev)} host events" if many else "host events"
+    ax.set_title(f"Request latency over the run ({events} dashed)")
     ax.set_xlim(0, summary.get("window", {}).get("end_ns", t_issue.max()) / 1e6)
     style_axes(ax)
     ax.legend(loc="center right", fontsize=8, markerscale=2, framealpha=0.95)

@@ -26,6 +26,7 @@ from typing import Any
 
 from hostsim import arch, steps
 from hostsim.decode import Decision
+from hostsim.hw_profiles import answers
 from hostsim.intercept import Intercept
 from hostsim.model import Model
 from hostsim.request_draws import Block
@@ -179,11 +180,16 @@ def intercept(
 
         prof = m.profile_index(np.array([apqn], np.uint16))
         if blk.au is None:
-            a, t, i, p = m._answers(prof, None, None, None, None)
+            a, t, i, p = answers(m.profiles, prof, None, None, None, None)
         else:
             assert blk.tu is not None and blk.iu is not None and blk.pu is not None  # with au
-            a, t, i, p = m._answers(
-                prof, blk.au[r, c][None], blk.tu[r, c][None], blk.iu[r, c][None], blk.pu[r, c][None]
+            a, t, i, p = answers(
+                m.profiles,
+                prof,
+                blk.au[r, c][None],
+                blk.tu[r, c][None],
+                blk.iu[r, c][None],
+                blk.pu[r, c][None],
             )
         aq, trc, tirq, pin = a[0], t[0], i[0], p[0]
     return Intercept(

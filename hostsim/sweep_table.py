@@ -121,6 +121,10 @@ def _knees(spec: SweepSpec, table: Mapping[str, Sequence[Any]]) -> list[dict[str
     )
 
 
+def _combo(spec: SweepSpec, knee: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(knee[o] for o in spec.other_keys)
+
+
 def knees_of(
     spec: SweepSpec,
     table: Mapping[str, Sequence[Any]],
@@ -141,24 +145,19 @@ def knees_of(
     knees = _knees(spec, table)
     if p is None or runs is None:
         return knees
-    per_rep: list[list[dict[str, Any]]] = []
+    per_rep: list[dict[tuple[Any, ...], Any]] = []  # per replication: combo -> its knee
     for r in range(spec.replications):
         got = [(i, rows[r]) for i, rows in enumerate(runs) if len(rows) > r]
         done = [(i, run) for i, run in got if run is not None]
-        if not done:
-            continue
-        points = [p.points[i] for i, _ in done]
-        one = aggregate(spec.factor_keys, points, [[run] for _, run in done])
-        per_rep.append(_knees(spec, one))
+        if done:
+            points = [p.points[i] for i, _ in done]
+            one = aggregate(spec.factor_keys, points, [[run] for _, run in done])
+            per_rep.append({_combo(spec, q): q["knee_load"] for q in _knees(spec, one)})
     for k in knees:
-        combo = tuple(k[o] for o in spec.other_keys)
-        loads = []
-        for rep in per_rep:
-            match = [q for q in rep if tuple(q[o] for o in spec.other_keys) == combo]
-            if match:
-                loads.append(match[0]["knee_load"])
+        combo = _combo(spec, k)
+        loads = [rep[combo] for rep in per_rep if combo in rep]
         k["replications_with_curve"] = len(loads)
-        k["replications_agree"] = sum(1 for x in loads if x == k["knee_load"])
+        k["replications_agree"] = loads.count(k["knee_load"])
         k["knee_loads"] = ";".join("-" if x is None else f"{x:g}" for x in loads)
     return knees
 
