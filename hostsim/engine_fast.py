@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,10 +47,11 @@ from hostsim.engine_fast_host import (
 from hostsim.fleet import INF, Fleet
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.model import Model
-from hostsim.process import HostProcess
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.run_programs import host_event_rows, programs
 from hostsim.scenario_types import HostEventKind
+from hostsim.sim_env import HostEnv
+from hostsim.sim_process import AnyProcess
 from hostsim.sink import RecordSink
 from hostsim.streams import (
     GuestState,
@@ -69,11 +71,18 @@ class FastEngine(HostEvents):
     """Simulate a scenario with a heap of shared-resource events (see module docstring)."""
 
     def __init__(
-        self, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
+        self, model: Model, sink: RecordSink, processes: tuple[AnyProcess, ...] = ()
     ) -> None:
         self.m = model
-        self.progs = programs(model, processes)
+        #: the SimPy Environment: its queue is this engine's heap (hostsim.sim_env)
+        self.env = HostEnv(stop_at=model.s.duration_ns)
+        self.env.native = self._native
+        self.heap: list[tuple[Any, ...]] = self.env._queue
+        self.progs = programs(model, processes, self.env)
         self.runners = self.progs.runners
+        for r in self.runners:
+            if r.channel is not None:  # a SimPy process posted steps: run them now
+                r.channel.wake = partial(self._wake, r.ident)
         self.hlocks: dict[int, _HostLock] = {}
         self.sink = sink
         s = model.s
@@ -83,7 +92,6 @@ class FastEngine(HostEvents):
         self.free = [0] * model.n_mutexes
         self.cur_issue: dict[int, int] = {}  # dynamic vCPUs: the issue of their next request
         self.inflight: dict[int, Any] = {}
-        self.heap: list[tuple[Any, ...]] = []
         self.group_mdev = [g.mdev for g in s.guests]
         self.guest_mdev = [self.group_mdev[int(gi)] for gi in topo.guest_group]
         # Guests whose configuration changes during the run, and vCPUs whose stream is more
@@ -140,6 +148,14 @@ class FastEngine(HostEvents):
     def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None:
         heapq.heappush(self.heap, (t, prio, cls, ident, kind))
 
+    def _wake(self, ident: int, t: int) -> None:
+        self._push(t, NORMAL, HOST, ident, _PROG)
+
+    def _native(self, entry: tuple[int, ...]) -> None:
+        """One of this engine's own heap entries, popped by the environment."""
+        t = self.now = entry[0]
+        self._event(t, entry[3], entry[4])
+
     def run(self, progress: Any = None) -> np.ndarray:
         """Run to completion; returns the host-event records."""
         m = self.m
@@ -149,6 +165,8 @@ class FastEngine(HostEvents):
             self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
         heap = self.heap
         pop = heapq.heappop
+        env = self.env
+        run_entry = env.run_entry
         fleet = self.fleet
         sink = self.sink
         step = max(self.duration // 200, 1)
@@ -166,9 +184,12 @@ class FastEngine(HostEvents):
                 if not heap and kmin >= inf - 1:
                     break
                 if heap and heap[0] <= (kmin, NORMAL, VCPU, vmin, _MREQ):
-                    t, _, _, ident, kind = pop(heap)
-                    self.now = t
-                    self._event(t, ident, kind)
+                    e = pop(heap)
+                    if len(e) == 5:  # the engine's own entry: env.run_entry, inlined
+                        t = env._now = self.now = e[0]
+                        self._event(t, e[3], e[4])
+                    else:
+                        run_entry(e)
                 else:
                     fleet.process(np.array([vmin]))
             if fleet.n_done + len(sink.rows) >= FLUSH_EVERY:
@@ -184,10 +205,14 @@ class FastEngine(HostEvents):
         heap = self.heap
         if heap and heap[0][0] <= key:
             mark = (key, NORMAL, VCPU, v, _MREQ)
+            env = self.env
             while heap and heap[0] <= mark:
-                t, _, _, ident, kind = heapq.heappop(heap)
-                self.now = t
-                self._event(t, ident, kind)
+                e = heapq.heappop(heap)
+                if len(e) == 5:  # the engine's own entry: env.run_entry, inlined
+                    t = env._now = self.now = e[0]
+                    self._event(t, e[3], e[4])
+                else:
+                    env.run_entry(e)
 
     def _flush(self, final: bool = False) -> None:
         """Hand on every record issued before anything still in flight."""
@@ -211,10 +236,8 @@ class FastEngine(HostEvents):
             self._advance(ident)
         elif kind == _READ:
             self._read(ident, t)
-        elif kind == _PROG:
+        elif kind in (_PROG, _RESUMED):  # two kinds: they sort apart (ties.py)
             self._prog(ident, t)
-        elif kind == _RESUMED:
-            self._prog(ident, t, 1)
         elif kind == _EFFECT:
             self._effect(self.timed[ident].popleft(), t)
         elif kind == _ISSUE:

@@ -17,7 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from hostsim.locks import WRITE
-from hostsim.program import Drop, Section, Take, Wait
+from hostsim.program import Drop, Idle, Section, Take, Wait
 from hostsim.streams import reconfigure
 from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
 
@@ -123,13 +123,13 @@ class HostEvents:
                 self._advance(v)
 
     # --- host programs: host events and user processes (hostsim.program) -----------------------
-    def _prog(self, ident: int, t: int, phase: int = 0) -> None:
-        """The next actions of a host program at time ``t``, up to its next event; ``phase`` 1
-        when it was just granted a lock at ``t`` (its requests are late: ties.py)."""
+    def _prog(self, ident: int, t: int) -> None:
+        """The next actions of a host program at time ``t``, up to its next event (a SimPy
+        process's program is continued by its channel's ``wake`` when it posts again)."""
         r = self.runners[ident]
         while True:
             act = r.next(t)
-            if act is None:
+            if act is None or isinstance(act, Idle):
                 return
             if isinstance(act, Wait):
                 if act.ns:
@@ -154,7 +154,7 @@ class HostEvents:
                     self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
                     return
                 lk = self.hlocks.setdefault(act.inst, _HostLock())
-                heapq.heappush(lk.queue, lock_key(t, phase, HOST, ident))
+                heapq.heappush(lk.queue, lock_key(t, r.phase(t), HOST, ident))
                 if not lk.busy and not lk.pending:
                     lk.pending = True
                     self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)

@@ -29,11 +29,12 @@ from hostsim import ties
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.locks import WRITE
 from hostsim.model import Model
-from hostsim.process import HostProcess
-from hostsim.program import Drop, Runner, Section, Take, Wait
+from hostsim.program import Drop, Idle, Runner, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.run_programs import host_event_rows, programs
 from hostsim.scenario_types import HostEventKind
+from hostsim.sim_env import HostEnv
+from hostsim.sim_process import AnyProcess, SimProcess
 from hostsim.sink import RecordSink
 from hostsim.streams import (
     GuestState,
@@ -154,18 +155,19 @@ class ReferenceEngine:
     """Simulate a scenario with one SimPy process per vCPU (see module docstring)."""
 
     def __init__(
-        self, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
+        self, model: Model, sink: RecordSink, processes: tuple[AnyProcess, ...] = ()
     ) -> None:
         self.m = model
         self.sink = sink
-        self.env = simpy.Environment()
         s = model.s
+        owned = any(isinstance(p, SimProcess) for p in processes)
+        self.env = HostEnv(stop_at=s.duration_ns, owned=owned)
         self.guests = [
             _Guest(self.env, s.guests[int(gi)].mdev, model.initial_matrix[j])
             for j, gi in enumerate(model.topo.guest_group)
         ]
         self.locks = [FifoLock(self.env) for _ in model.locks.labels]  # rwsem slots unused
-        self.progs = programs(model, processes)
+        self.progs = programs(model, processes, self.env)
         self._resumes: list[tuple[int, simpy.Event]] = []
         self._resume_pending = False
         self.next_issue = np.full(model.n_vcpus, np.iinfo(np.int64).max, np.int64)
@@ -277,12 +279,11 @@ class ReferenceEngine:
         """A host event or user process (:mod:`hostsim.program`), as a SimPy process."""
         m, env = self.m, self.env
         yield env.timeout(start)
-        late_at = -1  # resumed after a grant at this time: requests then are late (ties.py)
         while True:
             act = r.next(int(env.now))
             if act is None:
                 return
-            phase = int(env.now == late_at)
+            phase = r.phase(int(env.now))
             if isinstance(act, Wait):
                 yield env.timeout(act.ns)
             elif isinstance(act, Section):
@@ -303,7 +304,10 @@ class ReferenceEngine:
                     yield self.locks[act.inst].request(HOST, r.ident, phase)
                 r.granted(act.inst, int(env.now))
                 yield self._resume(r.ident)
-                late_at = int(env.now)
+            elif isinstance(act, Idle):  # a SimPy process: wait for what it posts next
+                posted = simpy.Event(env)
+                r.channel.wake = lambda _t, ev=posted: ev.succeed()
+                yield posted
             elif isinstance(act, Drop):
                 if act.mode == WRITE:
                     self.guests[act.guest].rwsem.write_release()

@@ -24,7 +24,9 @@ hardware calls, so the hold is known when the lock is granted. Both engines foll
 host events (identifier ``len(events) + index``), so both give the same records. A process
 stops at its first step at or after the end of the run.
 
-Each lock section becomes a row of :data:`PROCESS_DTYPE` in ``RunResult.processes``.
+Each lock section becomes a row of :data:`PROCESS_DTYPE` in ``RunResult.processes``. The same
+steps can be posted from free SimPy code instead (``env.timeout``, child processes and the
+rest): :func:`hostsim.sim_process.simpy_process`.
 """
 
 from __future__ import annotations

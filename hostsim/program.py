@@ -13,6 +13,8 @@ only what needs its own clock and locks:
   is the innermost lock, so nothing inside a section waits: the hold is known at the grant.
 * :class:`Effect`: apply a :class:`~hostsim.steps.SetHook`, :class:`~hostsim.steps.Block` or
   :class:`~hostsim.steps.Unblock` now (the runner logs each block interval).
+* :class:`Idle`: a SimPy process (:mod:`hostsim.sim_process`) has done all it posted; the
+  engine continues the runner when the process posts again (its channel's ``wake``).
 
 The runner checks every step (types, ranges, lock order, a hardware call only under the lock
 that serves its queue) and logs every lock section as a row of :data:`LOCK_DTYPE`, so the
@@ -29,6 +31,7 @@ import numpy as np
 
 from hostsim.locks import EXCLUSIVE, INNERMOST, MODES, RWSEM, WRITE, LockTable
 from hostsim.queues import OPS, QueueState
+from hostsim.sim_process import ENDED
 from hostsim.steps import (
     Acquire,
     Block,
@@ -84,6 +87,15 @@ class Effect:
     step: SetHook | Block | Unblock
 
 
+@dataclass(frozen=True)
+class Idle:
+    """A SimPy process's program has done every step it posted: wait for its next post."""
+
+
+#: what :meth:`Runner._step` returns when a SimPy process has posted nothing more
+_IDLE = Idle()
+
+
 @dataclass
 class SectionResult:
     """A section under ``mdevs_lock``: its hold and the configuration changes it makes."""
@@ -114,8 +126,13 @@ class Runner:
         internal: bool = False,
         blocks: frozenset[int] | None = None,
         blocked: list[tuple[int, ...]] | None = None,
+        channel: Any = None,
     ) -> None:
         self.ident, self.who, self.table, self.queues = ident, who, table, queues
+        #: a SimPy process's posted steps (:class:`hostsim.sim_process.Channel`), or None
+        self.channel = channel
+        #: the time of the last lock granted to it: its requests then are late (ties.py)
+        self.late_at = -1
         self.gen = iter(steps)
         self.send = getattr(self.gen, "send", None)
         self.reply: Any = None
@@ -135,7 +152,10 @@ class Runner:
         self.stop_at: int | None = None
 
     # --- steps --------------------------------------------------------------------------------
-    def _step(self) -> Any:
+    def _step(self, within: bool = False) -> Any:
+        if self.channel is not None:
+            step = self.channel.take(within)
+            return _IDLE if step is None else None if step is ENDED else step
         reply, self.reply = self.reply, None
         try:
             return (
@@ -151,11 +171,18 @@ class Runner:
             )
         return int(g)
 
-    def next(self, t: int) -> Wait | Take | Drop | Section | Effect | None:
+    def phase(self, t: int) -> int:
+        """The phase of a lock request made at ``t`` (:func:`hostsim.ties.lock_key`): 1 if a
+        lock was granted to this program at ``t``, else 0."""
+        return int(t == self.late_at)
+
+    def next(self, t: int) -> Wait | Take | Drop | Section | Effect | Idle | None:
         """The next action, at time ``t``; None when the program is done (or stopped)."""
         if self.stop_at is not None and t >= self.stop_at:
             return None
         step = self._step()
+        if step is _IDLE:
+            return _IDLE
         if step is None:
             if self.held:
                 raise ProcessError(f"{self.who}: ended holding {self._labels(self.held)}")
@@ -239,6 +266,7 @@ class Runner:
     def granted(self, inst: int, t: int) -> None:
         """The engine granted ``inst`` at ``t``."""
         self.open[inst][3] = t
+        self.late_at = t
 
     # --- a section under mdevs_lock -----------------------------------------------------------
     def section(self, inst: int, t0: int) -> SectionResult:
@@ -246,7 +274,12 @@ class Runner:
         self.open[inst][3] = t0
         res = SectionResult(0)
         while True:
-            step = self._step()
+            step = self._step(within=True)
+            if step is _IDLE:
+                raise ProcessError(
+                    f"{self.who}: a section under {self.table.labels[inst]} is posted whole,"
+                    f" Acquire to Release, in one host.run(...): nothing waits under it"
+                )
             if step is None:
                 raise ProcessError(
                     f"{self.who}: ended holding {self.table.labels[inst]} (no Release)"
@@ -255,6 +288,8 @@ class Runner:
                 res.hold += _ns(step, self.who)
             elif isinstance(step, HwCall):
                 self.reply = self._hw(step, inst, t0 + res.hold)
+                if self.channel is not None:
+                    self.channel.answer(self.reply)
                 res.hold += _ns(step, self.who)
             elif isinstance(step, Release):
                 if step.lock not in (None, INNERMOST) or (

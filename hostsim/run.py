@@ -11,13 +11,13 @@ import numpy as np
 
 from hostsim import __version__
 from hostsim.model import Model
-from hostsim.process import HostProcess
 from hostsim.records import HOST_EVENT_DTYPE, RECORD_DTYPE
 from hostsim.report import Progress
 from hostsim.results import ResultWriter
 from hostsim.run_programs import block_rows, host_mutex_sections, lock_rows, process_rows
 from hostsim.scenario_toml import resolved_toml
 from hostsim.scenario_types import Scenario
+from hostsim.sim_process import AnyProcess
 from hostsim.sink import RecordSink
 from hostsim.summary import RunStats
 
@@ -46,7 +46,7 @@ class RunResult:
 
 
 def make_engine(
-    name: str, model: Model, sink: RecordSink, processes: tuple[HostProcess, ...] = ()
+    name: str, model: Model, sink: RecordSink, processes: tuple[AnyProcess, ...] = ()
 ) -> Any:
     """The engine called ``name`` over ``model``, writing into ``sink``, running the user host
     ``processes`` (:mod:`hostsim.process`) beside the workload."""
@@ -90,7 +90,7 @@ def simulate(
     trace_out: Any = None,
     on_records: Any = None,
     on_columns: Any = None,
-    processes: tuple[HostProcess, ...] | list[HostProcess] = (),
+    processes: tuple[AnyProcess, ...] | list[AnyProcess] = (),
     extra_files: Callable[[], dict[str, str]] | None = None,
 ) -> RunResult:
     """Run scenario ``s`` with ``engine``; write a result folder atomically when ``out_dir``.
@@ -103,7 +103,8 @@ def simulate(
     ``on_records``: called with every chunk of records, in canonical order; ``on_columns``:
     called with record columns (a mapping of :data:`RECORD_DTYPE` field names to arrays) as
     requests finish, in no particular order (for order-free folds: much cheaper);
-    ``processes``: user host processes run beside the workload (:mod:`hostsim.process`), whose
+    ``processes``: user host processes run beside the workload, generators of steps
+    (:mod:`hostsim.process`) or SimPy code (:func:`hostsim.sim_process.simpy_process`), whose
     lock sections come back in ``RunResult.processes``; ``extra_files``: called once the run
     is done, before the folder is closed: more text files (name -> content) to write into it.
     """

@@ -10,6 +10,7 @@ every block interval. Kept apart from the operations, which say what one event d
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from hostsim.program import LOCK_DTYPE, Runner
 from hostsim.queues import QueueState
 from hostsim.records import HOST_EVENT_DTYPE
 from hostsim.scenario_types import HostEventKind
+from hostsim.sim_env import HostEnv
+from hostsim.sim_process import Channel, Host, SimProcess
 from hostsim.steps import ProcessError
 
 K = HostEventKind
@@ -44,8 +47,9 @@ class Programs:
     stateful: frozenset[int] = frozenset()
 
 
-def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
-    """The runners of a run's host events and user processes, ready for an engine."""
+def programs(m: Model, processes: tuple[Any, ...] = (), env: HostEnv | None = None) -> Programs:
+    """The runners of a run's host events and user processes, ready for an engine; a SimPy
+    process (:class:`hostsim.sim_process.SimProcess`) is started on ``env``."""
     resets: dict[int, list[int]] = {}
     for ev in m.s.events:
         if ev.kind == K.GUEST_RESET:
@@ -71,14 +75,25 @@ def programs(m: Model, processes: tuple[Any, ...] = ()) -> Programs:
     ]
     for u, proc in enumerate(processes):
         who = f"host process {u}"
-        blocks = blocks_of(proc)
+        ident = len(events) + u
+        blocks = proc.blocks if isinstance(proc, SimProcess) else blocks_of(proc)
         bad = [g for g in blocks if not 0 <= g < m.n_guests]
         if bad:
             raise ProcessError(f"{who}: blocking({sorted(blocks)}): no guest {bad[0]}")
         blockable |= blocks
-        r = Runner(
-            len(events) + u, proc(), who, m.locks, queues, rows, blocks=blocks, blocked=blocked
-        )
+        if isinstance(proc, SimProcess):
+            if env is None:
+                raise ProcessError(f"{who}: a SimPy process needs the engine's environment")
+            chan = Channel(env, ident, who)
+            r = Runner(
+                ident, (), who, m.locks, queues, rows, blocks=blocks, blocked=blocked, channel=chan
+            )
+            gen = proc.fn(env, Host(env, chan, m.n_guests))
+            if not isinstance(gen, Generator):
+                raise ProcessError(f"{who}: {proc.fn!r}(env, host) is {gen!r}, not a generator")
+            env.start_as(ident, gen).callbacks.append(chan.end)
+        else:
+            r = Runner(ident, proc(), who, m.locks, queues, rows, blocks=blocks, blocked=blocked)
         r.stop_at = m.s.duration_ns
         runners.append(r)
     starts = [ev.at_ns for ev in events] + [0] * len(processes)

@@ -3,7 +3,8 @@
 Each case draws a scenario from its seed: one to three guest groups (Poisson, closed loop,
 bursty, idle), rates from light to saturating, fixed or random costs, probabilistic hardware
 answers, either lock model, any variant, sometimes host events, and in a quarter of the cases a
-user host process taking the mutex at random (``hostsim.process``). CI runs a few dozen cases;
+user host process taking the mutex at random (``hostsim.process``), or two operators with
+several locks, as steps or as SimPy code (``hostsim.sim_process``). CI runs a few dozen cases;
 ``--run-slow`` runs hundreds. The fast engine's planning constants are also shrunk in some
 cases (tiny epochs, an eager pool compaction, small windows), so that paths which only large
 runs reach are compared on small ones.
@@ -11,10 +12,12 @@ runs reach are compared on small ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+import simpy
 
 import hostsim.fleet as fleet
 import hostsim.fleet_window as fleet_window
@@ -31,6 +34,7 @@ from hostsim.process import (
 )
 from hostsim.run import simulate
 from hostsim.scenario import loads
+from hostsim.sim_process import Host, SimProcess, simpy_process
 
 VARIANTS = ["upstream", "merged-2019", "v4-2019", "hook-owns-fc"]
 
@@ -204,6 +208,52 @@ def _operator(seed: int, guests: int, blocks: bool = False) -> Iterator[Step]:
             yield Release(name, guest)
 
 
+def _simpy_operator(seed: int, guests: int, blocks: bool = False) -> SimProcess:
+    """:func:`_operator`'s kind of work as SimPy code: outer locks held across SimPy waits,
+    whole mdevs sections whose answers decide what follows, child processes that read a
+    queue meanwhile, and (``blocks``) guest 0 stopped across a wait."""
+    rng = np.random.default_rng(seed)
+    Proc = Generator[simpy.Event, Any, None]
+
+    def child(env: simpy.Environment, host: Host, g: int, q: int) -> Proc:
+        yield env.timeout(int(rng.choice([0, 1, 40_000])))
+        yield host.run(Acquire(g), HwCall("tapq", q, g, 200), Release())
+
+    def run(env: simpy.Environment, host: Host) -> Proc:
+        while True:
+            yield env.timeout(int(rng.choice([0, 1, int(rng.integers(0, 4_000_000))])))
+            g = int(rng.integers(0, guests))
+            outer = [
+                (name, guest)
+                for name, guest, p in (("guests_lock", 0, 0.6), ("kvm_lock", g, 0.8))
+                if rng.random() < p
+            ]
+            if outer:
+                yield host.run(*(Acquire(guest, name) for name, guest in outer))
+            q = int(rng.integers(0, 3)) << 8 | int(rng.integers(0, 3))
+            if rng.random() < 0.3:
+                env.process(child(env, host, g, q))
+            stop = blocks and g == 0 and rng.random() < 0.5
+            op = str(rng.choice(["zapq", "aqic_enable", "aqic_disable"]))
+            sec: list[Step] = [Acquire(g)] + [Block(0)] * stop
+            sec += [HwCall("tapq", q, g, 300), HwCall(op, q, g, int(rng.choice([0, 500])))]
+            sec += [Unblock(0)] * stop + [Release()]
+            tapq, _ = yield host.run(*sec)
+            if tapq.reset_pending:
+                yield env.timeout(int(rng.choice([0, 1_000, 2_000_000])))
+            if blocks and rng.random() < 0.3:
+                yield host.run(Block(0))
+                yield env.timeout(int(rng.choice([0, 1, 50_000, 3_000_000])))
+                yield host.run(Unblock(0))
+            if outer and rng.random() < 0.5:
+                yield env.timeout(int(rng.choice([0, 20_000_000])))
+                yield host.run(Acquire(g), Delay(int(rng.choice([0, 2_000]))), Release())
+            if outer:
+                yield host.run(*(Release(name, guest) for name, guest in reversed(outer)))
+
+    return simpy_process(run, blocks=[0] if blocks else [])
+
+
 def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     if seed % 3 == 0:  # small planning constants: many epochs, eager compaction
         monkeypatch.setattr(fleet, "EPOCH_ROWS", 64)
@@ -212,13 +262,28 @@ def check(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(fleet_window, "WINDOW_PASSES", 1)
     s = loads(scenario_text(seed), f"fuzz-{seed}")
     procs = [lambda: _agent(seed, s.n_guests)] if seed % 4 == 1 else []
-    if seed % 4 == 3:  # two operators contend for the outer locks and the queues
+    if seed % 8 == 3:  # two operators contend for the outer locks and the queues
         procs = [
             lambda: _operator(seed, s.n_guests),
             blocking([0], lambda: _operator(seed + 1, s.n_guests, blocks=True)),
         ]
-    ref = simulate(s, "reference", keep_records=True, processes=procs)
-    fast = simulate(s, "fast", keep_records=True, processes=procs)
+    if seed % 8 == 7:  # the same kind of operators as SimPy code (each run makes its own)
+        ops = [(seed, False), (seed + 1, True)]
+        ref = simulate(
+            s,
+            "reference",
+            keep_records=True,
+            processes=[_simpy_operator(k, s.n_guests, b) for k, b in ops],
+        )
+        fast = simulate(
+            s,
+            "fast",
+            keep_records=True,
+            processes=[_simpy_operator(k, s.n_guests, b) for k, b in ops],
+        )
+    else:
+        ref = simulate(s, "reference", keep_records=True, processes=procs)
+        fast = simulate(s, "fast", keep_records=True, processes=procs)
     assert ref.records.tobytes() == fast.records.tobytes(), scenario_text(seed)
     assert ref.processes.tobytes() == fast.processes.tobytes()
     assert ref.host_events.tobytes() == fast.host_events.tobytes()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import runpy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,9 +118,3 @@ def test_bad_steps_are_named(steps: list, message: str, engine: str) -> None:
     s = load(STEADY, ["guests.0.count=10"])
     with pytest.raises(ProcessError, match=message):
         simulate(s, engine, processes=[lambda: iter(steps)])
-
-
-def test_the_documented_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    runpy.run_path(str(ROOT / "examples" / "monitor_agent.py"), run_name="__main__")
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and out[0].split(":", 1)[1] == out[1].split(":", 1)[1]
