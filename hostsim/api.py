@@ -33,6 +33,7 @@ from hostsim.report import format_report
 from hostsim.run import RunResult, simulate
 from hostsim.scenario import apply_set, default_text, from_dict
 from hostsim.scenario_types import Scenario, ScenarioError
+from hostsim.sim_process import AnyProcess
 from hostsim.sweep import run_sweep
 from hostsim.sweep_spec import loads_sweep
 
@@ -214,6 +215,7 @@ def run(
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    processes: Sequence[AnyProcess] = (),
 ) -> Result:
     """Simulate ``scenario`` (anything :func:`load` takes) with ``engine``.
 
@@ -221,7 +223,9 @@ def run(
     every request record in memory (``Result.records``; False for long runs: the summary,
     host events and locks are still there); ``out``: also write a result folder, as
     ``hostsim run --out`` (``overwrite`` replaces an existing one); ``progress``: a progress
-    line on stderr.
+    line on stderr; ``processes``: user host processes beside the workload, generators of
+    steps (:mod:`hostsim.process`) or SimPy code (:func:`hostsim.sim_process.simpy_process`),
+    whose lock sections are in ``Result.locks``.
     """
     sets: dict[str, object] = {"run.seed": seed} if seed is not None else {}
     if isinstance(scenario, Scenario) and overrides is None and not sets:
@@ -231,7 +235,15 @@ def run(
         if sets:
             s = load(s, sets)
     folder = Path(out) if out is not None else None
-    res = simulate(s, engine, folder, overwrite=overwrite, progress=progress, keep_records=records)
+    res = simulate(
+        s,
+        engine,
+        folder,
+        overwrite=overwrite,
+        progress=progress,
+        keep_records=records,
+        processes=list(processes),
+    )
     return Result(s, engine, res.summary, res.out_dir, res)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import simpy
 
+import hostsim
 from hostsim.process import Acquire, Block, Delay, HwCall, ProcessError, Release, Unblock
 from hostsim.run import RunResult, simulate
 from hostsim.scenario import load
@@ -266,3 +267,18 @@ def test_the_simpy_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].split(":", 1)[1] == out[1].split(":", 1)[1]
     assert "agent lock sections" in out[0] and "TAPQs, RCs [0]" in out[0]
+
+
+def test_the_library_api_runs_the_documented_simpy_example(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = [b.split("```")[0] for b in doc.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if "simpy_process" in b]
+    exec(code, {})
+    wait = int(capsys.readouterr().out)
+    assert wait >= 0
+
+    locks = hostsim.run(None, processes=[simpy_process(simpy_monitor(4, 100_000_000))]).locks
+    mine = locks[locks["owner_name"] == "process 0"]
+    assert len(mine) > 40 and (mine["hold_ns"] == 8_000).all()
