@@ -13,6 +13,7 @@ quarter of the simulated time where the scenario has no host events.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ SCENARIOS = {
     "mixed-9600": HERE / "mixed-9600.toml",
     "closed-1000": HERE / "closed-1000.toml",
     "bursty-1000": HERE / "bursty-1000.toml",
+    "retry-1000": HERE / "retry-1000.toml",
     "boot-storm": ROOT / "workloads" / "boot-storm.toml",
 }
 ENGINES = ("reference", "fast")
@@ -62,6 +64,47 @@ def test_realistic(benchmark, name: str, engine: str) -> None:
     if (name, other) not in SUMMARIES:
         SUMMARIES[(name, other)] = fingerprint(simulate(s, other))
     assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
+    assert res.n_records > 0
+    rate = res.n_records / wall
+    RATES[(name, engine)] = rate
+    benchmark.extra_info.update(
+        scenario=name, engine=engine, requests=res.n_records, requests_per_s=round(rate)
+    )
+    if engine == "fast" and (name, "reference") in RATES:
+        benchmark.extra_info["speedup_vs_reference"] = round(rate / RATES[(name, "reference")], 2)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A recording of the steady-10k scenario (``hostsim run --record``), made once."""
+    disabled = request.config.getoption("benchmark_disable", False)
+    path = tmp_path_factory.mktemp("replay") / "steady-10k.jsonl"
+    simulate(scenario("steady-10k", bool(disabled)), "fast", record=path)
+    return path
+
+
+@pytest.mark.benchmark(group="realistic")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_realistic_replay(benchmark, recording: Path, engine: str) -> None:
+    """``hostsim replay`` of the steady-10k recording: the feed read as the run goes (both
+    engines parse the same rows; the validating first pass is outside the timing)."""
+    from workloads.replay_run import plan_replay
+
+    box: dict = {}
+
+    def once() -> None:
+        plan = plan_replay(str(recording), None, None, [], False)
+        t = time.perf_counter()
+        box["res"] = simulate(plan.scenario, engine, replay=plan.feed)
+        box["wall"] = time.perf_counter() - t
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    res, wall = box["res"], box["wall"]
+    name = "replay-steady-10k"
+    SUMMARIES[(name, engine)] = fingerprint(res)
+    other = "fast" if engine == "reference" else "reference"
+    if (name, other) in SUMMARIES:
+        assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
     assert res.n_records > 0
     rate = res.n_records / wall
     RATES[(name, engine)] = rate

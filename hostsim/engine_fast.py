@@ -113,16 +113,20 @@ class FastEngine(HostEvents):
         self.gstate = [
             GuestState(mdev, model.initial_matrix[j]) for j, mdev in enumerate(self.guest_mdev)
         ]
+        # A replayed vCPU is the fleet's too: its script rows are planned like steady requests.
         plain = [
-            g.workload.kind in ("poisson", "bursty", "closed")
-            and g.workload.retry == "none"
-            and not model.replay
+            model.replay
+            or (
+                g.workload.kind in ("poisson", "bursty", "closed")
+                and g.workload.retry in ("none", "on_idle")
+            )
             for g in s.guests
         ]
         vdyn = np.array([plain[g] for g in range(len(s.guests))], bool)[topo.vcpu_group] ^ True
         vdyn |= np.array(dyn_guest, bool)[topo.vcpu_guest]
-        for v in model.scripts:
-            vdyn[v] = True
+        for v, script in model.scripts.items():
+            if not model.replay or (len(script) and int(script["t"].min()) < 0):
+                vdyn[v] = True  # (a recording's times are never negative: the fleet's rule)
         dyn = np.flatnonzero(vdyn)
         # Where a few guests of a group are simulated one request at a time, their draws come
         # in blocks of one guest's vCPUs, not of the whole group (a cache shape: no value moves).

@@ -63,20 +63,21 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         # Open loops (Poisson, bursty): arrivals that do not depend on the host. A bursty
         # group's gaps are planned as the on/off clock's time change makes them (its
         # ``next_arrivals``), so every other line treats both alike.
-        is_open = [g.workload.kind in ("poisson", "bursty") for g in guests]
+        #: every vCPU replays a recording: its requests are its script's rows (planned by
+        #: :meth:`_plan_script`, none of them open-loop: a row issues ``max(t, resume + think)``)
+        self.scripted = m.replay
+        is_open = [g.workload.kind in ("poisson", "bursty") and not m.replay for g in guests]
         self.open_loop = np.array(is_open, bool)[self.group]
         self.clocks = m.clocks  # the bursty groups' on/off clocks
         self.bursty = np.array([gi in self.clocks for gi in range(len(guests))], bool)[self.group]
         self.closed = vcpus[~self.open_loop[vcpus]]  # closed-loop members
         #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a
         #: quarter of what it issues in the run
-        self.refill_of = np.array(
-            [
-                min(64, max(1, math.ceil(expected_requests(g.workload, self.duration) / 4)))
-                for g in guests
-            ],
-            np.int64,
-        )
+        per_vcpu = [expected_requests(g.workload, self.duration) for g in guests]
+        if m.replay:  # a recording's rows, spread over its vCPUs
+            rows = sum(len(x) for x in m.scripts.values()) or getattr(m._feed, "rows", 0)
+            per_vcpu = [rows / max(1, n)] * len(guests)
+        self.refill_of = np.array([min(64, max(1, math.ceil(e / 4))) for e in per_vcpu], np.int64)
         starts = np.array([round(g.workload.start_ms * 1e6) for g in guests], np.int64)
         # The pending request of each vCPU.
         self.key = np.full(n, INF, np.int64)  # its mutex request or issue time
@@ -89,9 +90,7 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         # same vCPU's next request, -1 while it is not planned yet).
         self.pool: dict[str, np.ndarray] = {}
         self.pool_n = 0
-        expect = sum(
-            g.count * g.vcpus * expected_requests(g.workload, self.duration) for g in guests
-        )
+        expect = sum(g.count * g.vcpus * e for g, e in zip(guests, per_vcpu, strict=True))
         self._grow(int(min(4096 + 1.1 * expect, 4 * EPOCH_ROWS + n)))
         self.last_row = np.full(n, -1, np.int64)  # each vCPU's last planned row
         self.last_k = np.full(n, -1, np.int64)  # its request number
@@ -99,6 +98,10 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         self.next_gap = np.zeros(n, np.int64)  # the gap of the request after it
         self.head = np.full(n, -1, np.int64)  # each vCPU's first planned row
         self.planned_until = 0
+        #: per vCPU: its group retries a BUSY enable (``retry = "on_idle"``); None: no group does
+        idle = np.array([g.workload.retry == "on_idle" for g in guests], bool)
+        self.on_idle = idle[self.group] if idle.any() and not m.replay else None
+        self.retry_next = np.zeros(n, bool)  # its last planned request is retried: plan that next
         opens = [g for g, p in zip(guests, is_open, strict=True) if p]
         peak = [
             max(g.workload.rate_on_hz, g.workload.rate_off_hz)
@@ -118,7 +121,7 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         self.optimistic = bool(len(vcpus))
         self.span = 1_000_000  # current window length (ns), adapted to what commits
         #: about WINDOW_ROWS requests at most in a window (cache-sized arrays)
-        per_s = sum(g.count * g.vcpus * expected_requests(g.workload, 10**9) for g in guests)
+        per_s = expect / max(self.duration / 1e9, 1e-9)
         self.max_span = max(1_000_000, round(WINDOW_ROWS / per_s * 1e9)) if per_s > 0 else INF
         self.cooldown = 0
         self.rest = COOLDOWN_MIN  # stretches to rest after a failed window (doubles while failing)
@@ -127,26 +130,25 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         self.packed = self.duration + (1 << 40) < (1 << (63 - self.vbits))
         if len(vcpus):
             for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):  # bounded temporaries
+                if self.scripted:
+                    break
                 raw = self._gaps(v, np.zeros(len(v), np.int64))
                 self.next_gap[v] = self._arrive(v, self.arr[v], raw) - self.arr[v]
             self.plan_epoch(int(starts.min()) + self.epoch_ns)
             for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):
-                self._next(v, self.k[v], starts[self.group[v]], self.arr[v], self.row[v])
+                self._next(v, self.k[v], starts[self.group[v]], self.row[v])
         self.head = None  # only first requests use it
 
     # --- the next request of each vCPU in ``v`` ------------------------------------------------
-    def _next(
-        self, v: np.ndarray, k: np.ndarray, resume: np.ndarray, arr: np.ndarray, prev: np.ndarray
-    ) -> None:
+    def _next(self, v: np.ndarray, k: np.ndarray, resume: np.ndarray, prev: np.ndarray) -> None:
         """Make request ``k`` of each vCPU ``v`` pending: its previous request resumed at
-        ``resume``, arrived at ``arr`` and was planned at pool row ``prev``. An open-loop
-        request that is not planned yet stays so (*inexact*: its key is only bounded below by
-        its issue) until something needs it (:meth:`_materialize`)."""
+        ``resume`` and was planned at pool row ``prev``. An open-loop request that is not
+        planned yet stays so (*inexact*: its key is only bounded below by its issue) until
+        something needs it (:meth:`_materialize`)."""
         idx = self._after(v, prev, lazy=True)
-        gap = self._gap_of(v, idx)
-        opn = self.open_loop[v]
-        arrival = np.where(opn, arr, resume) + gap
-        issue = np.where(opn, np.maximum(arrival, resume), arrival)
+        at, think = self._at_think(v, idx)
+        issue = np.maximum(at, resume + think)
+        arrival = np.where(at >= 0, at, issue)
         done = issue >= self.duration
         self.k[v] = k
         self.arr[v] = arrival
@@ -212,9 +214,9 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         mx = np.flatnonzero(mreq >= 0)
         if len(mx):
             self._set_free(self.mutex[v[mx]], rel[mx])
-        k, arr = self.k[v], self.arr[v]
-        self._commit(v, k, arr, issue, idx, mreq, grant, rel, resume)
-        self._next(v, k + 1, resume, arr, idx)
+        k = self.k[v]
+        self._commit(v, k, self.arr[v], issue, idx, mreq, grant, rel, resume)
+        self._next(v, k + 1, resume, idx)
 
     def _commit(self, v: np.ndarray, *cols: np.ndarray) -> None:
         """Keep committed requests for their records: (vCPU, k, arrival, issue, pool row,

@@ -10,11 +10,14 @@ reads and writes.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hostsim import arch
 from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, make_plan
+from hostsim.rules import Kind
+from workloads.bursts import SCRIPT_DTYPE
 from workloads.steady import BURSTY_UNIT_MEAN_NS
 
 if TYPE_CHECKING:
@@ -22,6 +25,9 @@ if TYPE_CHECKING:
     from workloads.steady import BurstyClock
 
 INF = np.iinfo(np.int64).max
+#: the hook's answers to an enable that an ``on_idle`` guest retries (hostsim.streams)
+REG_NAMES = ("gpr0", "gpr1", "gpr2", "psw_mask")
+RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 
 
 class PlanPool:
@@ -52,6 +58,9 @@ class PlanPool:
     head: np.ndarray | None
     planned_until: int
     rate_max: float
+    on_idle: np.ndarray | None
+    scripted: bool
+    retry_next: np.ndarray
 
     # --- the plan pool --------------------------------------------------------------------------
     def _grow(self, cap: int) -> None:
@@ -62,7 +71,7 @@ class PlanPool:
         for name in PLAN_COLUMNS:
             new[name] = np.empty(cap, np.int8 if name == "cat" else np.int64)
         new["tail"] = np.empty(cap, TAIL_DTYPE)
-        for name in ("nxt", "v", "k"):
+        for name in ("nxt", "v", "k", "at", "think"):
             new[name] = np.empty(cap, np.int64)
         if old:
             for name, a in new.items():
@@ -76,10 +85,15 @@ class PlanPool:
         gap_next: np.ndarray,
         runs: np.ndarray,
         gap: np.ndarray | None = None,
+        regs: dict[str, np.ndarray] | None = None,
+        at_think: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """Plan requests ``k`` of vCPUs ``v`` into the pool, each vCPU's run of ``runs[i]`` rows
         consecutive and continuing its chain. ``gap_next``: the gap of each row's successor;
-        ``gap``: each row's own gap, when known."""
+        ``gap``: each row's own gap, when known; ``regs``: retries (runs of one) of these
+        registers. A run stops at a request its guest retries (``retry = "on_idle"``): the
+        retry comes next, planned when it is needed (:meth:`_plan_retry`). ``at_think``: the
+        rows' arrivals and think times (a script's; else the steady streams' or retries')."""
         total = len(v)
         if not total:
             return
@@ -89,26 +103,63 @@ class PlanPool:
         p = self.pool
         end = at + total
         groups = self.group[v]
+        polls = np.zeros(total, np.int64)
         if self.n_groups == 1 or not (groups != groups[0]).any():
-            plan, _ = make_plan(self.m, int(groups[0]), self.local[v], k, gap, p["tail"][at:end])
+            plan, _ = make_plan(
+                self.m, int(groups[0]), self.local[v], k, gap, p["tail"][at:end], regs
+            )
             for name in PLAN_COLUMNS:
                 p[name][at:end] = plan[name]
+            polls = plan.get("poll", polls)
         else:
             for grp in np.unique(groups).tolist():
                 sel = np.flatnonzero(groups == grp)
                 own = None if gap is None else gap[sel]
-                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], own)
+                sub = None if regs is None else {n: a[sel] for n, a in regs.items()}
+                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], own, None, sub)
                 for name in PLAN_COLUMNS:
                     p[name][at + sel] = plan[name]
                 p["tail"][at + sel] = tail
-        p["v"][at:end] = v
-        p["k"][at:end] = k
+                if "poll" in plan:
+                    polls[sel] = plan["poll"]
         ends = np.cumsum(runs) - 1  # each run's last row
         first = ends - runs + 1
+        if self.on_idle is not None:
+            retried = self._retried(v, p["tail"][at:end])
+            if retried.any():  # cut each run after its first retried request
+                run_of = np.repeat(np.arange(len(runs)), runs)
+                pos = np.arange(total) - first[run_of]
+                stop = np.full(len(runs), total, np.int64)
+                np.minimum.at(stop, run_of[retried], pos[retried])
+                keep = pos <= stop[run_of]
+                if not keep.all():
+                    kept = int(np.count_nonzero(keep))
+                    for a in p.values():
+                        a[at : at + kept] = a[at:end][keep]
+                    v, k, gap_next, polls = v[keep], k[keep], gap_next[keep], polls[keep]
+                    runs = np.minimum(runs, stop + 1)
+                    total, end = kept, at + kept
+                    ends = np.cumsum(runs) - 1
+                    first = ends - runs + 1
+                self.retry_next[v[ends[stop < total]]] = True
+        g = p["gap"][at:end]
+        rv = v[first]
+        if at_think is not None:
+            p["at"][at:end], p["think"][at:end] = at_think
+        elif regs is not None:  # a retry issues its poll after the failed request resumed
+            p["at"][at:end] = -1
+            p["think"][at:end] = polls
+        else:  # open loop: its arrival; closed loop: its think time after the resume
+            opn = self.open_loop[v]
+            cs = np.cumsum(g)
+            within = cs - np.repeat(cs[first] - g[first], runs)
+            p["at"][at:end] = np.where(opn, np.repeat(self.last_arr[rv], runs) + within, -1)
+            p["think"][at:end] = np.where(opn, 0, g)
+        p["v"][at:end] = v
+        p["k"][at:end] = k
         nxt = np.arange(at + 1, end + 1)
         nxt[ends] = -1
         p["nxt"][at:end] = nxt
-        rv = v[first]
         prev = self.last_row[rv]
         linked = prev >= 0
         p["nxt"][prev[linked]] = at + first[linked]
@@ -122,8 +173,70 @@ class PlanPool:
         self.last_row[rv] = at + ends
         self.last_k[rv] = k[ends]
         self.next_gap[rv] = gap_next[ends]
-        self.last_arr[rv] += np.add.reduceat(p["gap"][at:end], first)
+        self.last_arr[rv] += np.add.reduceat(g, first)
         self.pool_n = end
+
+    def _retried(self, v: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        """Which planned requests (their record fields ``tail``) of vCPUs ``v`` the guest
+        retries: an enable its hook answered BUSY or RESET IN PROGRESS, in an ``on_idle``
+        group (:func:`hostsim.streams.after`)."""
+        assert self.on_idle is not None
+        gpr0, gpr1 = tail["gpr0"], tail["gpr1"]
+        enable = (arch.fc(gpr0) == arch.FunctionCode.AQIC) & (arch.ir(gpr1) != 0)
+        return (
+            self.on_idle[v]
+            & enable
+            & (tail["kind"] == Kind.HOOK_HANDLED)
+            & np.isin(tail["guest_visible_rc"], RETRY_RC)
+        )
+
+    def _plan_script(self, v: np.ndarray) -> None:
+        """Plan the next few rows (per group ``refill_of``) of each replaying vCPU ``v``'s
+        script: request ``k`` is row ``k``, arriving at its ``t`` and issued at ``max(t,
+        resume + think)`` (:func:`hostsim.streams.next_request`). A vCPU whose script has run
+        out arrives at the run's end: it is done."""
+        m = self.m
+        vs: list[int] = []
+        runs: list[int] = []
+        rows: list[Any] = []
+        for vi, size in zip(v.tolist(), self.refill_of[self.group[v]].tolist(), strict=True):
+            pos = int(self.last_k[vi]) + 1
+            got = 0
+            while got < size:
+                row = m.script_row(vi, pos + got)
+                if row is None:
+                    break
+                rows.append(row)
+                got += 1
+            if got:
+                vs.append(vi)
+                runs.append(got)
+        if rows:
+            sv = np.array(vs, np.int64)
+            r = np.array(runs, np.int64)
+            vv = np.repeat(sv, r)
+            script = np.array(rows, SCRIPT_DTYPE) if rows else np.empty(0, SCRIPT_DTYPE)
+            first = np.cumsum(r) - r
+            k = self.last_k[vv] + 1 + np.arange(len(vv)) - np.repeat(first, r)
+            t = script["t"].astype(np.int64)
+            prev = np.empty_like(t)
+            prev[1:] = t[:-1]
+            prev[first] = self.last_arr[sv]
+            regs = {name: script[name].astype(np.uint64) for name in REG_NAMES}
+            at = (t, script["think"].astype(np.int64))
+            self._append(vv, k, np.zeros(len(vv), np.int64), r, t - prev, regs, at)
+        self.next_gap[v] = self.duration - self.last_arr[v]  # past its last row: done
+
+    def _plan_retry(self, v: np.ndarray) -> None:
+        """Plan the retry of each vCPU ``v``'s last planned request (``retry_next``)."""
+        self.retry_next[v] = False
+        t = self.pool["tail"][self.last_row[v]]
+        regs = {name: t[name].copy() for name in REG_NAMES}
+        k = self.last_k[v] + 1
+        base = self.last_arr[v]
+        gap_next = self._arrive(v, base, self._gaps(v, k + 1)) - base
+        ones = np.ones(len(v), np.int64)
+        self._append(v, k, gap_next, ones, np.zeros(len(v), np.int64), regs)
 
     def _gaps(self, v: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The gaps of requests ``k`` of vCPUs ``v`` (``v`` broadcast to the shape of ``k``)."""
@@ -150,11 +263,24 @@ class PlanPool:
 
     def _plan_count(self, v: np.ndarray) -> None:
         """Plan the next few requests (per group ``refill_of``) of vCPUs ``v``, and of every
-        closed-loop vCPU with less than half that left planned (one decode for many)."""
+        closed-loop vCPU with less than half that left planned (one decode for many); a vCPU
+        whose last planned request is retried gets that retry alone."""
+        if self.scripted:
+            c = self.closed
+            low = c[(self.last_k[c] - self.k[c] < self.refill_of[self.group[c]] // 2)]
+            self._plan_script(np.union1d(v, low[self.key[low] < INF]))
+            return
+        if self.on_idle is not None:
+            again = np.flatnonzero(self.retry_next)
+            if len(again):  # every retry due next, at once (one decode for many)
+                self._plan_retry(again)
+                v = v[~np.isin(v, again)]
+                if not len(v):
+                    return
         c = self.closed
         if len(c) > 1:
             low = c[(self.last_k[c] - self.k[c] < self.refill_of[self.group[c]] // 2)]
-            low = low[self.key[low] < INF]
+            low = low[(self.key[low] < INF) & ~self.retry_next[low]]
             if len(low):
                 v = np.union1d(v, low)
         size = self.refill_of[self.group[v]]
@@ -188,7 +314,7 @@ class PlanPool:
         span_s = (until - self.planned_until) / 1e9
         self.planned_until = until
         v = self.vcpus[self.open_loop[self.vcpus]]
-        v = v[self.last_arr[v] + self.next_gap[v] < until]
+        v = v[(self.last_arr[v] + self.next_gap[v] < until) & ~self.retry_next[v]]
         per = int(max(1, min(64, math.ceil(self.rate_max * span_s * 1.25))))
         while len(v):
             ks = self.last_k[v][:, None] + 1 + np.arange(per)
@@ -213,6 +339,12 @@ class PlanPool:
                 gaps[:, :per].reshape(-1)[flat],
             )
             v = v[cnt == per]
+            if self.on_idle is not None:  # runs cut at a retried request: their retries, then on
+                again = np.flatnonzero(self.retry_next)
+                if len(again):
+                    self._plan_retry(again)
+                    v = np.union1d(v, again[self.open_loop[again]])
+                v = v[(self.last_arr[v] + self.next_gap[v] < until) & ~self.retry_next[v]]
 
     def _after(
         self, v: np.ndarray, prev: np.ndarray, before: int = INF, lazy: bool = False
@@ -227,7 +359,7 @@ class PlanPool:
         if not miss.any():
             return idx
         mv = v[miss]
-        need = ~self.open_loop[mv]
+        need = ~self.open_loop[mv] | self.retry_next[mv]
         if not lazy:
             need |= self.last_arr[mv] + self.next_gap[mv] < min(before, self.duration)
         if need.any():
@@ -242,10 +374,15 @@ class PlanPool:
         head = self.head[v] if self.head is not None else np.full(len(v), -1, np.int64)
         return np.where(prev < 0, head, self.pool["nxt"][np.maximum(prev, 0)])
 
-    def _gap_of(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """The gap of each request at pool row ``idx`` (-1: the vCPU's unplanned next one)."""
-        gap = self.pool["gap"][idx]
+    def _at_think(self, v: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Of each request at pool row ``idx`` of vCPU ``v`` (-1: its unplanned next one, an
+        open-loop arrival): its arrival (-1: none of its own, it arrives when it issues) and
+        its think time after the previous request resumed. It issues at
+        ``max(arrival, resume + think)``: the one issue rule of the fleet."""
+        r = np.maximum(idx, 0)
+        at, think = self.pool["at"][r], self.pool["think"][r]
         out = idx < 0
         if out.any():
-            gap[out] = self.next_gap[v[out]]
-        return gap
+            at[out] = self.last_arr[v[out]] + self.next_gap[v[out]]
+            think[out] = 0
+        return at, think

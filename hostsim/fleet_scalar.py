@@ -89,10 +89,10 @@ class FleetScalar(FleetParts):
 
         def columns() -> tuple[Any, ...]:
             p = self.pool
-            names = ("cat", "koff", "hold", "entry", "fin", "nxt", "gap")
+            names = ("cat", "koff", "hold", "entry", "fin", "nxt", "at", "think")
             return tuple(p[name].data for name in names)
 
-        cat, koff, hold, entry, fin, nxt, gapc = columns()
+        cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
         pop, push = heapq.heappop, heapq.heappush
         while heap and len(out) < budget:
             key = heap[0][0]
@@ -122,13 +122,15 @@ class FleetScalar(FleetParts):
                     idx = int(self.pool["nxt"][row])
                 if idx < 0:
                     idx = int(self._after(np.array([v]), np.array([row]))[0])
-                cat, koff, hold, entry, fin, nxt, gapc = columns()
-            gap = gapc[idx] if idx >= 0 else int(self.next_gap[v])
-            if open_loop[v]:
-                arrival = arr + gap
-                nissue = arrival if arrival > resume else resume
+                cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
+            if idx >= 0:  # the fleet's issue rule (PlanPool._at_think)
+                arrival, nissue = atc[idx], resume + thinkc[idx]
             else:
-                arrival = nissue = resume + gap
+                arrival, nissue = int(self.last_arr[v] + self.next_gap[v]), resume
+            if arrival > nissue:
+                nissue = arrival
+            elif arrival < 0:
+                arrival = nissue
             if nissue >= duration or idx < 0:
                 continue  # done (an unplanned next request arrives after the end)
             push(heap, (nissue + koff[idx], v, k + 1, arrival, nissue, idx))
@@ -140,5 +142,5 @@ class FleetScalar(FleetParts):
         n = len(out)
         tv, first = np.unique(c[0][::-1], return_index=True)
         at = n - 1 - first
-        self._next(tv, c[1][at] + 1, c[8][at], c[2][at], c[4][at])
+        self._next(tv, c[1][at] + 1, c[8][at], c[4][at])
         return len(out)

@@ -70,33 +70,35 @@ class FleetWindow(FleetParts):
         v = self._pending_below(end)
         if not len(v):
             return 0
-        vs, rows, ks, arrs, issues, keys, gaps = (
+        zero = np.zeros(len(v), np.int64)
+        vs, rows, ks, arrs, issues, keys, ats, thinks = (
             [v],
             [self.row[v]],
             [self.k[v]],
             [self.arr[v]],
             [self.issue[v]],
             [self.key[v]],
-            [np.zeros(len(v), np.int64)],
+            [zero],
+            [zero],
         )
         preds = [np.full(len(v), -1, np.int64)]  # index of the same vCPU's previous entry
         limit = end
         free = self.free[0] if self.single_mutex else np.array(self.free, np.int64)
-        cur_v, cur_row, cur_k, cur_arr, cur_issue = v, rows[0], ks[0], arrs[0], issues[0]
+        cur_v, cur_row, cur_k, cur_issue = v, rows[0], ks[0], issues[0]
         cur_at = np.arange(len(v))
         count = len(v)
         while len(cur_v):
             idx = self._after(cur_v, cur_row, end)
-            gap = self._gap_of(cur_v, idx)
-            arrival = cur_arr + gap  # open loop: the next arrival
-            shut = ~self.open_loop[cur_v]
-            if shut.any():  # closed loop: a lower bound of the resume, plus the think time
-                arrival[shut] = self._resume_lb(cur_v[shut], cur_row[shut], cur_issue[shut], free)
-                arrival[shut] += gap[shut]
+            at, think = self._at_think(cur_v, idx)
+            issue = at.copy()  # a lower bound of the issue: its arrival, or ...
+            dep = (at < 0) | (think > 0)
+            if dep.any():  # ... a lower bound of the previous resume, plus the think time
+                lb = self._resume_lb(cur_v[dep], cur_row[dep], cur_issue[dep], free)
+                issue[dep] = np.maximum(at[dep], lb + think[dep])
             p = self.pool  # (planning may have grown the pool: read it afresh)
-            alive = arrival < self.duration
+            alive = issue < self.duration
             r = np.where(idx < 0, 0, idx)
-            key = arrival + p["koff"][r]
+            key = issue + p["koff"][r]
             take = alive & (key < end)
             # A request left out bounds what can be committed (its true key is no earlier).
             left = alive & ~take
@@ -105,18 +107,18 @@ class FleetWindow(FleetParts):
             t = np.flatnonzero(take)
             if not len(t):
                 break
-            cur_v, cur_row, cur_k, cur_arr = cur_v[t], idx[t], cur_k[t] + 1, arrival[t]
-            cur_issue = cur_arr
+            cur_v, cur_row, cur_k, cur_issue = cur_v[t], idx[t], cur_k[t] + 1, issue[t]
             preds.append(cur_at[t])
             cur_at = count + np.arange(len(t))
             count += len(t)
             vs.append(cur_v)
             rows.append(cur_row)
             ks.append(cur_k)
-            arrs.append(cur_arr)
-            issues.append(cur_arr)
+            arrs.append(np.where(at[t] >= 0, at[t], cur_issue))
+            issues.append(cur_issue)
             keys.append(key[t])
-            gaps.append(gap[t])
+            ats.append(at[t])
+            thinks.append(think[t])
         v = np.concatenate(vs)
         row = np.concatenate(rows)
         key = np.concatenate(keys)
@@ -127,14 +129,13 @@ class FleetWindow(FleetParts):
         spec = np.flatnonzero(pred >= 0)
         sp = pred[spec]
         low = key  # lower bounds of the true keys (every speculated issue at its lower bound)
-        open_spec = self.open_loop[v[spec]]
-        arr_spec = issue[spec]
-        gap_spec = np.concatenate(gaps)[spec]
-        koff_spec = key[spec] - arr_spec
+        at_spec = np.concatenate(ats)[spec]
+        think_spec = np.concatenate(thinks)[spec]
+        koff_spec = key[spec] - issue[spec]
         for it in range(WINDOW_PASSES):
             order = self._order(v, key)
             mreq, grant, rel, resume = self._serve(v, row, issue, key, order)
-            want = np.where(open_spec, np.maximum(arr_spec, resume[sp]), resume[sp] + gap_spec)
+            want = np.maximum(at_spec, resume[sp] + think_spec)  # the issue rule (_at_think)
             bad = want != issue[spec]
             if not bad.any():
                 cut_t = limit
@@ -148,7 +149,7 @@ class FleetWindow(FleetParts):
             key = key.copy()
             key[spec] = want + koff_spec
             arr = arr.copy()
-            arr[spec] = np.where(open_spec, arr_spec, want)
+            arr[spec] = np.where(at_spec >= 0, at_spec, want)
         # A speculated request that would issue at or after the run's end never happens: it may
         # only follow (in key order) what is committed, so nothing it would delay is.
         ghost = issue[spec] >= self.duration
@@ -191,5 +192,5 @@ class FleetWindow(FleetParts):
         has_next = np.zeros(n, bool)
         has_next[sp[committed[spec]]] = True
         tail = np.flatnonzero(committed & ~has_next)
-        self._next(v[tail], k[tail] + 1, resume[tail], arr[tail], row[tail])
+        self._next(v[tail], k[tail] + 1, resume[tail], row[tail])
         return cut

@@ -85,6 +85,7 @@ class Model:
         self._feed: Any = None
         dyn = build_dynamics(scenario, self.topo, self.group_keys, self.event_keys)
         self.initial_matrix = dyn.initial_matrix
+        self._matrix_keys: np.ndarray | None = None
         #: per guest: [(time, frozenset of APQNs the guest uses from then on)]
         self.views = dyn.views
         #: per host event: the guest's matrix when it runs (for its per-queue work)
@@ -115,6 +116,13 @@ class Model:
             return self._feed.row(v, pos)
         script = self.scripts.get(v)
         return script[pos] if script is not None and pos < len(script) else None
+
+    def matrix_keys(self) -> np.ndarray:
+        """``guest << 16 | apqn`` of every queue in a guest's initial matrix, sorted (cached)."""
+        if self._matrix_keys is None:
+            keys = [g << 16 | a for g, mat in enumerate(self.initial_matrix) for a in mat]
+            self._matrix_keys = np.array(sorted(keys), np.int64)
+        return self._matrix_keys
 
     def view_at(self, guest: int, t: int) -> frozenset[int] | None:
         """The APQNs guest ``guest`` uses at time ``t`` (None: its initial matrix, unchanged)."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from hostsim import arch
 from hostsim.decode import decode_batch
+from hostsim.hw_profiles import answers
 from hostsim.intercept import InterceptBatch
 from hostsim.model import Model
 from hostsim.records import RECORD_DTYPE, Path
@@ -49,15 +50,27 @@ def make_plan(
     k: np.ndarray,
     gap: np.ndarray | None = None,
     tail: np.ndarray | None = None,
+    regs: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decode requests ``k`` of local vCPUs ``lv`` of ``group`` (1-D) with the vectorised
     evaluator and precompute every duration that does not depend on other requests: (the
     :data:`PLAN_COLUMNS`, the decoded record fields as :data:`TAIL_DTYPE`). ``gap``: the
     requests' own gaps, when known;
-    ``tail``: where to write the record fields (else a new array)."""
+    ``tail``: where to write the record fields (else a new array); ``regs``: registers that
+    are not the draws' own (a retry re-issues its failed request's): the queue's hardware
+    answers are then those of its APQN, from the same uniforms (as
+    :func:`hostsim.streams.intercept` makes them), and the plan gets the ``poll`` column."""
     blk = m.draws(group, lv, k, gap)
     n = len(lv)
-    regs = blk.regs
+    if regs is None:
+        regs = blk.regs
+    else:
+        apqn = (regs["gpr0"] & np.uint64(arch.GR0_APQN_MASK)).astype(np.uint16)
+        blk.aqic, blk.tapq_rc, blk.tapq_irq, blk.pin_ok = answers(
+            m.profiles, m.profile_index(apqn), blk.au, blk.tu, blk.iu, blk.pu
+        )
+        guests = int(m.topo.group_first_guest[group]) + lv // m.s.guests[group].vcpus
+        blk.assigned = np.isin((guests << 16) | apqn, m.matrix_keys())
     flags = guest_flags(m.s, group)
     batch = InterceptBatch(
         n,
@@ -134,6 +147,8 @@ def make_plan(
         "entry": entry,
         "cat": cat,
     }
+    if blk.poll is not None:
+        plan["poll"] = np.asarray(blk.poll, np.int64)
     path = np.full(n, Path.HOOK_SOFTWARE, np.uint8)
     path[kind == Kind.USERSPACE_EXIT] = Path.USERSPACE_EXIT
     path[kind == Kind.PROGRAM_INTERRUPT] = Path.PROGRAM_CHECK

@@ -16,8 +16,9 @@ from pathlib import Path as FsPath
 import numpy as np
 import pytest
 
+from hostsim import arch
 from hostsim.records import Path
-from hostsim.rules import rule_code
+from hostsim.rules import Kind, rule_code
 from hostsim.run import RunResult, simulate
 from hostsim.scenario import load
 from hostsim.scenario_types import HostEventKind, Scenario
@@ -33,6 +34,7 @@ FILES: dict[str, tuple[FsPath | None, tuple[str, ...]]] = {
     "rwsem": (SCENARIOS / "rwsem.toml", ()),
     "fifo": (SCENARIOS / "fifo.toml", ()),
     "workloads": (SCENARIOS / "workloads.toml", ()),
+    "retries": (SCENARIOS / "retries.toml", ()),
 }
 #: ties.toml under per-mdev locks makes 38,000 requests; half its length keeps every feature.
 SHORTER: dict[tuple[str, str], tuple[str, ...]] = {
@@ -102,6 +104,36 @@ def test_engines_write_identical_records(name: str, variant: str, lock_model: st
     # Canonical order: (t_issue, vcpu).
     rec = ref.records
     assert np.all(np.lexsort((rec["vcpu"], rec["t_issue"])) == np.arange(len(rec)))
+
+
+def test_fleet_plans_on_idle_retries() -> None:
+    """``on_idle`` guests are the fleet's (planned ahead, not one at a time in the heap), and
+    their retries are what the streams say: the failed enable's registers, issued one poll
+    after it resumed, arriving when issued."""
+    from hostsim.engine_fast import FastEngine
+    from hostsim.model import Model
+
+    s = scenario("retries")
+    m = Model(s)
+    eng = FastEngine(m, RecordSink(lambda rows: None))
+    retrying = [g.workload.retry == "on_idle" for g in s.guests]
+    in_fleet = np.zeros(m.n_vcpus, bool)
+    in_fleet[eng.fleet.vcpus] = True
+    assert in_fleet[np.array(retrying)[m.topo.vcpu_group]].all()
+    _, fast = pair("retries", "upstream", "global")
+    rec = fast.records
+    assert rec is not None
+    retried = 0
+    for v in np.flatnonzero(np.array(retrying)[m.topo.vcpu_group]).tolist():
+        r = rec[rec["vcpu"] == v]
+        r = r[np.argsort(r["seq"])]
+        enable = (arch.fc(r["gpr0"]) == arch.FunctionCode.AQIC) & (arch.ir(r["gpr1"]) != 0)
+        busy = enable & np.isin(r["guest_visible_rc"], (2, 5)) & (r["kind"] == Kind.HOOK_HANDLED)
+        for i in np.flatnonzero(busy[:-1]).tolist():
+            assert r["gpr0"][i + 1] == r["gpr0"][i] and r["gpr1"][i + 1] == r["gpr1"][i]
+            assert r["t_arrival"][i + 1] == r["t_issue"][i + 1] > r["t_resume"][i]
+            retried += 1
+    assert retried > 100
 
 
 class SmallChunks(RecordSink):

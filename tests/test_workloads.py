@@ -213,6 +213,45 @@ def test_record_then_replay_is_identical(tmp_path: Path) -> None:
         assert np.array_equal(orig, again)
 
 
+def test_replay_runs_in_the_fleet_and_both_engines_agree(tmp_path: Path) -> None:
+    """Replayed vCPUs are the fast engine's fleet (planned from their rows, a row issued at
+    ``max(t, resume + think)``), and both engines replay the same records: from a streamed
+    recording, and from per-vCPU script arrays with think times."""
+    from hostsim.engine_fast import FastEngine
+    from hostsim.model import Model
+    from hostsim.scenario import load
+    from hostsim.sink import RecordSink
+    from workloads.bursts import SCRIPT_DTYPE
+
+    s = load(HERE / "scenarios" / "workloads.toml")
+    path = tmp_path / "arrivals.jsonl"
+    orig = simulate(s, keep_records=True, record=path).records
+    assert orig is not None
+    runs = {
+        e: simulate(s, e, keep_records=True, replay=ReplayFeed(path, topology(s).vcpu_guest))
+        for e in ("reference", "fast")
+    }
+    assert np.array_equal(runs["reference"].records, runs["fast"].records)
+    assert np.array_equal(runs["fast"].records, orig)
+    scripts = {}
+    for v in np.unique(orig["vcpu"]).tolist():
+        r = orig[orig["vcpu"] == v]
+        rows = np.zeros(len(r), SCRIPT_DTYPE)
+        rows["t"] = r["t_arrival"]
+        rows["think"] = (np.arange(len(r)) % 3) * 40_000
+        for name in ("gpr0", "gpr1", "gpr2", "psw_mask"):
+            rows[name] = r[name]
+        scripts[v] = rows
+    m = Model(s)
+    m.use_replay(scripts)
+    assert len(FastEngine(m, RecordSink(lambda rows: None)).fleet.vcpus) > len(scripts) // 2
+    ref = simulate(s, "reference", keep_records=True, replay=scripts).records
+    fast = simulate(s, "fast", keep_records=True, replay=scripts).records
+    assert ref is not None and len(ref) > 1000
+    assert np.array_equal(ref, fast)
+    assert not np.array_equal(ref, orig)  # the think times moved some issues
+
+
 def test_replay_errors_name_file_and_line(tmp_path: Path) -> None:
     vg = np.zeros(4, np.int32)
     head = '{"format": "hostsim-arrivals", "version": 1}\n'

@@ -214,6 +214,9 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
                 yield n, dict(zip(names, fields, strict=True)), None
 
 
+_NONE = (-1,) * 16  # row.get's default for every column (more than there are)
+
+
 def _parse(row: dict[str, Any]) -> tuple[int, ...]:
     """(t_ns, guest, vcpu, gpr0, gpr1, gpr2, psw, issue_ns or -1) of one row."""
     if not isinstance(row, dict):
@@ -295,9 +298,12 @@ class ReplayFeed:
         self.n_skipped = len(self.bad)
 
     def _good_rows(self) -> Iterator[tuple[int, ...]]:
+        names = COLUMNS + OPTIONAL
+        bad = self.bad
         for n, row, _ in _rows(self.path):
-            if n not in self.bad:
-                yield _parse(row)  # type: ignore[arg-type]
+            if n not in bad:  # validated: integers, or strings of them (_parse)
+                assert row is not None
+                yield tuple(x if type(x) is int else int(x, 0) for x in map(row.get, names, _NONE))
 
     def row(self, v: int, pos: int) -> np.void | None:
         """Row ``pos`` of vCPU ``v`` (None after its last); earlier rows are forgotten."""
