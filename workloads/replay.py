@@ -217,8 +217,25 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
 _NONE = (-1,) * 16  # row.get's default for every column (more than there are)
 
 
+_NAMES = COLUMNS + OPTIONAL
+_KEYS = (frozenset(COLUMNS), frozenset(_NAMES))
+
+
 def _parse(row: dict[str, Any]) -> tuple[int, ...]:
     """(t_ns, guest, vcpu, gpr0, gpr1, gpr2, psw, issue_ns or -1) of one row."""
+    if type(row) is dict and (row.keys() == _KEYS[0] or row.keys() == _KEYS[1]):
+        try:  # the common row: integers, or strings of them, in range
+            out = tuple(v if type(v) is int else int(v, 0) for v in map(row.get, _NAMES, _NONE))
+        except (TypeError, ValueError):
+            pass
+        else:
+            if all(0 <= x < 1 << 64 for x in out[: len(row)]):
+                return out
+    return _parse_checked(row)
+
+
+def _parse_checked(row: dict[str, Any]) -> tuple[int, ...]:
+    """:func:`_parse`, value by value: the error names the column and what was wrong."""
     if not isinstance(row, dict):
         raise ValueError("expected a JSON object")
     missing = [c for c in COLUMNS if c not in row]
