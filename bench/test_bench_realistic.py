@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.test_bench_scale import fingerprint, timed_run
-from hostsim.run import simulate
+from hostsim.run import RunResult, simulate
 from hostsim.scenario import load
 from hostsim.scenario_types import Scenario
 
@@ -59,11 +59,19 @@ def scenario(name: str, quarter: bool) -> Scenario:
 def test_realistic(benchmark, name: str, engine: str) -> None:
     s = scenario(name, benchmark.disabled)
     res, wall = timed_run(benchmark, s, engine)
-    SUMMARIES[(name, engine)] = fingerprint(res)
     other = "fast" if engine == "reference" else "reference"
     if (name, other) not in SUMMARIES:
         SUMMARIES[(name, other)] = fingerprint(simulate(s, other))
-    assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
+    report(benchmark, name, engine, res, wall)
+
+
+def report(benchmark, name: str, engine: str, res: RunResult, wall: float) -> None:
+    """Check the run's summary against the other engine's (when made) and note its rate, and
+    for the fast run its speed-up over the reference run."""
+    SUMMARIES[(name, engine)] = fingerprint(res)
+    other = "fast" if engine == "reference" else "reference"
+    if (name, other) in SUMMARIES:
+        assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
     assert res.n_records > 0
     rate = res.n_records / wall
     RATES[(name, engine)] = rate
@@ -99,17 +107,4 @@ def test_realistic_replay(benchmark, recording: Path, engine: str) -> None:
         box["wall"] = time.perf_counter() - t
 
     benchmark.pedantic(once, rounds=1, iterations=1)
-    res, wall = box["res"], box["wall"]
-    name = "replay-steady-10k"
-    SUMMARIES[(name, engine)] = fingerprint(res)
-    other = "fast" if engine == "reference" else "reference"
-    if (name, other) in SUMMARIES:
-        assert SUMMARIES[(name, engine)] == SUMMARIES[(name, other)]
-    assert res.n_records > 0
-    rate = res.n_records / wall
-    RATES[(name, engine)] = rate
-    benchmark.extra_info.update(
-        scenario=name, engine=engine, requests=res.n_records, requests_per_s=round(rate)
-    )
-    if engine == "fast" and (name, "reference") in RATES:
-        benchmark.extra_info["speedup_vs_reference"] = round(rate / RATES[(name, "reference")], 2)
+    report(benchmark, "replay-steady-10k", engine, box["res"], box["wall"])

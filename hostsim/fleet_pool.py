@@ -215,7 +215,7 @@ class PlanPool:
             sv = np.array(vs, np.int64)
             r = np.array(runs, np.int64)
             vv = np.repeat(sv, r)
-            script = np.array(rows, SCRIPT_DTYPE) if rows else np.empty(0, SCRIPT_DTYPE)
+            script = np.array(rows, SCRIPT_DTYPE)
             first = np.cumsum(r) - r
             k = self.last_k[vv] + 1 + np.arange(len(vv)) - np.repeat(first, r)
             t = script["t"].astype(np.int64)

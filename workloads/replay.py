@@ -315,12 +315,9 @@ class ReplayFeed:
         self.n_skipped = len(self.bad)
 
     def _good_rows(self) -> Iterator[tuple[int, ...]]:
-        names = COLUMNS + OPTIONAL
-        bad = self.bad
         for n, row, _ in _rows(self.path):
-            if n not in bad:  # validated: integers, or strings of them (_parse)
-                assert row is not None
-                yield tuple(x if type(x) is int else int(x, 0) for x in map(row.get, names, _NONE))
+            if n not in self.bad:
+                yield _parse(row)  # type: ignore[arg-type]
 
     def row(self, v: int, pos: int) -> np.void | None:
         """Row ``pos`` of vCPU ``v`` (None after its last); earlier rows are forgotten."""
