@@ -10,7 +10,7 @@ reads and writes.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from workloads.steady import BurstyClock
 
 INF = np.iinfo(np.int64).max
+_ROW = np.dtype((np.void, SCRIPT_DTYPE.itemsize))  # a script row as opaque bytes
 #: the hook's answers to an enable that an ``on_idle`` guest retries (hostsim.streams)
 REG_NAMES = ("gpr0", "gpr1", "gpr2", "psw_mask")
 RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
@@ -198,16 +199,16 @@ class PlanPool:
         m = self.m
         vs: list[int] = []
         runs: list[int] = []
-        rows: list[Any] = []
+        rows: list[np.ndarray] = []
         for vi, size in zip(v.tolist(), self.refill_of[self.group[v]].tolist(), strict=True):
             pos = int(self.last_k[vi]) + 1
             got = 0
             while got < size:
-                row = m.script_row(vi, pos + got)
-                if row is None:
+                part = m.script_rows(vi, pos + got, size - got)
+                if part is None:
                     break
-                rows.append(row)
-                got += 1
+                rows.append(part)
+                got += len(part)
             if got:
                 vs.append(vi)
                 runs.append(got)
@@ -215,7 +216,8 @@ class PlanPool:
             sv = np.array(vs, np.int64)
             r = np.array(runs, np.int64)
             vv = np.repeat(sv, r)
-            script = np.array(rows, SCRIPT_DTYPE)
+            # rows as opaque records: concatenating structured arrays is slow (field promotion)
+            script = np.concatenate([p.view(_ROW) for p in rows]).view(SCRIPT_DTYPE)
             first = np.cumsum(r) - r
             k = self.last_k[vv] + 1 + np.arange(len(vv)) - np.repeat(first, r)
             t = script["t"].astype(np.int64)

@@ -35,6 +35,7 @@ from hostsim.request_draws import Block, Costs, block_shape, expected_requests
 from hostsim.scenario_types import Scenario
 from hostsim.topology import Topology, topology
 from hostsim.variants import Variant, get_variant
+from workloads.bursts import SCRIPT_DTYPE
 from workloads.registers import compose
 from workloads.steady import BURSTY_UNIT_MEAN_NS
 
@@ -116,6 +117,16 @@ class Model:
             return self._feed.row(v, pos)
         script = self.scripts.get(v)
         return script[pos] if script is not None and pos < len(script) else None
+
+    def script_rows(self, v: int, pos: int, n: int) -> np.ndarray | None:
+        """Up to ``n`` rows of vCPU ``v``'s script from row ``pos`` (at least one, or None when
+        it has no more)."""
+        if self._feed is not None:
+            got = self._feed.rows_of(v, pos, n)
+        else:
+            script = self.scripts.get(v)
+            got = script[pos : pos + n] if script is not None else script
+        return got.astype(SCRIPT_DTYPE, copy=False) if got is not None and len(got) else None
 
     def matrix_keys(self) -> np.ndarray:
         """``guest << 16 | apqn`` of every queue in a guest's initial matrix, sorted (cached)."""

@@ -252,6 +252,34 @@ def test_replay_runs_in_the_fleet_and_both_engines_agree(tmp_path: Path) -> None
     assert not np.array_equal(ref, orig)  # the think times moved some issues
 
 
+def test_replay_feed_reads_its_spill_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed parses the recording once and reads the good rows back from its binary spill a
+    chunk at a time: with chunks of 7 rows, a vCPU's rows span many chunks and both engines
+    still replay the recorded run exactly; ``rows_of`` hands out a vCPU's rows in order."""
+    from hostsim.scenario import load
+    from workloads import replay
+
+    monkeypatch.setattr(replay, "_CHUNK", 7)
+    s = load(HERE / "scenarios" / "workloads.toml")
+    path = tmp_path / "arrivals.jsonl"
+    orig = simulate(s, keep_records=True, record=path).records
+    assert orig is not None
+    vg = topology(s).vcpu_guest
+    for e in ("reference", "fast"):
+        again = simulate(s, e, keep_records=True, replay=ReplayFeed(path, vg)).records
+        assert np.array_equal(orig, again), e
+    feed = ReplayFeed(path, vg)
+    v = int(np.bincount(orig["vcpu"]).argmax())
+    mine = orig[orig["vcpu"] == v]
+    got: list[int] = []
+    while (part := feed.rows_of(v, len(got), 5)).size:
+        got.extend(part["t"].tolist())
+    assert got == mine["t_arrival"].tolist() and len(got) > 7
+    assert feed.row(v, len(got)) is None
+
+
 def test_replay_errors_name_file_and_line(tmp_path: Path) -> None:
     vg = np.zeros(4, np.int32)
     head = '{"format": "hostsim-arrivals", "version": 1}\n'
@@ -263,6 +291,7 @@ def test_replay_errors_name_file_and_line(tmp_path: Path) -> None:
         "backwards": head + row.format(t=5, v=0) + row.format(t=2, v=0),
         "unknown_vcpu": head + row.format(t=5, v=9),
         "truncated": head + '{"t_ns": 5, "gu\n',
+        "out_of_range": head + row.format(t=2**63, v=0),
     }
     for name, text in cases.items():
         p = tmp_path / f"{name}.jsonl"

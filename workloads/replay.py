@@ -21,8 +21,9 @@ them unless ``--scenario`` or ``--seed`` say otherwise (:mod:`workloads.replay_r
 
 Replaying drives each vCPU with its rows: a row issues at ``max(t_ns, previous resume)``. A run
 recorded with ``hostsim run --record`` and replayed with the same scenario gives identical records.
-Reading is streamed: a first pass validates (and, with ``skip_bad``, notes the bad lines), the
-second feeds the engine lazily, so a trace is never read whole into memory.
+Reading is streamed: one pass parses and validates every line (and, with ``skip_bad``, notes
+the bad lines), spilling the good rows in binary to a temporary file that feeds the engine
+lazily, so a trace is never read whole into memory.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ import csv
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -218,6 +220,8 @@ _NONE = (-1,) * 16  # row.get's default for every column (more than there are)
 
 
 _NAMES = COLUMNS + OPTIONAL
+_REGS = ("gpr0", "gpr1", "gpr2", "psw_mask")
+_EMPTY = np.zeros(0, SCRIPT_DTYPE)
 _KEYS = (frozenset(COLUMNS), frozenset(_NAMES))
 
 
@@ -262,8 +266,18 @@ def _parse_checked(row: dict[str, Any]) -> tuple[int, ...]:
     return tuple(out)
 
 
+_SPILL = np.dtype([("vcpu", np.int64), ("t", np.int64), *((n, np.uint64) for n in _REGS)])
+_CHUNK = 1 << 16  # rows per spill chunk
+
+
 class ReplayFeed:
-    """Per-vCPU script rows read lazily from a validated recording (see module docstring)."""
+    """Per-vCPU script rows of a validated recording, read as the run asks for them (see the
+    module docstring).
+
+    The validating pass parses every line once and spills the good rows, as 48-byte binary
+    records, to an anonymous temporary file; the run reads that back in chunks of ``_CHUNK``
+    rows, so the text is parsed once and neither the recording nor its rows are held whole in
+    memory (only the rows read ahead of the vCPUs that have not yet asked for them)."""
 
     def __init__(self, path: str | Path, vcpu_guest: np.ndarray, skip_bad: bool = False) -> None:
         self.path = Path(path)
@@ -274,22 +288,29 @@ class ReplayFeed:
         self.bad: set[int] = set()
         self.rows = 0
         self.last_t = -1  # the latest t_ns of a good row
+        self._spill: BinaryIO | None = tempfile.TemporaryFile()  # noqa: SIM115
         self._validate(skip_bad)
-        self._it = self._good_rows()
-        self._buf: dict[int, collections.deque[Any]] = collections.defaultdict(collections.deque)
-        self._base: dict[int, int] = collections.defaultdict(int)
-        self._eof = False
+        self._spill.seek(0)
+        self._segs: dict[int, collections.deque[np.ndarray]] = collections.defaultdict(
+            collections.deque
+        )
+        self._base: dict[int, int] = collections.defaultdict(int)  # row index of segs[v][0][0]
+        self._end: dict[int, int] = collections.defaultdict(int)  # rows of v read so far
 
-    def _check(self, row: Any, last: dict[int, int]) -> str | None:
-        """Why a parsed row cannot be replayed (None: it can)."""
+    def _check(self, row: Any, last: dict[int, int]) -> tuple[int, ...] | str:
+        """The parsed row, or why it cannot be replayed."""
         try:
-            t, g, v, *_, issue = _parse(row)
+            out = _parse(row)
         except ValueError as e:
             return str(e)
+        t, g, v, *_, issue = out
         if v >= len(self.vcpu_guest):
             return f"unknown vCPU {v}: the scenario has {len(self.vcpu_guest)}"
         if int(self.vcpu_guest[v]) != g:
             return f"vCPU {v} belongs to guest {int(self.vcpu_guest[v])}, not {g}"
+        if max(t, issue) >= 1 << 63:
+            name = "t_ns" if t >= 1 << 63 else "issue_ns"
+            return f"{name} is out of range (the clock is int64 ns)"
         if issue >= 0 and t > issue:
             return f"t_ns {t} is after issue_ns {issue}"
         order = issue if issue >= 0 else t
@@ -297,44 +318,70 @@ class ReplayFeed:
             return f"time goes backwards for vCPU {v} ({order} < {last[v]})"
         last[v] = order
         self.last_t = max(self.last_t, t)
-        return None
+        return out
 
     def _validate(self, skip_bad: bool) -> None:
         last: dict[int, int] = {}
+        good: list[tuple[int, ...]] = []
         for n, row, err in _rows(self.path):
-            err = err or self._check(row, last)
-            if err is not None:
-                msg = f"{self.path}:{n}: {err}"
+            got = err or self._check(row, last)
+            if isinstance(got, str):
+                msg = f"{self.path}:{n}: {got}"
                 if not skip_bad:
                     raise ReplayError(msg)
                 self.bad.add(n)
                 if len(self.skipped) < 5:
                     self.skipped.append(msg)
                 continue
-            self.rows += 1
+            t, _, v, g0, g1, g2, psw, _ = got
+            good.append((v, t, g0, g1, g2, psw))
+            if len(good) == _CHUNK:
+                self._write(good)
+        self._write(good)
         self.n_skipped = len(self.bad)
 
-    def _good_rows(self) -> Iterator[tuple[int, ...]]:
-        for n, row, _ in _rows(self.path):
-            if n not in self.bad:
-                yield _parse(row)  # type: ignore[arg-type]
+    def _write(self, good: list[tuple[int, ...]]) -> None:
+        assert self._spill is not None
+        self._spill.write(np.array(good, _SPILL).tobytes())
+        self.rows += len(good)
+        good.clear()
+
+    def _read(self) -> bool:
+        """Read the next chunk of the spill into the per-vCPU segments (False: none left)."""
+        if self._spill is None:
+            return False
+        data = self._spill.read(_CHUNK * _SPILL.itemsize)
+        if not data:
+            self._spill.close()
+            self._spill = None
+            return False
+        arr = np.frombuffer(data, _SPILL)
+        arr = arr[np.argsort(arr["vcpu"], kind="stable")]
+        rows = np.zeros(len(arr), SCRIPT_DTYPE)
+        rows["t"] = arr["t"]
+        for name in _REGS:
+            rows[name] = arr[name]
+        vs, first, count = np.unique(arr["vcpu"], return_index=True, return_counts=True)
+        for v, a, c in zip(vs.tolist(), first.tolist(), count.tolist(), strict=True):
+            self._segs[v].append(rows[a : a + c])
+            self._end[v] += c
+        return True
+
+    def rows_of(self, v: int, pos: int, n: int) -> np.ndarray:
+        """Up to ``n`` of vCPU ``v``'s rows from row ``pos`` on (``SCRIPT_DTYPE``; at least one
+        unless it has no more); rows before ``pos`` are forgotten."""
+        while self._end[v] <= pos and self._read():
+            pass
+        segs = self._segs[v]
+        base = self._base[v]
+        while segs and base + len(segs[0]) <= pos:
+            base += len(segs.popleft())
+        self._base[v] = base
+        if not segs:
+            return _EMPTY
+        return segs[0][pos - base : pos - base + n]
 
     def row(self, v: int, pos: int) -> np.void | None:
         """Row ``pos`` of vCPU ``v`` (None after its last); earlier rows are forgotten."""
-        buf = self._buf[v]
-        base = self._base[v]
-        while pos >= base + len(buf) and not self._eof:
-            try:
-                t, _, vv, g0, g1, g2, psw, _ = next(self._it)
-            except StopIteration:
-                self._eof = True
-                break
-            r = np.zeros((), SCRIPT_DTYPE)
-            r["t"], r["gpr0"], r["gpr1"], r["gpr2"], r["psw_mask"] = t, g0, g1, g2, psw
-            self._buf[vv].append(r)
-        while base < pos and buf:
-            buf.popleft()
-            base += 1
-        self._base[v] = base
-        i = pos - base
-        return buf[i] if 0 <= i < len(buf) else None
+        got = self.rows_of(v, pos, 1)
+        return got[0] if len(got) else None
