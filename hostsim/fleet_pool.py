@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hostsim import arch
+from hostsim.intercept import REGISTER_NAMES
 from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, make_plan
 from hostsim.rules import Kind
 from workloads.bursts import SCRIPT_DTYPE
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 INF = np.iinfo(np.int64).max
 _ROW = np.dtype((np.void, SCRIPT_DTYPE.itemsize))  # a script row as opaque bytes
 #: the hook's answers to an enable that an ``on_idle`` guest retries (hostsim.streams)
-REG_NAMES = ("gpr0", "gpr1", "gpr2", "psw_mask")
 RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 
 
@@ -224,7 +224,7 @@ class PlanPool:
             prev = np.empty_like(t)
             prev[1:] = t[:-1]
             prev[first] = self.last_arr[sv]
-            regs = {name: script[name].astype(np.uint64) for name in REG_NAMES}
+            regs = {name: script[name].astype(np.uint64) for name in REGISTER_NAMES}
             at = (t, script["think"].astype(np.int64))
             self._append(vv, k, np.zeros(len(vv), np.int64), r, t - prev, regs, at)
         self.next_gap[v] = self.duration - self.last_arr[v]  # past its last row: done
@@ -233,7 +233,7 @@ class PlanPool:
         """Plan the retry of each vCPU ``v``'s last planned request (``retry_next``)."""
         self.retry_next[v] = False
         t = self.pool["tail"][self.last_row[v]]
-        regs = {name: t[name].copy() for name in REG_NAMES}
+        regs = {name: t[name].copy() for name in REGISTER_NAMES}
         k = self.last_k[v] + 1
         base = self.last_arr[v]
         gap_next = self._arrive(v, base, self._gaps(v, k + 1)) - base

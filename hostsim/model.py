@@ -113,10 +113,8 @@ class Model:
 
     def script_row(self, v: int, pos: int) -> Any:
         """Row ``pos`` of vCPU ``v``'s script, or None when it has no more."""
-        if self._feed is not None:
-            return self._feed.row(v, pos)
-        script = self.scripts.get(v)
-        return script[pos] if script is not None and pos < len(script) else None
+        got = self.script_rows(v, pos, 1)
+        return None if got is None else got[0]
 
     def script_rows(self, v: int, pos: int, n: int) -> np.ndarray | None:
         """Up to ``n`` rows of vCPU ``v``'s script from row ``pos`` (at least one, or None when

@@ -40,6 +40,7 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
+from hostsim.intercept import REGISTER_NAMES
 from workloads.bursts import SCRIPT_DTYPE
 
 FORMAT = "hostsim-arrivals"
@@ -220,7 +221,6 @@ _NONE = (-1,) * 16  # row.get's default for every column (more than there are)
 
 
 _NAMES = COLUMNS + OPTIONAL
-_REGS = ("gpr0", "gpr1", "gpr2", "psw_mask")
 _EMPTY = np.zeros(0, SCRIPT_DTYPE)
 _KEYS = (frozenset(COLUMNS), frozenset(_NAMES))
 
@@ -266,7 +266,7 @@ def _parse_checked(row: dict[str, Any]) -> tuple[int, ...]:
     return tuple(out)
 
 
-_SPILL = np.dtype([("vcpu", np.int64), ("t", np.int64), *((n, np.uint64) for n in _REGS)])
+_SPILL = np.dtype([("vcpu", np.int64), ("t", np.int64), *((n, np.uint64) for n in REGISTER_NAMES)])
 _CHUNK = 1 << 16  # rows per spill chunk
 
 
@@ -285,7 +285,7 @@ class ReplayFeed:
         #: the recording's header (:func:`read_header`)
         self.header = read_header(self.path)
         self.skipped: list[str] = []
-        self.bad: set[int] = set()
+        self.n_skipped = 0  # bad lines skipped (skip_bad)
         self.rows = 0
         self.last_t = -1  # the latest t_ns of a good row
         self._spill: BinaryIO | None = tempfile.TemporaryFile()  # noqa: SIM115
@@ -329,7 +329,7 @@ class ReplayFeed:
                 msg = f"{self.path}:{n}: {got}"
                 if not skip_bad:
                     raise ReplayError(msg)
-                self.bad.add(n)
+                self.n_skipped += 1
                 if len(self.skipped) < 5:
                     self.skipped.append(msg)
                 continue
@@ -338,7 +338,6 @@ class ReplayFeed:
             if len(good) == _CHUNK:
                 self._write(good)
         self._write(good)
-        self.n_skipped = len(self.bad)
 
     def _write(self, good: list[tuple[int, ...]]) -> None:
         assert self._spill is not None
@@ -359,7 +358,7 @@ class ReplayFeed:
         arr = arr[np.argsort(arr["vcpu"], kind="stable")]
         rows = np.zeros(len(arr), SCRIPT_DTYPE)
         rows["t"] = arr["t"]
-        for name in _REGS:
+        for name in REGISTER_NAMES:
             rows[name] = arr[name]
         vs, first, count = np.unique(arr["vcpu"], return_index=True, return_counts=True)
         for v, a, c in zip(vs.tolist(), first.tolist(), count.tolist(), strict=True):
