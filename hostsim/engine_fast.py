@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Generator
 from functools import partial
 from typing import Any
 
 import numpy as np
+from simpy.events import Event
 
 from hostsim.engine_fast_host import (
     _ADVANCE,
@@ -50,7 +52,7 @@ from hostsim.model import Model
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.run_programs import host_event_rows, programs
 from hostsim.scenario_types import HostEventKind
-from hostsim.sim_env import HostEnv
+from hostsim.sim_env import WAKE, HostEnv
 from hostsim.sim_process import AnyProcess
 from hostsim.sink import RecordSink
 from hostsim.streams import (
@@ -147,6 +149,8 @@ class FastEngine(HostEvents):
         self.checking: dict[int, Any] = {}  # blockable guests: requests at their issue check
         self.waiters: dict[int, list[tuple[int, int]]] = {}  # guest -> vCPUs waiting (v, kind)
         self.now = 0
+        self.flushable = True  # False while the fleet's process is inside a scalar stretch
+        self.yields = 0
 
     # --- heap ---------------------------------------------------------------------------------
     def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None:
@@ -167,47 +171,11 @@ class FastEngine(HostEvents):
             self._push(t0, NORMAL, HOST, r.ident, _PROG)
         for v, st in self.vst.items():
             self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
-        heap = self.heap
-        pop = heapq.heappop
-        env = self.env
-        run_entry = env.run_entry
-        fleet = self.fleet
-        sink = self.sink
-        step = max(self.duration // 200, 1)
-        next_progress = step
-        inf = 1 << 63
-        while True:
-            top = heap[0][0] if heap else inf
-            if (fleet.optimistic and fleet.window(top)) or fleet.scalar(
-                INF, self._events_before, events=heap
-            ):
-                bound = fleet.progress_time()
-            else:  # one at a time: the fleet is done, or its next keys are all equal
-                kmin, vmin = fleet.min_key()
-                bound = kmin
-                if kmin >= inf - 1:  # the fleet is done (or empty): the heap alone from here
-                    self._heap_only(progress, next_progress, step)
-                    break
-                if heap and heap[0] <= (kmin, NORMAL, VCPU, vmin, _MREQ):
-                    e = pop(heap)
-                    if len(e) == 5:  # the engine's own entry: env.run_entry, inlined
-                        t = env._now = self.now = e[0]
-                        self._event(t, e[3], e[4])
-                    else:
-                        run_entry(e)
-                else:
-                    fleet.process(np.array([vmin]))
-            if fleet.n_done + len(sink.rows) >= FLUSH_EVERY:
-                self._flush()
-            if progress is not None and bound >= next_progress:
-                progress.update(min(bound, self.duration), sink.count + sink.pending())
-                next_progress = bound + step
-        self._flush(final=True)
-        return host_event_rows(m, self.progs)
-
-    def _heap_only(self, progress: Any, next_progress: int, step: int) -> None:
-        """Run the heap to its end once no fleet vCPU will issue again (or there is none:
-        every vCPU simulated one request at a time), without asking the fleet each time."""
+        self.progress = progress
+        self.step = max(self.duration // 200, 1)
+        self.next_progress = self.step
+        #: the fleet's SimPy process; ``yields``: how often it let something else run first
+        self.fleet_proc = self.env.process(self._fleet_process())
         heap, pop, env, sink, fleet = self.heap, heapq.heappop, self.env, self.sink, self.fleet
         while heap:
             e = pop(heap)
@@ -217,25 +185,47 @@ class FastEngine(HostEvents):
                 self._event(t, e[3], e[4])
             else:
                 env.run_entry(e)
+            if self.flushable and fleet.n_done + len(sink.rows) >= FLUSH_EVERY:
+                self._flush()
+            if progress is not None and t >= self.next_progress:
+                self._progress(t)
+        self._flush(final=True)
+        return host_event_rows(m, self.progs)
+
+    def _progress(self, t: int) -> None:
+        if self.progress is not None and t >= self.next_progress:
+            self.progress.update(min(t, self.duration), self.sink.count + self.sink.pending())
+            self.next_progress = t + self.step
+
+    def _fleet_process(self) -> Generator[Event, Any, None]:
+        """The fleet as a SimPy process: it commits, window by window (or one request at a
+        time where windows fail), every request that nothing can still overtake, and yields to
+        the environment whenever something else comes before its next request."""
+        heap, env, fleet, sink = self.heap, self.env, self.fleet, self.sink
+
+        def wake(key: int, v: int) -> Event:  # after the fleet's request (key, v)
+            self.yields += 1
+            return env.wake_after(key, NORMAL, VCPU, v)
+
+        while True:
+            top = heap[0][0] if heap else 1 << 63
+            if fleet.optimistic and fleet.window(top):
+                pass
+            else:
+                self.flushable = False  # a scalar stretch holds pool rows: no compaction
+                n = yield from fleet.scalar(INF, heap, wake)
+                self.flushable = True
+                if not n:  # one at a time: the fleet's next keys are all equal (or it is done)
+                    kmin, vmin = fleet.min_key()
+                    if kmin >= INF:
+                        return  # the fleet is done (or empty): the heap alone from here
+                    if heap and heap[0] < (kmin, NORMAL, VCPU, vmin, WAKE):
+                        yield wake(kmin, vmin)
+                        continue
+                    fleet.process(np.array([vmin]))
             if fleet.n_done + len(sink.rows) >= FLUSH_EVERY:
                 self._flush()
-            if progress is not None and t >= next_progress:
-                progress.update(min(t, self.duration), sink.count + sink.pending())
-                next_progress = t + step
-
-    def _events_before(self, key: int, v: int) -> None:
-        """Run every heap event that comes before the fleet's request ``(key, v)``."""
-        heap = self.heap
-        if heap and heap[0][0] <= key:
-            mark = (key, NORMAL, VCPU, v, _MREQ)
-            env = self.env
-            while heap and heap[0] <= mark:
-                e = heapq.heappop(heap)
-                if len(e) == 5:  # the engine's own entry: env.run_entry, inlined
-                    t = env._now = self.now = e[0]
-                    self._event(t, e[3], e[4])
-                else:
-                    env.run_entry(e)
+            self._progress(fleet.progress_time())
 
     def _flush(self, final: bool = False) -> None:
         """Hand on every record issued before anything still in flight."""

@@ -10,7 +10,7 @@ whose state it reads and writes.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,8 @@ import numpy as np
 from hostsim.fleet_parts import FleetParts
 from hostsim.fleet_pool import INF
 from hostsim.plan import CAT_MUTEX
+from hostsim.sim_env import WAKE
+from hostsim.ties import NORMAL, VCPU
 
 SCALAR_BUDGET = 4096  # requests of one scalar stretch (at most)
 
@@ -44,10 +46,10 @@ class FleetScalar(FleetParts):
     def scalar(
         self,
         hard: int,
-        before: Callable[[int, int], None] | None = None,
+        events: list[tuple[Any, ...]],
+        wake: Callable[[int, int], Any],
         budget: int = SCALAR_BUDGET,
-        events: list[tuple[int, ...]] | None = None,
-    ) -> int:
+    ) -> Generator[Any, Any, int]:
         """Process pending requests one at a time in key order, in plain Python, while their
         key is below ``hard`` (at most ``budget`` of them): the path for a contended fleet,
         where speculation fails and a batch that nothing can overtake would hold a handful of
@@ -55,10 +57,11 @@ class FleetScalar(FleetParts):
         always safe to process: every vCPU's next request is no earlier than its pending one's
         resume. The arithmetic is :meth:`_serve`'s and :meth:`_next`'s, for one request;
         afterwards the touched vCPUs' pending state is made by :meth:`_next` itself, so the
-        two paths leave the same state. ``before(key, v)``: called before each request is
-        processed, to run whatever else comes first (the engine's own events, which share
-        the mutexes' free times but no fleet state), when ``events`` (the engine's heap) has
-        one at or before ``key``. Returns how many requests were processed."""
+        two paths leave the same state. A generator, run by the fleet's SimPy process: when
+        ``events`` (the environment's queue) holds an entry that comes before a request, it
+        yields ``wake(key, v)`` (an event after that request's key) so that everything else
+        that comes first runs (the engine's own events and SimPy code, which share the
+        mutexes' free times but no fleet state). Returns how many requests were processed."""
         hard = min(hard, INF)
         cand = np.flatnonzero(self.key < hard)
         if len(cand) > budget:  # the ``budget`` smallest keys: every other one is no smaller
@@ -98,8 +101,8 @@ class FleetScalar(FleetParts):
             key = heap[0][0]
             if key >= hard:
                 break
-            if before is not None and (events is None or (events and events[0][0] <= key)):
-                before(key, heap[0][1])
+            if events and events[0][0] <= key and events[0] < (key, NORMAL, VCPU, heap[0][1], WAKE):
+                yield wake(key, heap[0][1])
             _, v, k, arr, issue, row = pop(heap)
             if cat[row] == CAT_MUTEX:
                 m = mutex[v]

@@ -13,7 +13,9 @@ event it schedules ``(time, priority, class, owner, SIMPY, id, event)``:
 * the fast engine puts its own events in the same queue as 5-tuples ``(time, priority, class,
   identifier, kind)`` (:mod:`hostsim.engine_fast_host`) and gives the environment a
   ``native`` callback that runs them. Both kinds of entry compare field by field, and an
-  engine's kinds all come before :data:`SIMPY`, so one heap holds both.
+  engine's kinds all come before :data:`SIMPY`, so one heap holds both. The fast engine's fleet
+  is a SimPy process that, before its next request, yields :meth:`HostEnv.wake_after` that
+  request's key: everything that comes first runs, then the fleet goes on.
 
 With ``owned=False`` (the reference engine when no user SimPy process runs) it is a plain
 Environment: with one owner and one kind, SimPy's ``(time, priority, id)`` keys order events
@@ -40,6 +42,8 @@ from hostsim.ties import HOST
 SIMPY = 1 << 8
 #: the owner of SimPy events that no user process owns
 INTERNAL = -1
+#: the kind of a wake-up entry (:meth:`HostEnv.wake_after`): after an engine's own kinds
+WAKE = SIMPY - 1
 
 
 class HostEnv(simpy.Environment):
@@ -96,6 +100,17 @@ class HostEnv(simpy.Environment):
         finally:
             self._as = None
 
+    def wake_after(self, t: int, priority: int, cls: int, ident: int) -> Event:
+        """An event that fires once every entry keyed ``(t, priority, cls, ident, kind)`` or
+        less has run, for any of an engine's own kinds: a process that yields it lets
+        everything that comes before its next action run first (the fast engine's fleet)."""
+        event = Event(self)
+        event._ok, event._value = True, None
+        heappush(
+            cast(list[Any], self._queue), (t, priority, cls, ident, WAKE, next(self._eid), event)
+        )
+        return event
+
     def step(self) -> None:
         """Run the next entry: an engine's own event, or a SimPy event."""
         try:
@@ -111,7 +126,12 @@ class HostEnv(simpy.Environment):
             assert self.native is not None
             self.native(entry)
             return
-        if entry[3] != INTERNAL and self.stop_at is not None and entry[0] >= self.stop_at:
+        if (
+            entry[3] != INTERNAL
+            and entry[4] == SIMPY
+            and self.stop_at is not None
+            and entry[0] >= self.stop_at
+        ):
             return  # a user process stops at the end of the run
         event = entry[6]
         callbacks, event.callbacks = event.callbacks, None

@@ -47,6 +47,24 @@ def simpy_monitor(guests: int, period: int, read: int = 4_000) -> Any:
     return run
 
 
+def test_the_fast_engines_fleet_is_a_simpy_process_that_yields_to_user_code() -> None:
+    """The fleet runs as a process of the run's environment, and a user SimPy process that
+    acts between its requests runs first: the records are the reference's."""
+    from hostsim.engine_fast import FastEngine
+    from hostsim.model import Model
+    from hostsim.sink import RecordSink
+
+    s = load(STEADY, ["run.duration_ms=50", "guests.0.count=20", "guests.0.workload.rate_hz=2000"])
+    agent = simpy_process(simpy_monitor(s.n_guests, 1_000_000))
+    both(s, agent)
+    eng = FastEngine(Model(s), RecordSink(lambda chunk: None), (agent,))
+    assert eng.fleet.vcpus.size == s.n_guests * s.guests[0].vcpus  # every vCPU is the fleet's
+    eng.run()
+    assert isinstance(eng.fleet_proc, simpy.Process) and eng.fleet_proc.env is eng.env
+    assert eng.fleet_proc.processed and eng.fleet_proc.ok  # it ran to its end in the env
+    assert eng.yields > 10  # it let the agent's sections go first, many times
+
+
 @pytest.mark.parametrize("lock_model", ["global", "per-mdev"])
 def test_a_simpy_agent_gives_the_records_of_the_same_agent_as_steps(lock_model: str) -> None:
     s = load(None, [f'host.lock_model="{lock_model}"'])
