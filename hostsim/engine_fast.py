@@ -40,7 +40,6 @@ from hostsim.engine_fast_host import (
     _PROG,
     _READ,
     _RESUME,
-    _RESUMED,
     _RW_DECIDE,
     HostEvents,
     _HostLock,
@@ -86,6 +85,7 @@ class FastEngine(HostEvents):
             if r.channel is not None:  # a SimPy process posted steps: run them now
                 r.channel.wake = partial(self._wake, r.ident)
         self.hlocks: dict[int, _HostLock] = {}
+        self.held: dict[int, Event] = {}
         self.sink = sink
         s = model.s
         topo = model.topo
@@ -157,7 +157,7 @@ class FastEngine(HostEvents):
         heapq.heappush(self.heap, (t, prio, cls, ident, kind))
 
     def _wake(self, ident: int, t: int) -> None:
-        self._push(t, NORMAL, HOST, ident, _PROG)
+        self.env.at(t, NORMAL, HOST, ident, _PROG, self.held.pop(ident))
 
     def _native(self, entry: tuple[int, ...]) -> None:
         """One of this engine's own heap entries, popped by the environment."""
@@ -167,8 +167,11 @@ class FastEngine(HostEvents):
     def run(self, progress: Any = None) -> np.ndarray:
         """Run to completion; returns the host-event records."""
         m = self.m
-        for r, t0 in zip(self.runners, self.progs.starts, strict=True):
-            self._push(t0, NORMAL, HOST, r.ident, _PROG)
+        #: the host programs' SimPy processes (host events, then user processes)
+        self.program_procs = [
+            self.env.process(self._program(r.ident, t0))
+            for r, t0 in zip(self.runners, self.progs.starts, strict=True)
+        ]
         for v, st in self.vst.items():
             self._push(st.resume, NORMAL, VCPU, v, _ADVANCE)
         self.progress = progress
@@ -205,7 +208,7 @@ class FastEngine(HostEvents):
 
         def wake(key: int, v: int) -> Event:  # after the fleet's request (key, v)
             self.yields += 1
-            return env.wake_after(key, NORMAL, VCPU, v)
+            return env.at(key, NORMAL, VCPU, v, WAKE)
 
         while True:
             top = heap[0][0] if heap else 1 << 63
@@ -249,8 +252,6 @@ class FastEngine(HostEvents):
             self._advance(ident)
         elif kind == _READ:
             self._read(ident, t)
-        elif kind in (_PROG, _RESUMED):  # two kinds: they sort apart (ties.py)
-            self._prog(ident, t)
         elif kind == _EFFECT:
             self._effect(self.timed[ident].popleft(), t)
         elif kind == _ISSUE:

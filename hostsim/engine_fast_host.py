@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
+
+from simpy.events import Event
 
 from hostsim.locks import WRITE
 from hostsim.program import Drop, Idle, Section, Take, Wait
@@ -24,6 +27,7 @@ from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
 if TYPE_CHECKING:
     from hostsim.model import Model
     from hostsim.program import Runner
+    from hostsim.sim_env import HostEnv
     from hostsim.streams import GuestState
 
 # Event kinds, in the order they break exact ties after (time, priority, class, id).
@@ -79,6 +83,9 @@ class HostEvents:
     timed: dict[int, deque[Any]]
     waiters: dict[int, list[tuple[int, int]]]
     vguest: dict[int, int]
+    env: HostEnv
+    #: per program: the event it waits on for a lock grant or its SimPy process's next post
+    held: dict[int, Event]
 
     if TYPE_CHECKING:
 
@@ -108,7 +115,7 @@ class HostEvents:
         rw.active = True
         ident = rw.waiting[0][0]
         self.runners[ident].granted(self.m.locks.instance("pqap_hook_rwsem", guest), t)
-        self._push(t, RESUME, HOST, ident, _RESUMED)
+        self.env.at(t, RESUME, HOST, ident, _RESUMED, self.held.pop(ident))
 
     def _rw_decide(self, guest: int, t: int) -> None:
         rw = self.rw[guest]
@@ -123,20 +130,30 @@ class HostEvents:
                 self._advance(v)
 
     # --- host programs: host events and user processes (hostsim.program) -----------------------
-    def _prog(self, ident: int, t: int) -> None:
-        """The next actions of a host program at time ``t``, up to its next event (a SimPy
-        process's program is continued by its channel's ``wake`` when it posts again)."""
-        r = self.runners[ident]
+    def _held(self, ident: int) -> Event:
+        """The event a program waits on until a lock is granted or its SimPy process posts
+        again; whoever ends the wait schedules it with :meth:`HostEnv.at`."""
+        ev = self.held[ident] = Event(self.env)
+        return ev
+
+    def _program(self, ident: int, start: int) -> Generator[Event, Any, None]:
+        """A host program as a SimPy process: each of its actions at the key the tie rule
+        gives it, ``(t, NORMAL, HOST, ident, _PROG)`` (after a lock grant: ``RESUME`` and
+        ``_RESUMED``), against the engine's locks below."""
+        r, env = self.runners[ident], self.env
+        yield env.at(start, NORMAL, HOST, ident, _PROG)
         while True:
+            t = int(env.now)
             act = r.next(t)
-            if act is None or isinstance(act, Idle):
+            if act is None:
                 return
-            if isinstance(act, Wait):
+            if isinstance(act, Idle):  # a SimPy process: its channel's wake ends the wait
+                yield self._held(ident)
+            elif isinstance(act, Wait):
                 if act.ns:
-                    self._push(t + act.ns, NORMAL, HOST, ident, _PROG)
-                    return
+                    yield env.at(t + act.ns, NORMAL, HOST, ident, _PROG)
             elif isinstance(act, Section):
-                # Popped in key order: every earlier request is in, so the FIFO grant is known.
+                # Run in key order: every earlier request is in, so the FIFO grant is known.
                 mx = act.inst
                 grant = max(t, self.free[mx])
                 res = r.section(mx, grant)
@@ -146,19 +163,18 @@ class HostEvents:
                 for at, step in res.timed:  # blocks and unblocks at their own times
                     self.timed.setdefault(ident, deque()).append(step)
                     self._push(at, NORMAL, HOST, ident, _EFFECT)
-                self._push(rel, NORMAL, HOST, ident, _PROG)
-                return
+                yield env.at(rel, NORMAL, HOST, ident, _PROG)
             elif isinstance(act, Take):
                 if act.mode == WRITE:
                     self.rw[act.guest].waiting.append((ident, t))
                     self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
-                    return
-                lk = self.hlocks.setdefault(act.inst, _HostLock())
-                heapq.heappush(lk.queue, lock_key(t, r.phase(t), HOST, ident))
-                if not lk.busy and not lk.pending:
-                    lk.pending = True
-                    self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
-                return
+                else:
+                    lk = self.hlocks.setdefault(act.inst, _HostLock())
+                    heapq.heappush(lk.queue, lock_key(t, r.phase(t), HOST, ident))
+                    if not lk.busy and not lk.pending:
+                        lk.pending = True
+                        self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
+                yield self._held(ident)
             elif isinstance(act, Drop):
                 if act.mode == WRITE:
                     rw = self.rw[act.guest]
@@ -189,4 +205,4 @@ class HostEvents:
             lk.busy = True
             ident = heapq.heappop(lk.queue)[3]
             self.runners[ident].granted(inst, t)
-            self._push(t, RESUME, HOST, ident, _RESUMED)
+            self.env.at(t, RESUME, HOST, ident, _RESUMED, self.held.pop(ident))

@@ -13,9 +13,9 @@ event it schedules ``(time, priority, class, owner, SIMPY, id, event)``:
 * the fast engine puts its own events in the same queue as 5-tuples ``(time, priority, class,
   identifier, kind)`` (:mod:`hostsim.engine_fast_host`) and gives the environment a
   ``native`` callback that runs them. Both kinds of entry compare field by field, and an
-  engine's kinds all come before :data:`SIMPY`, so one heap holds both. The fast engine's fleet
-  is a SimPy process that, before its next request, yields :meth:`HostEnv.wake_after` that
-  request's key: everything that comes first runs, then the fleet goes on.
+  engine's kinds all come before :data:`SIMPY`, so one heap holds both. The fast engine's fleet and
+  host programs are SimPy processes that wait on events keyed as its own entries
+  (:meth:`HostEnv.at`): they run where those entries would.
 
 With ``owned=False`` (the reference engine when no user SimPy process runs) it is a plain
 Environment: with one owner and one kind, SimPy's ``(time, priority, id)`` keys order events
@@ -42,7 +42,7 @@ from hostsim.ties import HOST
 SIMPY = 1 << 8
 #: the owner of SimPy events that no user process owns
 INTERNAL = -1
-#: the kind of a wake-up entry (:meth:`HostEnv.wake_after`): after an engine's own kinds
+#: the kind of a wake-up entry (:meth:`HostEnv.at`): after an engine's own kinds
 WAKE = SIMPY - 1
 
 
@@ -100,14 +100,20 @@ class HostEnv(simpy.Environment):
         finally:
             self._as = None
 
-    def wake_after(self, t: int, priority: int, cls: int, ident: int) -> Event:
-        """An event that fires once every entry keyed ``(t, priority, cls, ident, kind)`` or
-        less has run, for any of an engine's own kinds: a process that yields it lets
-        everything that comes before its next action run first (the fast engine's fleet)."""
-        event = Event(self)
+    def at(
+        self, t: int, priority: int, cls: int, ident: int, kind: int, event: Event | None = None
+    ) -> Event:
+        """``event`` (a new one if None), succeeded and keyed ``(t, priority, cls, ident,
+        kind)`` as one of an engine's own entries would be: the fast engine's processes (its
+        fleet, its host programs) wait on these, so that they run exactly where its own
+        entries would. With ``kind`` :data:`WAKE` it comes after every such entry of the same
+        ``(t, priority, cls, ident)``: a process that yields it lets everything that comes
+        before its next action run first."""
+        if event is None:
+            event = Event(self)
         event._ok, event._value = True, None
         heappush(
-            cast(list[Any], self._queue), (t, priority, cls, ident, WAKE, next(self._eid), event)
+            cast(list[Any], self._queue), (t, priority, cls, ident, kind, next(self._eid), event)
         )
         return event
 

@@ -65,6 +65,26 @@ def test_the_fast_engines_fleet_is_a_simpy_process_that_yields_to_user_code() ->
     assert eng.yields > 10  # it let the agent's sections go first, many times
 
 
+def test_the_fast_engines_host_programs_are_simpy_processes() -> None:
+    """Every host event's program and every user process's program runs as a SimPy process
+    of the run's environment in the fast engine too: host events run to their end, the agent
+    until the run stops."""
+    from hostsim.engine_fast import FastEngine
+    from hostsim.model import Model
+    from hostsim.sink import RecordSink
+
+    s = load(None)
+    agent = simpy_process(simpy_monitor(s.n_guests, 10_000_000))
+    eng = FastEngine(Model(s), RecordSink(lambda chunk: None), (agent,))
+    eng.run()
+    procs = eng.program_procs
+    assert len(procs) == len(s.events) + 1 and len(s.events) > 10
+    assert all(isinstance(p, simpy.Process) and p.env is eng.env for p in procs)
+    assert all(p.processed and p.ok for p in procs[:-1])  # every host event ran to its end
+    # the agent scans until the run stops: its program waits on the agent's next post
+    assert not procs[-1].processed and procs[-1].target is eng.held[eng.runners[-1].ident]
+
+
 @pytest.mark.parametrize("lock_model", ["global", "per-mdev"])
 def test_a_simpy_agent_gives_the_records_of_the_same_agent_as_steps(lock_model: str) -> None:
     s = load(None, [f'host.lock_model="{lock_model}"'])
