@@ -171,7 +171,6 @@ class ReferenceEngine:
         self._resumes: list[tuple[int, simpy.Event]] = []
         self._resume_pending = False
         self.next_issue = np.full(model.n_vcpus, np.iinfo(np.int64).max, np.int64)
-        self._since_flush = 0
 
     def run(self, progress: Any = None) -> np.ndarray:
         """Run to completion; returns the host-event records."""

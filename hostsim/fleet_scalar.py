@@ -32,6 +32,7 @@ class FleetScalar(FleetParts):
     free: list[int]
     mutex: np.ndarray
     open_loop: np.ndarray
+    retry_next: np.ndarray
     key: np.ndarray
     issue: np.ndarray
     k: np.ndarray
@@ -89,6 +90,7 @@ class FleetScalar(FleetParts):
         free = self.free
         # memoryviews: indexing one gives a Python int, several times faster than numpy's
         mutex, open_loop, duration = self.mutex.data, self.open_loop.data, self.duration
+        retry_next = self.retry_next.data
 
         def columns() -> tuple[Any, ...]:
             p = self.pool
@@ -119,13 +121,16 @@ class FleetScalar(FleetParts):
             idx = nxt[row]
             if idx < 0:  # plan what comes next (or learn that nothing does)
                 target = int(self.last_arr[v] + self.next_gap[v])
-                if open_loop[v] and self.planned_until <= target < duration:
-                    # Open loop past the planned epoch: the next epochs, for every vCPU at once.
-                    self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
-                    idx = int(self.pool["nxt"][row])
-                if idx < 0:
-                    idx = int(self._after(np.array([v]), np.array([row]))[0])
-                cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
+                if open_loop[v] and target >= duration and not retry_next[v]:
+                    pass  # its next arrival is past the end: nothing more (as _after finds)
+                else:
+                    if open_loop[v] and self.planned_until <= target < duration:
+                        # Open loop past the planned epoch: the next epochs, for every vCPU.
+                        self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
+                        idx = int(self.pool["nxt"][row])
+                    if idx < 0:
+                        idx = int(self._after(np.array([v]), np.array([row]))[0])
+                    cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
             if idx >= 0:  # the fleet's issue rule (PlanPool._at_think)
                 arrival, nissue = atc[idx], resume + thinkc[idx]
             else:

@@ -60,6 +60,8 @@ class Costs:
         self._k = k
         self._shape = lv.shape
         self._cols: dict[str, np.ndarray] = {}
+        #: the same arrays by cost name (and call slot): no family string built on a hit
+        self._named: dict[str | tuple[str, int], np.ndarray] = {}
         self.nbytes = 0
 
     def _draw(self, family: str, name: str) -> np.ndarray:
@@ -90,17 +92,21 @@ class Costs:
 
     def slot(self, name: str, j: int) -> np.ndarray:
         """Call slot ``j`` of a per-call cost."""
-        return self._draw(draws.cost_family(name, j), name)
+        cached = self._named.get((name, j))
+        if cached is None:
+            cached = self._named[name, j] = self._draw(draws.cost_family(name, j), name)
+        return cached
 
     def __getitem__(self, name: str) -> np.ndarray:
+        cached = self._named.get(name)  # (the one-at-a-time paths ask by name, many times)
+        if cached is not None:
+            return cached
         width = PER_CALL_COSTS.get(name)
         if width is None:
-            return self._draw(draws.cost_family(name), name)
-        family = f"cost:{name}:*"
-        cached = self._cols.get(family)
-        if cached is None:
+            cached = self._draw(draws.cost_family(name), name)
+        else:
             cached = np.stack([self.slot(name, j) for j in range(width)], axis=-1)
-            self._cols[family] = cached
+        self._named[name] = cached
         return cached
 
 
