@@ -213,8 +213,8 @@ def intercept(
         pv_guest=g.pv,
         nib_shared=True,
         gisc_register_ok=True,
-        hw_aqic=[int(x) for x in aq],
-        hw_tapq=[(int(a), bool(b)) for a, b in zip(trc, tirq, strict=True)],
+        hw_aqic=[int(x) for x in aq.tolist()],
+        hw_tapq=list(zip(map(int, trc.tolist()), map(bool, tirq.tolist()), strict=True)),
     )
 
 
