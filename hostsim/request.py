@@ -170,8 +170,21 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
         t += int(cost["pin"][r, c]) + int(cost["gisc_register"][r, c])
     peek = queues.call(guest, apqn, "peek", t, 0, 0, 0)
     until = peek.reset_until
-    answers, times = [], []
-    for j in range(arch.DISABLE_MAX_AQIC + 1):  # an enable's later calls: its disable loop
+    calls = arch.DISABLE_MAX_AQIC + 1  # an enable's later calls: its disable loop
+    times = [t]  # the time of each call, as far as it is needed
+
+    def at(j: int) -> int:  # the time of call j: one host AQIC and one msleep20 per call
+        while len(times) <= j:
+            i = len(times) - 1
+            times.append(
+                times[i]
+                + int(cost.slot("host_aqic", i)[r, c])
+                + int(cost.slot("msleep20", i)[r, c])
+            )
+        return times[j]
+
+    answers = []
+    for j in range(calls):
         fault = faults[min(j, len(faults) - 1)]
         if j == 0 and enable:
             rc = fault or (
@@ -181,17 +194,17 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
                 if peek.irq
                 else arch.RC.NORMAL
             )
+        elif fault or t >= until:  # (no reset in progress at the first call: none later)
+            rc = fault or arch.RC.NORMAL
         else:
-            rc = fault or (arch.RC.RESET_IN_PROGRESS if t < until else arch.RC.NORMAL)
+            rc = arch.RC.RESET_IN_PROGRESS if at(j) < until else arch.RC.NORMAL
         answers.append(int(rc) << shift)
-        times.append(t)
-        t += int(cost.slot("host_aqic", j)[r, c]) + int(cost.slot("msleep20", j)[r, c])
     x.hw_aqic = answers  # (the TAPQs keep the profile's answers: the I bit may linger)
     d = decode_one(x, m.variant)
     last = min(d.hw_aqic_calls, len(answers)) - 1
     final = arch.status_rc(answers[last])
     if enable and last == 0 and final == arch.RC.NORMAL:
-        queues.call(guest, apqn, "aqic_enable", times[0], 0, x.gpr2, arch.isc(x.gpr1))
+        queues.call(guest, apqn, "aqic_enable", t, 0, x.gpr2, arch.isc(x.gpr1))
     elif (not enable or last > 0) and final in (0, arch.RC.OTHERWISE_CHANGED):
-        queues.call(guest, apqn, "aqic_disable", times[last], 0, 0, 0)
+        queues.call(guest, apqn, "aqic_disable", at(last), 0, 0, 0)
     return d
