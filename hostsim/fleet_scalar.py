@@ -122,15 +122,14 @@ class FleetScalar(FleetParts):
             if idx < 0:  # plan what comes next (or learn that nothing does)
                 target = int(self.last_arr[v] + self.next_gap[v])
                 if open_loop[v] and target >= duration and not retry_next[v]:
-                    pass  # its next arrival is past the end: nothing more (as _after finds)
-                else:
-                    if open_loop[v] and self.planned_until <= target < duration:
-                        # Open loop past the planned epoch: the next epochs, for every vCPU.
-                        self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
-                        idx = int(self.pool["nxt"][row])
-                    if idx < 0:
-                        idx = int(self._after(np.array([v]), np.array([row]))[0])
-                    cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
+                    continue  # its next arrival is past the end: nothing more (as _after finds)
+                if open_loop[v] and self.planned_until <= target < duration:
+                    # Open loop past the planned epoch: the next epochs, for every vCPU.
+                    self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
+                    idx = int(self.pool["nxt"][row])
+                if idx < 0:
+                    idx = int(self._after(np.array([v]), np.array([row]))[0])
+                cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
             if idx >= 0:  # the fleet's issue rule (PlanPool._at_think)
                 arrival, nissue = atc[idx], resume + thinkc[idx]
             else:

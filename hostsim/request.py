@@ -170,7 +170,6 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
         t += int(cost["pin"][r, c]) + int(cost["gisc_register"][r, c])
     peek = queues.call(guest, apqn, "peek", t, 0, 0, 0)
     until = peek.reset_until
-    calls = arch.DISABLE_MAX_AQIC + 1  # an enable's later calls: its disable loop
     times = [t]  # the time of each call, as far as it is needed
 
     def at(j: int) -> int:  # the time of call j: one host AQIC and one msleep20 per call
@@ -184,7 +183,7 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
         return times[j]
 
     answers = []
-    for j in range(calls):
+    for j in range(arch.DISABLE_MAX_AQIC + 1):  # (an enable's later calls: its disable loop)
         fault = faults[min(j, len(faults) - 1)]
         if j == 0 and enable:
             rc = fault or (
