@@ -14,7 +14,11 @@ What makes it fast while exact:
   vCPU, id)``: popping them in key order *is* the FIFO mutex (Lindley's recursion
   ``grant = max(request, previous release)``). The rwsem makes events only for guests whose
   writers (attach/detach) exist.
-* **No SimPy, no per-request objects** beyond the record tuple.
+* **The fleet stops only for what can overtake it.** The fleet is a SimPy process that yields
+  before an entry that comes first; a one-at-a-time vCPU whose mutex no fleet vCPU takes
+  (per-mdev locks) keeps its entries in a side heap while no host program runs, so the fleet
+  does not stop for them.
+* **No per-request SimPy events or objects** beyond the record tuple.
 
 Ties follow the reference engine's rule (see :mod:`hostsim.engine_ref`), so both write the same
 records.
@@ -65,6 +69,9 @@ from hostsim.ties import HOST, LATE, NORMAL, VCPU
 
 #: How far (simulated ns) a vCPU may run ahead inline before it is parked in the heap.
 HORIZON_NS = 2_000_000
+#: How far (simulated ns) the fleet may run ahead of the side heap (so that the records it
+#: commits wait in the sink for the side's vCPUs at most this long)
+AHEAD_NS = 20_000_000
 FLUSH_EVERY = 50_000
 
 
@@ -144,6 +151,13 @@ class FastEngine(HostEvents):
             self.vst[v] = VState(resume=start, arrival=start)
             self.cur_issue[v] = start
         self.fleet = Fleet(model, np.flatnonzero(~vdyn), self.free)
+        # Dynamic vCPUs whose mutex no fleet vCPU takes (per-mdev locks) touch nothing the
+        # fleet reads: while no host program runs, their entries go to a heap of their own,
+        # which the fleet need not stop for (the run loop merges both in key order).
+        fleet_mx = set(model.mutex_of_guest[topo.vcpu_guest[~vdyn]].tolist())
+        self.apart = {v for v, g in self.vguest.items() if self.mutex_of_guest[g] not in fleet_mx}
+        self.side: list[tuple[int, ...]] = []
+        self.running = 0  # host programs started and not finished
         self.parked: dict[int, Any] = {}
         self.timed: dict[int, deque[Any]] = {}  # program -> its section's blocks, in order
         self.checking: dict[int, Any] = {}  # blockable guests: requests at their issue check
@@ -154,7 +168,17 @@ class FastEngine(HostEvents):
 
     # --- heap ---------------------------------------------------------------------------------
     def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None:
-        heapq.heappush(self.heap, (t, prio, cls, ident, kind))
+        apart = not self.running and cls == VCPU and ident in self.apart
+        heapq.heappush(self.side if apart else self.heap, (t, prio, cls, ident, kind))
+
+    def _program_started(self) -> None:
+        """A host program may act on any lock from now on: the fleet stops for every entry
+        again (the side heap's, moved into the main one)."""
+        self.running += 1
+        if self.side:
+            self.heap.extend(self.side)
+            heapq.heapify(self.heap)
+            self.side.clear()
 
     def _wake(self, ident: int, t: int) -> None:
         self.env.at(t, NORMAL, HOST, ident, _PROG, self.held.pop(ident))
@@ -180,8 +204,9 @@ class FastEngine(HostEvents):
         #: the fleet's SimPy process; ``yields``: how often it let something else run first
         self.fleet_proc = self.env.process(self._fleet_process())
         heap, pop, env, sink, fleet = self.heap, heapq.heappop, self.env, self.sink, self.fleet
-        while heap:
-            e = pop(heap)
+        side = self.side
+        while heap or side:
+            e = pop(side if side and (not heap or side[0] < heap[0]) else heap)
             t = e[0]
             if len(e) == 5:  # the engine's own entry: env.run_entry, inlined
                 env._now = self.now = t
@@ -204,7 +229,7 @@ class FastEngine(HostEvents):
         """The fleet as a SimPy process: it commits, window by window (or one request at a
         time where windows fail), every request that nothing can still overtake, and yields to
         the environment whenever something else comes before its next request."""
-        heap, env, fleet, sink = self.heap, self.env, self.fleet, self.sink
+        heap, env, fleet, sink, side = self.heap, self.env, self.fleet, self.sink, self.side
 
         def wake(key: int, v: int) -> Event:  # after the fleet's request (key, v)
             self.yields += 1
@@ -212,16 +237,20 @@ class FastEngine(HostEvents):
 
         while True:
             top = heap[0][0] if heap else 1 << 63
-            if fleet.optimistic and fleet.window(top):
+            lead = side[0][0] + AHEAD_NS if side else INF  # no further ahead of the side heap
+            if fleet.optimistic and fleet.window(min(top, lead)):
                 pass
             else:
                 self.flushable = False  # a scalar stretch holds pool rows: no compaction
-                n = yield from fleet.scalar(INF, heap, wake)
+                n = yield from fleet.scalar(lead, heap, wake)
                 self.flushable = True
                 if not n:  # one at a time: the fleet's next keys are all equal (or it is done)
                     kmin, vmin = fleet.min_key()
                     if kmin >= INF:
                         return  # the fleet is done (or empty): the heap alone from here
+                    if kmin >= lead:  # the side heap catches up with the fleet first
+                        yield wake(kmin, vmin)
+                        continue
                     if heap and heap[0] < (kmin, NORMAL, VCPU, vmin, WAKE):
                         yield wake(kmin, vmin)
                         continue

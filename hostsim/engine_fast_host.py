@@ -92,6 +92,9 @@ class HostEvents:
         def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None: ...
         def _after_read(self, v: int, t_rw: int) -> bool: ...
         def _advance(self, v: int) -> None: ...
+        def _program_started(self) -> None: ...
+
+    running: int
 
     # --- the rwsem of guests with writers -------------------------------------------------------
     def _read(self, v: int, t: int) -> None:
@@ -142,10 +145,12 @@ class HostEvents:
         ``_RESUMED``), against the engine's locks below."""
         r, env = self.runners[ident], self.env
         yield env.at(start, NORMAL, HOST, ident, _PROG)
+        self._program_started()
         while True:
             t = int(env.now)
             act = r.next(t)
             if act is None:
+                self.running -= 1
                 return
             if isinstance(act, Idle):  # a SimPy process: its channel's wake ends the wait
                 yield self._held(ident)
