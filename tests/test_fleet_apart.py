@@ -23,6 +23,7 @@ from hostsim.sink import RecordSink
 from tests.test_process import monitor
 
 KNEE = Path(__file__).parents[1] / "bench" / "scenarios" / "knee-44-global.toml"
+TIES = Path(__file__).parent / "scenarios" / "ties.toml"
 SMALL = [
     "guests.0.count=8",
     "run.duration_ms=400",
@@ -33,13 +34,18 @@ SMALL = [
 
 
 class Watched(FastEngine):
-    """The fast engine, counting the entries that went to the side heap and how many waited
-    there when a host program started."""
+    """The fast engine, counting the entries that went to the side heap, how many waited
+    there when a host program started, and entries run while an earlier one waited aside."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.to_side = 0
         self.moved: list[int] = []
+        self.overtaken = 0
+
+    def _event(self, t: int, ident: int, kind: int) -> None:
+        self.overtaken += bool(self.side) and self.side[0][0] < t
+        super()._event(t, ident, kind)
 
     def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None:
         n = len(self.side)
@@ -72,6 +78,18 @@ def test_per_mdev_apart_vcpus_wait_aside_and_give_the_reference_records() -> Non
     assert eng.to_side > 1000
     assert any(eng.moved)  # a host program started while side entries waited: they moved
     assert eng.running == 0 and not eng.side  # every program ended; the side heap is empty
+    assert eng.overtaken == 0
+    same_records(s)
+
+
+def test_entries_left_in_the_main_heap_run_in_key_order_with_the_side_heaps() -> None:
+    """After a program ends, a vCPU may have entries in both heaps; the fleet, which runs the
+    engine's own entries that come before its next request itself, must not run a main-heap
+    entry while an earlier one waits aside (ties: many entries at the same nanosecond)."""
+    s = load(TIES, ['host.lock_model="per-mdev"'])
+    eng = watched(s)
+    assert eng.apart and eng.to_side > 100 and any(eng.moved)
+    assert eng.overtaken == 0
     same_records(s)
 
 
