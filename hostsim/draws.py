@@ -100,7 +100,9 @@ def _known(family: Family | str) -> str:
     return name
 
 
-def keyed(seed: int, family: Family | str, group: int, lv: np.ndarray, k: np.ndarray) -> KeyedGen:
+def keyed(
+    seed: int, family: Family | str, group: int | np.ndarray, lv: np.ndarray, k: np.ndarray
+) -> KeyedGen:
     """Keyed draws of a declared family (see :class:`hostsim.keyed.KeyedGen`)."""
     return KeyedGen(seed, _known(family), group, lv, k)
 

@@ -8,34 +8,75 @@ from the programs so the draws are read in one place, without the steps that use
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from hostsim import arch, draws
 from hostsim.hw_profiles import answers
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS
+from hostsim.keyed import KeyedGen
 from hostsim.model import Model
 
 SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further block of slots
+
+
+def events_block(
+    m: Model, family: str, blk: int, nq: int, slots: int, sample: Callable[[KeyedGen], np.ndarray]
+) -> np.ndarray:
+    """Call slots ``blk * slots`` on of ``family`` for every host event's first ``nq`` queues
+    (or more): ``(events, queues, slots)``, ``sample(gen)`` drawing them. Drawn for every event
+    at once (a host event's program asks for a few families, many events ask for the same
+    ones), each event's row the values of its own keyed draws: its key, the queue, the call."""
+    a = m.host_draws.get((family, blk))
+    if a is None or a.shape[1] < nq:
+        width = max(nq, 1 if a is None else 2 * a.shape[1])
+        shape = (len(m.event_keys), width * slots)
+        lv = np.broadcast_to(np.repeat(np.arange(width, dtype=np.int64), slots), shape)
+        kk = np.tile(np.arange(slots, dtype=np.int64), width) + blk * slots
+        events = np.array(m.event_keys, np.int64)
+        gen = draws.keyed(m.s.seed, family, events, lv, np.broadcast_to(kk, shape))
+        a = m.host_draws[(family, blk)] = sample(gen).reshape(len(events), width, slots)
+    return a
+
+
+def cost_block(m: Model, name: str, blk: int, nq: int) -> np.ndarray:
+    """Call slots ``blk * SLOTS`` on of cost ``name``, every host event's first ``nq`` queues
+    (or more): ``(events, queues, SLOTS)``."""
+    dist = m.s.costs[name]
+    return events_block(
+        m, f"host-cost:{name}", blk, nq, SLOTS, lambda gen: dist.sample(gen, gen.shape)
+    )
 
 
 class HostCosts:
     """The keyed cost draws of one host event: by cost name, queue and call."""
 
     def __init__(self, m: Model, index: int, nq: int) -> None:
-        self.m, self.ek, self.nq = m, m.event_keys[index], max(nq, 1)
+        self.m, self.index, self.nq = m, index, max(nq, 1)
         self.cache: dict[tuple[str, int], np.ndarray] = {}
 
     def __call__(self, name: str, q: int = 0, k: int = 0) -> int:
         blk = k // SLOTS
         a = self.cache.get((name, blk))
         if a is None:
-            lv = np.repeat(np.arange(self.nq, dtype=np.int64), SLOTS)
-            kk = np.tile(np.arange(SLOTS, dtype=np.int64), self.nq) + blk * SLOTS
-            gen = draws.keyed(self.m.s.seed, f"host-cost:{name}", self.ek, lv, kk)
-            a = self.cache[(name, blk)] = (
-                self.m.s.costs[name].sample(gen, gen.shape).reshape(self.nq, SLOTS)
-            )
+            a = self.cache[(name, blk)] = cost_block(self.m, name, blk, self.nq)[self.index]
         return int(a[q, k % SLOTS])
+
+
+def fault_block(m: Model, family: draws.Family, nq: int, slots: int) -> np.ndarray:
+    """The uniforms of ``family`` for the ``slots`` calls of every host event's first ``nq``
+    queues (or more): ``(events, queues, slots)``, each event's row its own keyed draws (its
+    key, the queue; the calls are sub-slots)."""
+    a = m.host_draws.get((family.name, -1))
+    if a is None or a.shape[1] < nq:
+        width = max(nq, 1 if a is None else 2 * a.shape[1])
+        shape = (len(m.event_keys), width)
+        lv = np.broadcast_to(np.arange(width, dtype=np.int64), shape)
+        events = np.array(m.event_keys, np.int64)
+        gen = draws.keyed(m.s.seed, family, events, lv, np.zeros(shape, np.int64))
+        a = m.host_draws[(family.name, -1)] = gen.random((*shape, slots))
+    return a
 
 
 class HostFaults:
@@ -43,12 +84,10 @@ class HostFaults:
     model's own answer mapping): NORMAL unless a fault is drawn."""
 
     def __init__(self, m: Model, index: int, apqns: np.ndarray) -> None:
-        s, ek, nq = m.s, m.event_keys[index], len(apqns)
-        queues = np.arange(nq, dtype=np.int64)
-        zero = np.zeros(nq, np.int64)
-        au = draws.keyed(s.seed, draws.HOST_HW_AQIC, ek, queues, zero).random((nq, AQIC_SLOTS))
-        tu = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
-        iu = draws.keyed(s.seed, draws.HOST_HW_IRQ, ek, queues, zero).random((nq, TAPQ_SLOTS))
+        nq = len(apqns)
+        au = fault_block(m, draws.HOST_HW_AQIC, nq, AQIC_SLOTS)[index, :nq]
+        tu = fault_block(m, draws.HOST_HW_TAPQ, nq, TAPQ_SLOTS)[index, :nq]
+        iu = fault_block(m, draws.HOST_HW_IRQ, nq, TAPQ_SLOTS)[index, :nq]
         prof = m.profile_index(apqns)
         aq, self.trc, self.tirq, _ = answers(m.profiles, prof, au, tu, iu, np.ones(nq))
         self.arc = (aq >> arch.STATUS_RC_SHIFT) & 0xFF

@@ -53,8 +53,9 @@ def _fmix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def hash64(key: np.uint64, lv: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """64 random bits for each ``(lv, k)`` under ``key`` (arrays of one shape, or broadcast)."""
+def hash64(key: np.uint64 | np.ndarray, lv: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """64 random bits for each ``(lv, k)`` under ``key`` (arrays of one shape, or broadcast;
+    ``key`` too may be an array that broadcasts over them)."""
     with np.errstate(over="ignore"):
         x = np.asarray(lv, np.uint64) * _G1
         x += key
@@ -83,11 +84,16 @@ def standard_normal(bits: np.ndarray) -> np.ndarray:
 
 
 class KeyedGen:
-    """Draws for the requests ``(lv, k)`` of one family of one group (see module docstring)."""
+    """Draws for the requests ``(lv, k)`` of one family of one group (see module docstring).
+
+    ``group`` may be an array of groups, one per row of the keys' first axis: the draws of
+    several groups at once, each row the same values as its group's own generator gives."""
 
     __slots__ = ("_calls", "_family", "_group", "_k", "_lv", "_seed", "shape")
 
-    def __init__(self, seed: int, family: str, group: int, lv: np.ndarray, k: np.ndarray) -> None:
+    def __init__(
+        self, seed: int, family: str, group: int | np.ndarray, lv: np.ndarray, k: np.ndarray
+    ) -> None:
         lv, k = np.broadcast_arrays(np.asarray(lv, np.int64), np.asarray(k, np.int64))
         self._seed = seed
         self._family = family
@@ -97,6 +103,14 @@ class KeyedGen:
         self.shape: tuple[int, ...] = lv.shape
         self._calls = 0
 
+    def _key(self, slot: int) -> np.uint64 | np.ndarray:
+        """The key of call slot ``slot``: one, or one per row (broadcast over the rest)."""
+        g = self._group
+        if isinstance(g, np.ndarray):
+            keys = [family_key(self._seed, self._family, int(x), slot) for x in g.tolist()]
+            return np.array(keys, np.uint64).reshape((-1,) + (1,) * (len(self.shape) - 1))
+        return family_key(self._seed, self._family, g, slot)
+
     def _bits(self, shape: int | tuple[int, ...] | None) -> np.ndarray:
         """64-bit hashes for the next call slot, ``shape`` = the key shape plus at most one
         trailing dimension (sub-slots)."""
@@ -104,17 +118,14 @@ class KeyedGen:
         self._calls += 1
         shape = self.shape if shape is None else (shape if isinstance(shape, tuple) else (shape,))
         if shape == self.shape:
-            return hash64(
-                family_key(self._seed, self._family, self._group, slot), self._lv, self._k
-            )
+            return hash64(self._key(slot), self._lv, self._k)
         if shape[:-1] != self.shape:
             raise ValueError(f"draw shape {shape} does not extend the key shape {self.shape}")
         if shape[-1] > 256:  # sub-slots are packed in 8 bits: more would reach the next slot
             raise ValueError(f"draw shape {shape}: at most 256 sub-slots per call")
         out = np.empty(shape, np.uint64)
         for j in range(shape[-1]):
-            key = family_key(self._seed, self._family, self._group, (slot << 8) | j)
-            out[..., j] = hash64(key, self._lv, self._k)
+            out[..., j] = hash64(self._key((slot << 8) | j), self._lv, self._k)
         return out
 
     def random(self, shape: int | tuple[int, ...] | None = None) -> np.ndarray:

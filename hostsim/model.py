@@ -67,6 +67,9 @@ class Model:
         self._cache: OrderedDict[tuple[int, int, int], Block] = OrderedDict()
         self._cache_bytes = 0
         self._queues: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: the host events' draws by (family, block of call slots), every event at once
+        #: (:func:`hostsim.host_draws.events_block`)
+        self.host_draws: dict[tuple[str, int], np.ndarray] = {}
         self.shapes = [
             block_shape(g.count * g.vcpus, expected_requests(g.workload, scenario.duration_ns))
             for g in scenario.guests

@@ -140,3 +140,54 @@ def test_adding_a_guest_group_does_not_move_another_groups_boot_times() -> None:
     sa = alone.scripts[int(first_a)]
     sb = joined.scripts[int(first_b)]
     assert np.array_equal(sa["t"], sb["t"])
+
+
+@pytest.mark.parametrize("method", ["random", "lognormal", "sub-slots"])
+def test_several_groups_at_once_give_each_groups_own_draws(method: str) -> None:
+    """KeyedGen with an array of groups (one per row): each row is its group's own draws."""
+    groups = np.array([3, 10**17, 7], np.int64)
+    lv = np.broadcast_to(np.arange(5, dtype=np.int64), (3, 5))
+    k = np.broadcast_to(np.arange(5, dtype=np.int64) * 2, (3, 5))
+
+    def draw(gen: KeyedGen) -> np.ndarray:
+        gen.random()  # a second call slot too
+        if method == "random":
+            return gen.random()
+        if method == "lognormal":
+            return gen.lognormal(1.0, 0.5)
+        return gen.random((*gen.shape, 3))
+
+    many = draw(KeyedGen(9, "x", groups, lv, k))
+    for i, g in enumerate(groups.tolist()):
+        assert np.array_equal(many[i], draw(KeyedGen(9, "x", g, lv[i], k[i])))
+
+
+def test_host_cost_blocks_are_each_events_own_draws() -> None:
+    """The host events' costs, drawn for every event at once, are each event's own keyed draws
+    (its key, the queue, the call), whatever the width asked first."""
+    from hostsim.host_draws import SLOTS, cost_block
+
+    s = load(None, ['costs.zapq={ dist = "lognormal", median_ns = 2000, sigma = 0.4 }'])
+    m = Model(s)
+    narrow = cost_block(m, "zapq", 1, 1).copy()
+    wide = cost_block(m, "zapq", 1, 3)  # wider than the first ask: drawn again, wider
+    assert wide.shape == (len(s.events), 3, SLOTS) and np.array_equal(wide[:, :1], narrow)
+    for i, ek in enumerate(m.event_keys):
+        lv = np.repeat(np.arange(3, dtype=np.int64), SLOTS)
+        kk = np.tile(np.arange(SLOTS, dtype=np.int64), 3) + SLOTS
+        gen = draws.keyed(s.seed, "host-cost:zapq", ek, lv, kk)
+        own = s.costs["zapq"].sample(gen, gen.shape).reshape(3, SLOTS)
+        assert np.array_equal(wide[i], own)
+
+
+def test_host_fault_blocks_are_each_events_own_draws() -> None:
+    """The uniforms behind host-side hardware faults, drawn for every event at once, are each
+    event's own keyed draws (its key, the queue; the calls are sub-slots)."""
+    from hostsim.host_draws import fault_block
+
+    s = load(None)
+    m = Model(s)
+    block = fault_block(m, draws.HOST_HW_TAPQ, 2, 5)
+    for i, ek in enumerate(m.event_keys):
+        gen = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, np.arange(2), np.zeros(2, np.int64))
+        assert np.array_equal(block[i, :2], gen.random((2, 5)))
