@@ -8,45 +8,32 @@ from the programs so the draws are read in one place, without the steps that use
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from hostsim import arch, draws
 from hostsim.hw_profiles import answers
 from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS
-from hostsim.keyed import KeyedGen
 from hostsim.model import Model
 
 SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further block of slots
 
 
-def events_block(
-    m: Model, family: str, blk: int, nq: int, slots: int, sample: Callable[[KeyedGen], np.ndarray]
-) -> np.ndarray:
-    """Call slots ``blk * slots`` on of ``family`` for every host event's first ``nq`` queues
-    (or more): ``(events, queues, slots)``, ``sample(gen)`` drawing them. Drawn for every event
-    at once (a host event's program asks for a few families, many events ask for the same
-    ones), each event's row the values of its own keyed draws: its key, the queue, the call."""
-    a = m.host_draws.get((family, blk))
+def cost_block(m: Model, name: str, blk: int, nq: int) -> np.ndarray:
+    """Call slots ``blk * SLOTS`` on of cost ``name`` for every host event's first ``nq``
+    queues (or more): ``(events, queues, SLOTS)``. Drawn for every event at once (a host
+    event's program asks for a few costs, many events ask for the same ones), each event's
+    row the values of its own keyed draws: its key, the queue, the call."""
+    a = m.host_draws.get((name, blk))
     if a is None or a.shape[1] < nq:
         width = max(nq, 1 if a is None else 2 * a.shape[1])
-        shape = (len(m.event_keys), width * slots)
-        lv = np.broadcast_to(np.repeat(np.arange(width, dtype=np.int64), slots), shape)
-        kk = np.tile(np.arange(slots, dtype=np.int64), width) + blk * slots
+        shape = (len(m.event_keys), width * SLOTS)
+        lv = np.broadcast_to(np.repeat(np.arange(width, dtype=np.int64), SLOTS), shape)
+        kk = np.tile(np.arange(SLOTS, dtype=np.int64), width) + blk * SLOTS
         events = np.array(m.event_keys, np.int64)
-        gen = draws.keyed(m.s.seed, family, events, lv, np.broadcast_to(kk, shape))
-        a = m.host_draws[(family, blk)] = sample(gen).reshape(len(events), width, slots)
+        gen = draws.keyed(m.s.seed, f"host-cost:{name}", events, lv, np.broadcast_to(kk, shape))
+        costs = m.s.costs[name].sample(gen, gen.shape)
+        a = m.host_draws[(name, blk)] = costs.reshape(len(events), width, SLOTS)
     return a
-
-
-def cost_block(m: Model, name: str, blk: int, nq: int) -> np.ndarray:
-    """Call slots ``blk * SLOTS`` on of cost ``name``, every host event's first ``nq`` queues
-    (or more): ``(events, queues, SLOTS)``."""
-    dist = m.s.costs[name]
-    return events_block(
-        m, f"host-cost:{name}", blk, nq, SLOTS, lambda gen: dist.sample(gen, gen.shape)
-    )
 
 
 class HostCosts:

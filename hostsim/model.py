@@ -67,8 +67,8 @@ class Model:
         self._cache: OrderedDict[tuple[int, int, int], Block] = OrderedDict()
         self._cache_bytes = 0
         self._queues: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        #: the host events' draws by (family, block of call slots), every event at once
-        #: (:func:`hostsim.host_draws.events_block`)
+        #: the host events' draws, every event at once: by (cost, block of call slots) and
+        #: (fault family, -1) (:func:`hostsim.host_draws.cost_block`, ``fault_block``)
         self.host_draws: dict[tuple[str, int], np.ndarray] = {}
         self.shapes = [
             block_shape(g.count * g.vcpus, expected_requests(g.workload, scenario.duration_ns))
