@@ -8,6 +8,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostsim import records
 from hostsim.records import HOST_EVENT_DTYPE, PATH_NAMES, Path
@@ -309,3 +311,18 @@ def test_memory_stays_bounded():
     grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
     assert st.n_records == 55 * 5000
     assert grown < 64 * 1024, f"state grew by {grown} bytes over 50 chunks"
+
+
+@given(
+    st.lists(st.integers(0, 10**12), min_size=1, max_size=300),
+    st.lists(st.floats(0.0, 100.0), min_size=1, max_size=12),
+)
+@settings(max_examples=200, deadline=None)
+def test_percentiles_equal_the_packages_own(values: list[int], percentiles: list[float]) -> None:
+    """The vectorised percentile read gives the package's get_value_at_percentile, for any
+    values and any percentiles (0 and 100 included)."""
+    h = new_histogram()
+    record_values(h, np.array(values, np.int64))
+    wanted = [*percentiles, 0.0, 100.0, 50.0]
+    ours = histogram_percentiles(h, wanted)
+    assert ours == {p: h.get_value_at_percentile(p) for p in wanted}
