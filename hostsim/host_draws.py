@@ -16,24 +16,31 @@ from hostsim.intercept import AQIC_SLOTS, TAPQ_SLOTS
 from hostsim.model import Model
 
 SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further block of slots
+EVENTS_AT_ONCE = 64  # host events whose draws of one family are made together
 
 
-def cost_block(m: Model, name: str, blk: int, nq: int) -> np.ndarray:
-    """Call slots ``blk * SLOTS`` on of cost ``name`` for every host event's first ``nq``
-    queues (or more): ``(events, queues, SLOTS)``. Drawn for every event at once (a host
-    event's program asks for a few costs, many events ask for the same ones), each event's
-    row the values of its own keyed draws: its key, the queue, the call."""
-    a = m.host_draws.get((name, blk))
+def _events(m: Model, index: int) -> tuple[int, np.ndarray]:
+    """The chunk of host events that event ``index`` is drawn with, and their keys."""
+    c = index // EVENTS_AT_ONCE
+    return c, np.array(m.event_keys[c * EVENTS_AT_ONCE : (c + 1) * EVENTS_AT_ONCE], np.int64)
+
+
+def cost_block(m: Model, name: str, blk: int, index: int, nq: int) -> np.ndarray:
+    """Call slots ``blk * SLOTS`` on of cost ``name`` for host event ``index``'s first ``nq``
+    queues (or more): ``(queues, SLOTS)``. Drawn for a chunk of events at once (a host event's
+    program asks for a few costs, many events ask for the same ones), each event's row the
+    values of its own keyed draws: its key, the queue, the call."""
+    c, events = _events(m, index)
+    a = m.host_draws.get((name, blk, c))
     if a is None or a.shape[1] < nq:
         width = max(nq, 1 if a is None else 2 * a.shape[1])
-        shape = (len(m.event_keys), width * SLOTS)
+        shape = (len(events), width * SLOTS)
         lv = np.broadcast_to(np.repeat(np.arange(width, dtype=np.int64), SLOTS), shape)
         kk = np.tile(np.arange(SLOTS, dtype=np.int64), width) + blk * SLOTS
-        events = np.array(m.event_keys, np.int64)
         gen = draws.keyed(m.s.seed, f"host-cost:{name}", events, lv, np.broadcast_to(kk, shape))
         costs = m.s.costs[name].sample(gen, gen.shape)
-        a = m.host_draws[(name, blk)] = costs.reshape(len(events), width, SLOTS)
-    return a
+        a = m.host_draws[(name, blk, c)] = costs.reshape(len(events), width, SLOTS)
+    return a[index - c * EVENTS_AT_ONCE]
 
 
 class HostCosts:
@@ -47,23 +54,23 @@ class HostCosts:
         blk = k // SLOTS
         a = self.cache.get((name, blk))
         if a is None:
-            a = self.cache[(name, blk)] = cost_block(self.m, name, blk, self.nq)[self.index]
+            a = self.cache[(name, blk)] = cost_block(self.m, name, blk, self.index, self.nq)
         return int(a[q, k % SLOTS])
 
 
-def fault_block(m: Model, family: draws.Family, nq: int, slots: int) -> np.ndarray:
-    """The uniforms of ``family`` for the ``slots`` calls of every host event's first ``nq``
-    queues (or more): ``(events, queues, slots)``, each event's row its own keyed draws (its
-    key, the queue; the calls are sub-slots)."""
-    a = m.host_draws.get((family.name, -1))
+def fault_block(m: Model, family: draws.Family, index: int, nq: int, slots: int) -> np.ndarray:
+    """The uniforms of ``family`` for the ``slots`` calls of host event ``index``'s first
+    ``nq`` queues (or more): ``(queues, slots)``. Drawn for a chunk of events at once, each
+    event's row its own keyed draws (its key, the queue; the calls are sub-slots)."""
+    c, events = _events(m, index)
+    a = m.host_draws.get((family.name, -1, c))
     if a is None or a.shape[1] < nq:
         width = max(nq, 1 if a is None else 2 * a.shape[1])
-        shape = (len(m.event_keys), width)
+        shape = (len(events), width)
         lv = np.broadcast_to(np.arange(width, dtype=np.int64), shape)
-        events = np.array(m.event_keys, np.int64)
         gen = draws.keyed(m.s.seed, family, events, lv, np.zeros(shape, np.int64))
-        a = m.host_draws[(family.name, -1)] = gen.random((*shape, slots))
-    return a
+        a = m.host_draws[(family.name, -1, c)] = gen.random((*shape, slots))
+    return a[index - c * EVENTS_AT_ONCE]
 
 
 class HostFaults:
@@ -72,9 +79,9 @@ class HostFaults:
 
     def __init__(self, m: Model, index: int, apqns: np.ndarray) -> None:
         nq = len(apqns)
-        au = fault_block(m, draws.HOST_HW_AQIC, nq, AQIC_SLOTS)[index, :nq]
-        tu = fault_block(m, draws.HOST_HW_TAPQ, nq, TAPQ_SLOTS)[index, :nq]
-        iu = fault_block(m, draws.HOST_HW_IRQ, nq, TAPQ_SLOTS)[index, :nq]
+        au = fault_block(m, draws.HOST_HW_AQIC, index, nq, AQIC_SLOTS)[:nq]
+        tu = fault_block(m, draws.HOST_HW_TAPQ, index, nq, TAPQ_SLOTS)[:nq]
+        iu = fault_block(m, draws.HOST_HW_IRQ, index, nq, TAPQ_SLOTS)[:nq]
         prof = m.profile_index(apqns)
         aq, self.trc, self.tirq, _ = answers(m.profiles, prof, au, tu, iu, np.ones(nq))
         self.arc = (aq >> arch.STATUS_RC_SHIFT) & 0xFF

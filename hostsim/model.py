@@ -67,9 +67,9 @@ class Model:
         self._cache: OrderedDict[tuple[int, int, int], Block] = OrderedDict()
         self._cache_bytes = 0
         self._queues: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        #: the host events' draws, every event at once: by (cost, block of call slots) and
-        #: (fault family, -1) (:func:`hostsim.host_draws.cost_block`, ``fault_block``)
-        self.host_draws: dict[tuple[str, int], np.ndarray] = {}
+        #: the host events' draws, a chunk of events at once: by (cost, block of call slots,
+        #: chunk) and (fault family, -1, chunk) (:func:`hostsim.host_draws.cost_block`)
+        self.host_draws: dict[tuple[str, int, int], np.ndarray] = {}
         self.shapes = [
             block_shape(g.count * g.vcpus, expected_requests(g.workload, scenario.duration_ns))
             for g in scenario.guests

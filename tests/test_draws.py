@@ -163,31 +163,38 @@ def test_several_groups_at_once_give_each_groups_own_draws(method: str) -> None:
 
 
 def test_host_cost_blocks_are_each_events_own_draws() -> None:
-    """The host events' costs, drawn for every event at once, are each event's own keyed draws
-    (its key, the queue, the call), whatever the width asked first."""
+    """The host events' costs, drawn for a chunk of events at once, are each event's own keyed
+    draws (its key, the queue, the call), whatever the width asked first."""
+    from hostsim import host_draws
     from hostsim.host_draws import SLOTS, cost_block
 
     s = load(None, ['costs.zapq={ dist = "lognormal", median_ns = 2000, sigma = 0.4 }'])
     m = Model(s)
-    narrow = cost_block(m, "zapq", 1, 1).copy()
-    wide = cost_block(m, "zapq", 1, 3)  # wider than the first ask: drawn again, wider
-    assert wide.shape == (len(s.events), 3, SLOTS) and np.array_equal(wide[:, :1], narrow)
+    n = len(s.events)
+    host_draws.EVENTS_AT_ONCE, saved = 4, host_draws.EVENTS_AT_ONCE  # several chunks
+    try:
+        narrow = [cost_block(m, "zapq", 1, i, 1).copy() for i in range(n)]
+        wide = [cost_block(m, "zapq", 1, i, 3) for i in range(n)]  # wider: drawn again
+    finally:
+        host_draws.EVENTS_AT_ONCE = saved
+    assert n > 8 and len({key[2] for key in m.host_draws}) == -(-n // 4)
     for i, ek in enumerate(m.event_keys):
+        assert wide[i].shape[0] >= 3 and np.array_equal(wide[i][:1], narrow[i][:1])
         lv = np.repeat(np.arange(3, dtype=np.int64), SLOTS)
         kk = np.tile(np.arange(SLOTS, dtype=np.int64), 3) + SLOTS
         gen = draws.keyed(s.seed, "host-cost:zapq", ek, lv, kk)
         own = s.costs["zapq"].sample(gen, gen.shape).reshape(3, SLOTS)
-        assert np.array_equal(wide[i], own)
+        assert np.array_equal(wide[i][:3], own)
 
 
 def test_host_fault_blocks_are_each_events_own_draws() -> None:
-    """The uniforms behind host-side hardware faults, drawn for every event at once, are each
-    event's own keyed draws (its key, the queue; the calls are sub-slots)."""
+    """The uniforms behind host-side hardware faults, drawn for a chunk of events at once, are
+    each event's own keyed draws (its key, the queue; the calls are sub-slots)."""
     from hostsim.host_draws import fault_block
 
     s = load(None)
     m = Model(s)
-    block = fault_block(m, draws.HOST_HW_TAPQ, 2, 5)
     for i, ek in enumerate(m.event_keys):
+        block = fault_block(m, draws.HOST_HW_TAPQ, i, 2, 5)
         gen = draws.keyed(s.seed, draws.HOST_HW_TAPQ, ek, np.arange(2), np.zeros(2, np.int64))
-        assert np.array_equal(block[i, :2], gen.random((2, 5)))
+        assert np.array_equal(block[:2], gen.random((2, 5)))
