@@ -8,6 +8,8 @@ from the programs so the draws are read in one place, without the steps that use
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from hostsim import arch, draws
@@ -19,28 +21,38 @@ SLOTS = 16  # keyed cost draws per queue and cost; more calls draw a further blo
 EVENTS_AT_ONCE = 64  # host events whose draws of one family are made together
 
 
-def _events(m: Model, index: int) -> tuple[int, np.ndarray]:
-    """The chunk of host events that event ``index`` is drawn with, and their keys."""
+def _chunk(
+    m: Model,
+    key: tuple[str, int],
+    index: int,
+    nq: int,
+    draw: Callable[[np.ndarray, int], np.ndarray],
+) -> np.ndarray:
+    """Host event ``index``'s row of the block ``key`` (family, slot block) of its chunk of
+    :data:`EVENTS_AT_ONCE` events, at least ``nq`` queues wide: ``draw(event keys, width)``
+    makes the chunk's block (``(events, width, ...)``) on first use or when a wider one is
+    asked for. Many events ask for the same draws: one numpy pass serves a chunk of them."""
     c = index // EVENTS_AT_ONCE
-    return c, np.array(m.event_keys[c * EVENTS_AT_ONCE : (c + 1) * EVENTS_AT_ONCE], np.int64)
+    a = m.host_draws.get((*key, c))
+    if a is None or a.shape[1] < nq:
+        events = np.array(m.event_keys[c * EVENTS_AT_ONCE : (c + 1) * EVENTS_AT_ONCE], np.int64)
+        a = m.host_draws[(*key, c)] = draw(events, max(nq, 1 if a is None else 2 * a.shape[1]))
+    return a[index - c * EVENTS_AT_ONCE]
 
 
 def cost_block(m: Model, name: str, blk: int, index: int, nq: int) -> np.ndarray:
     """Call slots ``blk * SLOTS`` on of cost ``name`` for host event ``index``'s first ``nq``
-    queues (or more): ``(queues, SLOTS)``. Drawn for a chunk of events at once (a host event's
-    program asks for a few costs, many events ask for the same ones), each event's row the
-    values of its own keyed draws: its key, the queue, the call."""
-    c, events = _events(m, index)
-    a = m.host_draws.get((name, blk, c))
-    if a is None or a.shape[1] < nq:
-        width = max(nq, 1 if a is None else 2 * a.shape[1])
+    queues (or more): ``(queues, SLOTS)``, the values of the event's own keyed draws (its key,
+    the queue, the call), drawn with its chunk of events."""
+
+    def draw(events: np.ndarray, width: int) -> np.ndarray:
         shape = (len(events), width * SLOTS)
         lv = np.broadcast_to(np.repeat(np.arange(width, dtype=np.int64), SLOTS), shape)
         kk = np.tile(np.arange(SLOTS, dtype=np.int64), width) + blk * SLOTS
         gen = draws.keyed(m.s.seed, f"host-cost:{name}", events, lv, np.broadcast_to(kk, shape))
-        costs = m.s.costs[name].sample(gen, gen.shape)
-        a = m.host_draws[(name, blk, c)] = costs.reshape(len(events), width, SLOTS)
-    return a[index - c * EVENTS_AT_ONCE]
+        return m.s.costs[name].sample(gen, gen.shape).reshape(len(events), width, SLOTS)
+
+    return _chunk(m, (name, blk), index, nq, draw)
 
 
 class HostCosts:
@@ -48,6 +60,7 @@ class HostCosts:
 
     def __init__(self, m: Model, index: int, nq: int) -> None:
         self.m, self.index, self.nq = m, index, max(nq, 1)
+        #: this event's rows of the chunk blocks (a program asks for each many times)
         self.cache: dict[tuple[str, int], np.ndarray] = {}
 
     def __call__(self, name: str, q: int = 0, k: int = 0) -> int:
@@ -60,17 +73,17 @@ class HostCosts:
 
 def fault_block(m: Model, family: draws.Family, index: int, nq: int, slots: int) -> np.ndarray:
     """The uniforms of ``family`` for the ``slots`` calls of host event ``index``'s first
-    ``nq`` queues (or more): ``(queues, slots)``. Drawn for a chunk of events at once, each
-    event's row its own keyed draws (its key, the queue; the calls are sub-slots)."""
-    c, events = _events(m, index)
-    a = m.host_draws.get((family.name, -1, c))
-    if a is None or a.shape[1] < nq:
-        width = max(nq, 1 if a is None else 2 * a.shape[1])
+    ``nq`` queues (or more): ``(queues, slots)``, the event's own keyed draws (its key, the
+    queue; the calls are sub-slots), drawn with its chunk of events."""
+
+    def draw(events: np.ndarray, width: int) -> np.ndarray:
         shape = (len(events), width)
         lv = np.broadcast_to(np.arange(width, dtype=np.int64), shape)
-        gen = draws.keyed(m.s.seed, family, events, lv, np.zeros(shape, np.int64))
-        a = m.host_draws[(family.name, -1, c)] = gen.random((*shape, slots))
-    return a[index - c * EVENTS_AT_ONCE]
+        return draws.keyed(m.s.seed, family, events, lv, np.zeros(shape, np.int64)).random(
+            (*shape, slots)
+        )
+
+    return _chunk(m, (family.name, -1), index, nq, draw)
 
 
 class HostFaults:
