@@ -2,7 +2,7 @@
 fragment (each with its sample count and goodness of fit as comments).
 
 Every measured quantity is a sum of hostsim costs (how the engines add them up:
-:mod:`hostsim.request`, :func:`hostsim.timing.hold_ns`, :mod:`hostsim.host_ops`). A fit takes one
+:mod:`hostsim.chain`, :mod:`hostsim.host_ops`). A fit takes one
 *target* cost per quantity and subtracts the others (*known*: the scenario's, or fitted earlier
 from the same captures). :data:`QUANTITIES` is the table, in fitting order.
 

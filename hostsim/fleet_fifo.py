@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hostsim.plan import CAT_MUTEX
+from hostsim.chain import CAT_MUTEX
 
 _SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
 

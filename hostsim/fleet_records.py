@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from hostsim.plan import CAT_EARLY, TAIL_DTYPE
+from hostsim.chain import CAT_EARLY
+from hostsim.plan import TAIL_DTYPE
 
 
 class LazyColumns(Mapping[str, np.ndarray]):

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from hostsim.chain import CAT_MUTEX
 from hostsim.fleet_parts import FleetParts
 from hostsim.fleet_pool import INF
-from hostsim.plan import CAT_MUTEX
 from hostsim.sim_env import WAKE
 from hostsim.ties import NORMAL, VCPU
 

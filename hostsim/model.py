@@ -14,8 +14,8 @@ never change a value.
 Here: :class:`Model`, a scenario made ready to simulate, and its draw cache. What it makes
 lives beside it: the draws of a set of requests (:mod:`hostsim.request_draws`), the hardware
 profiles and their answers (:mod:`hostsim.hw_profiles`), the scripts, matrices, views and clocks
-of the run (:mod:`hostsim.dynamics`); the timing functions that turn a decision and its draws
-into durations are in :mod:`hostsim.timing`.
+of the run (:mod:`hostsim.dynamics`); the request's stage chain that turns a decision and its
+draws into durations is :mod:`hostsim.chain`.
 """
 
 from __future__ import annotations

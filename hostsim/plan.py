@@ -1,10 +1,11 @@
 """Planning: the requests of plain steady vCPUs decoded ahead, with their own durations.
 
 A planned request carries everything about it that does not depend on other requests: its gap,
-the decode (record fields), and the durations of its segments, folded into offsets from its
-issue time: ``t_exit = issue + sie``, ``t_decode = issue + pre``, the mutex request at ``issue
-+ koff`` (mutex requests only), and its resume at ``issue + fin`` when it takes no lock or
-``release + entry`` when it does (the hold is fixed before the request is granted).
+the decode (record fields), and its program (:mod:`hostsim.chain`) walked with every wait
+zero, folded into offsets from its issue time: ``t_exit = issue + sie``, ``t_decode = issue +
+pre``, the mutex request at ``issue + koff`` (mutex requests only), and its resume at ``issue +
+fin`` when it takes no lock or ``release + entry`` when it does (the hold is fixed before the
+request is granted). Fleet guests have no rwsem writer, so their read side never waits.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from hostsim import arch
+from hostsim.chain import CAT_MUTEX, categories, paths, walk_batch
 from hostsim.decode import decode_batch
 from hostsim.hw_profiles import answers
 from hostsim.intercept import InterceptBatch
 from hostsim.model import Model
-from hostsim.records import RECORD_DTYPE, Path
-from hostsim.rules import Kind, rule_code
+from hostsim.records import RECORD_DTYPE
 from hostsim.scenario_types import Scenario
 
 #: The record fields a plan fixes (everything after the times).
 TAIL_DTYPE = np.dtype([(name, RECORD_DTYPE[name]) for name in (RECORD_DTYPE.names or ())[12:]])
-CAT_EARLY, CAT_NOHOOK, CAT_HOOK_NOMUTEX, CAT_MUTEX = range(4)
 #: Duration columns of a plan (int64, but ``cat``: int8).
 PLAN_COLUMNS = ("gap", "sie", "pre", "koff", "fin", "hold", "entry", "cat")
 
@@ -88,74 +88,23 @@ def make_plan(
     d = decode_batch(batch, m.variant)
     costs = blk.costs
 
-    def add(out: np.ndarray, name: str, sel: np.ndarray, j: int | None = None) -> None:
-        """out[sel] += cost ``name`` of the rows ``sel`` (drawn for those rows alone)."""
-        dist = m.s.costs[name]
-        count = int(np.count_nonzero(sel))
-        if count == 0:
-            return
-        if dist.kind == "fixed":
-            if count == n:
-                out += dist.fixed_ns
-            else:
-                out[sel] += dist.fixed_ns
-        elif count == n:
-            out += costs.subset(name, slice(None), j)
-        else:
-            idx = np.flatnonzero(sel)
-            out[idx] += costs.subset(name, idx, j)
-
-    kind = d.kind
-    cat = np.full(n, CAT_EARLY, np.int8)
-    cat[kind == Kind.NO_HOOK_RC01] = CAT_NOHOOK
-    cat[d.hook_called & ~d.mutex] = CAT_HOOK_NOMUTEX
-    cat[d.mutex] = CAT_MUTEX
-    sie = np.broadcast_to(costs["sie_exit"], (n,))
-    rw = np.broadcast_to(costs["rwsem_read"], (n,))
-    rwhe = rw + np.broadcast_to(costs["hook_entry"], (n,))
-    entry = np.broadcast_to(costs["sie_entry"], (n,))
-    pre = sie + np.broadcast_to(costs["kvm_decode"], (n,))
-    exitc = np.zeros(n, np.int64)
-    add(exitc, "userspace_exit", kind == Kind.USERSPACE_EXIT)
-    add(exitc, "pgm_inject", kind == Kind.PROGRAM_INTERRUPT)
-    mutex = d.mutex
-    hold = np.zeros(n, np.int64)
-    add(hold, "mutex_acquire", mutex)
-    add(hold, "lookup", mutex)
-    add(hold, "pin", mutex & d.pin)
-    add(hold, "gisc_register", mutex & d.gisc)
-    for name, calls, width in (
-        ("host_aqic", d.hw_aqic_calls, 7),
-        ("host_tapq", d.hw_tapq_calls, 5),
-        ("msleep20", d.sleeps, 11),
-    ):
-        for j in range(min(width, int(calls.max()) if n else 0)):
-            add(hold, name, mutex & (calls > j), j)
-    # A request that takes no lock resumes at a fixed offset from its issue (pure arithmetic).
-    fin = (
-        pre
-        + entry
-        + np.where(cat == CAT_EARLY, exitc, np.where(cat == CAT_NOHOOK, rw, rwhe + exitc))
-    )
+    cat = categories(d)
+    marks = walk_batch(d, cat, costs, m.s.costs)
+    zero = np.zeros(n, np.int64)
+    resume = marks["resume"]
+    rel, grant = marks.get("rel", zero), marks.get("grant", zero)
     plan = {
         "gap": np.asarray(blk.gap, np.int64),
-        "sie": sie,
-        "pre": pre,
-        "koff": np.where(mutex, pre + rwhe, 0),
-        "fin": fin,
-        "hold": hold,
-        "entry": entry,
+        "sie": marks["t_exit"],
+        "pre": marks["t_decode"],
+        "koff": marks.get("t_mreq", zero),  # the mutex request (mutex rows; else 0)
+        "fin": resume,  # the resume, every wait zero (a request that takes no lock: its own)
+        "hold": rel - grant,  # mutex rows; else 0
+        "entry": np.where(cat == CAT_MUTEX, resume - rel, 0),
         "cat": cat,
     }
     if blk.poll is not None:
         plan["poll"] = np.asarray(blk.poll, np.int64)
-    path = np.full(n, Path.HOOK_SOFTWARE, np.uint8)
-    path[kind == Kind.USERSPACE_EXIT] = Path.USERSPACE_EXIT
-    path[kind == Kind.PROGRAM_INTERRUPT] = Path.PROGRAM_CHECK
-    path[kind == Kind.NO_HOOK_RC01] = Path.NO_HOOK_RC01
-    served = kind == Kind.HOOK_HANDLED
-    path[served & (d.hw_aqic_calls > 0)] = Path.HOOK_ENABLE
-    path[served & (d.rule == rule_code("disable.done"))] = Path.HOOK_DISABLE
     if tail is None:
         tail = np.empty(n, TAIL_DTYPE)
     tail["gpr0"] = regs["gpr0"]
@@ -164,8 +113,8 @@ def make_plan(
     tail["psw_mask"] = regs["psw_mask"]
     tail["gpr1_out"] = d.gr1
     tail["apqn"] = regs["gpr0"] & np.uint64(arch.GR0_APQN_MASK)
-    tail["kind"] = kind
-    tail["path"] = path
+    tail["kind"] = d.kind
+    tail["path"] = paths(d)
     tail["rule"] = d.rule
     tail["response_code"] = d.response_code
     tail["guest_visible_rc"] = d.guest_visible_rc

@@ -1,20 +1,22 @@
-"""One request's stage chain in scalar form: what both engines' one-at-a-time paths follow.
+"""One request's stage chain, one step at a time: what both engines' one-at-a-time paths follow.
 
-The stages of a PQAP intercept, each a function of the request's draws and of the guest's state
-at that stage (the vectorised form of the same chain is :func:`hostsim.plan.make_plan`):
+The chain itself is data, :mod:`hostsim.chain` (a program of spans and waits per decision);
+each function here walks it from one wait to the next, with the decision as the guest's state
+makes it at that point:
 
-1. :func:`start`: the SIE exit and KVM's decode times;
-2. :func:`decode_at_handler`: the decode when the handler runs; KVM's own guards (program
-   check, userspace exit) finish here, without a lock;
-3. :func:`after_read`: past the guest's ``pqap_hook_rwsem`` read side (granted at ``t_rw``):
-   RC 01 without a hook, a hook that answers without the mutex, or a mutex request at
-   ``t_mreq``;
+1. :func:`start`: the SIE exit and KVM's decode times (:data:`~hostsim.chain.PREFIX`);
+2. :func:`decode_at_handler`: the decode when the handler runs, which picks the program; KVM's
+   own guards (program check, userspace exit) finish here, without a lock;
+3. :func:`after_read`: past the guest's ``pqap_hook_rwsem`` read side (granted at ``t_rw``),
+   decided again with the hook's registration then: RC 01 without a hook, a hook that answers
+   without the mutex, or a mutex request at ``t_mreq``;
 4. :func:`at_grant`: the decode under the mutex, with the configuration as it is at the grant;
    the hold, the release and the resume.
 
 A decode is repeated only when its input changed since the last one (it is a pure function of
 the intercept and the variant). The engines supply the waits: SimPy events in the reference,
-heap events in the fast engine.
+heap events in the fast engine. The fleet evaluates the same programs over arrays
+(:func:`hostsim.chain.walk_batch`, from :func:`hostsim.plan.make_plan`).
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostsim import arch
+from hostsim.chain import (
+    CAT_MUTEX,
+    MUTEX,
+    PREFIX,
+    PROGRAMS,
+    READ,
+    after_wait,
+    category_of,
+    path_of,
+    walk,
+)
 from hostsim.decode import Decision, decode_one
 from hostsim.intercept import Intercept
 from hostsim.model import Model
 from hostsim.queues import QueueState
-from hostsim.rules import Kind
 from hostsim.sink import record_tuple
 from hostsim.streams import Req, intercept
-from hostsim.timing import exit_cost, hold_ns, path_of
 
 
 @dataclass(slots=True)
@@ -38,8 +49,8 @@ class InFlight:
     """A request between its issue and its resume, with every stage time it has reached."""
 
     req: Req
-    t_exit: int
-    t_decode: int
+    t_exit: int = -1
+    t_decode: int = -1
     x: Intercept | None = None
     d: Decision | None = None
     t_rw: int = -1  # the rwsem read side granted
@@ -51,49 +62,36 @@ class InFlight:
 
 
 def start(req: Req) -> InFlight:
-    """The request's SIE exit and decode times."""
-    cost, r, c = req.blk.costs, req.r, req.c
-    t_exit = req.issue + int(cost["sie_exit"][r, c])
-    return InFlight(req, t_exit, t_exit + int(cost["kvm_decode"][r, c]))
+    """The request's SIE exit and decode times (:data:`hostsim.chain.PREFIX`)."""
+    f = InFlight(req)
+    walk(PREFIX, 0, req.issue, None, req.blk.costs, req.r, req.c, f)
+    return f
 
 
 def decode_at_handler(m: Model, v: int, f: InFlight, hook: bool, gs: Any) -> bool:
-    """Decode at the handler with the guest's state now; True if the request goes on to the
-    rwsem read side (the hook path, or RC 01), else it is finished (``f.resume``)."""
+    """Decode at the handler with the guest's state now; True if the request's program goes
+    on to the rwsem read side (the hook path, or RC 01), else it is finished (``f.resume``)."""
     req = f.req
     f.x = x = intercept(m, v, req, hook, gs.mdev_kvm, False, gs.matrix)
     f.d = d = decode_one(x, m.variant)
-    if d.hook_called or d.kind == Kind.NO_HOOK_RC01:
-        return True
-    entry = int(req.blk.costs["sie_entry"][req.r, req.c])
-    f.resume = f.t_decode + exit_cost(d, req.blk, req.r, req.c) + entry
-    return False
+    program = PROGRAMS[category_of(d)]
+    return walk(program, 0, f.t_decode, d, req.blk.costs, req.r, req.c, f)[1] is not None
 
 
 def after_read(m: Model, f: InFlight, t_rw: int, hook: bool) -> bool:
-    """Past the read side (granted at ``t_rw``; -1 without an rwsem): True if the request now
-    asks for the mutex at ``f.t_mreq``, else it releases the read side at ``f.t_back`` and is
-    finished (``f.resume``)."""
+    """Past the read side (granted at ``t_rw``; -1 without an rwsem), with the decision as the
+    hook's registration is now: True if the request now asks for the mutex at ``f.t_mreq``,
+    else it releases the read side at ``f.t_back`` and is finished (``f.resume``)."""
     req, x = f.req, f.x
     assert x is not None and f.d is not None
     if m.rwsem and x.hook_registered != hook:
         x.hook_registered = hook
         f.d = decode_one(x, m.variant)
-    d = f.d
-    cost, r, c = req.blk.costs, req.r, req.c
     f.t_rw = t_rw
-    t_h = (t_rw if m.rwsem else f.t_decode) + int(cost["rwsem_read"][r, c])
-    entry = int(cost["sie_entry"][r, c])
-    if d.kind == Kind.NO_HOOK_RC01:
-        f.t_back = t_h
-        f.resume = t_h + entry
-        return False
-    if not d.mutex:
-        f.t_back = t_h + int(cost["hook_entry"][r, c])
-        f.resume = f.t_back + exit_cost(d, req.blk, r, c) + entry
-        return False
-    f.t_mreq = t_h + int(cost["hook_entry"][r, c])
-    return True
+    cat = category_of(f.d)
+    t = t_rw if m.rwsem else f.t_decode
+    program, i = PROGRAMS[cat], after_wait(cat, READ)
+    return walk(program, i, t, f.d, req.blk.costs, req.r, req.c, f)[1] is not None
 
 
 def at_grant(
@@ -111,7 +109,8 @@ def at_grant(
 
     With ``queues`` (a guest whose queues host operations touch, :attr:`Model.stateful`), the
     hook's hardware answers come from the queue's state and update it
-    (:func:`hostsim.queues.hook_answers`)."""
+    (:func:`hostsim.queues.hook_answers`). The request holds the mutex, so its program goes on
+    from the grant whatever the decision now is."""
     req, x = f.req, f.x
     assert x is not None and f.d is not None
     now = (mdev_kvm, cleared, (x.gpr0 & 0xFFFF) in matrix)
@@ -121,9 +120,12 @@ def at_grant(
     if queues is not None and f.d.hw_aqic_calls:
         f.d = hook_answers(m, f, grant, queues, guest)
     f.grant = grant
-    f.rel = grant + hold_ns(f.d, req.blk, req.r, req.c)
-    f.resume = f.rel + int(req.blk.costs["sie_entry"][req.r, req.c])
+    program = PROGRAMS[CAT_MUTEX]
+    walk(program, _AFTER_MUTEX, grant, f.d, req.blk.costs, req.r, req.c, f)
     return f.rel
+
+
+_AFTER_MUTEX = after_wait(CAT_MUTEX, MUTEX)
 
 
 def record(f: InFlight, v: int, guest: int, k: int) -> tuple[Any, ...]:
