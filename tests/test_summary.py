@@ -83,6 +83,14 @@ def test_exact_sums_are_exact():
     assert exact_sums(np.array([], np.int64)) == (0, 0)
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 2**40 - 1), min_size=1, max_size=300), st.integers(1, 20))
+def test_exact_sums_fast_path_is_exact(values: list[int], repeat: int) -> None:
+    """Values under 2**40 take the wrapping path (squares past 2**64 are picked by a float sum)."""
+    v = np.array(values * repeat, np.int64)
+    assert exact_sums(v) == (sum(values) * repeat, sum(x * x for x in values) * repeat)
+
+
 # --- summary against numpy --------------------------------------------------------------------
 def test_path_statistics_match_numpy():
     rec = make_records(50_000, seed=4)
