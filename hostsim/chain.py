@@ -158,11 +158,26 @@ def categories(d: Any) -> np.ndarray:
     return cat
 
 
+def _plain(t: Term) -> bool:
+    return t.flag is None and t.kind is None and t.count is None
+
+
+#: Each segment split once into its unconditional costs and its conditional terms (the scalar
+#: walk runs once per request and stage: no per-term checks for the common case).
+_SPLIT: dict[str, tuple[tuple[str, ...], tuple[Term, ...]]] = {
+    seg: (tuple(t.cost for t in terms if _plain(t)), tuple(t for t in terms if not _plain(t)))
+    for seg, terms in SEGMENTS.items()
+}
+
+
 def span_ns(seg: str, d: Any, costs: Any, r: int, c: int) -> int:
     """Segment ``seg``'s duration for the decision ``d`` of request ``(r, c)`` of a block's
     ``costs`` (:class:`hostsim.request_draws.Costs`)."""
+    plain, cond = _SPLIT[seg]
     total = 0
-    for t in SEGMENTS[seg]:
+    for name in plain:
+        total += int(costs[name][r, c])
+    for t in cond:
         if t.count is not None:
             for j in range(getattr(d, t.count)):
                 total += int(costs.slot(t.cost, j)[r, c])
@@ -176,14 +191,15 @@ def walk(
 ) -> tuple[int, Wait | None]:
     """Run ``steps`` from index ``start`` at time ``t``, setting each mark on ``f`` as it is
     reached, up to the next wait or the end: (the time then, that wait or None)."""
-    for step in steps[start:]:
-        if isinstance(step, Wait):
+    for i in range(start, len(steps)):
+        step = steps[i]
+        if isinstance(step, Span):
+            t += span_ns(step.seg, d, costs, r, c)
+            if step.mark is not None:
+                setattr(f, step.mark, t)
+        elif isinstance(step, Wait):
             return t, step
-        if isinstance(step, Release):  # (the engine releases when the request gets here)
-            continue
-        t += span_ns(step.seg, d, costs, r, c)
-        if step.mark is not None:
-            setattr(f, step.mark, t)
+        # (a Release: the engine releases when the request gets here)
     return t, None
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from simpy.events import Event
 
+from hostsim.decode_memo import DecodeMemo
 from hostsim.engine_fast_host import (
     _ADVANCE,
     _EFFECT,
@@ -82,6 +83,8 @@ class FastEngine(HostEvents):
         self, model: Model, sink: RecordSink, processes: tuple[AnyProcess, ...] = ()
     ) -> None:
         self.m = model
+        #: the one-at-a-time requests' decodes, remembered (a pure function of the input)
+        self.decode = DecodeMemo()
         #: the SimPy Environment: its queue is this engine's heap (hostsim.sim_env)
         self.env = HostEnv(stop_at=model.s.duration_ns)
         self.env.native = self._native
@@ -333,7 +336,7 @@ class FastEngine(HostEvents):
         m = self.m
         guest = self.vguest[v]
         gs = self.gstate[guest]
-        f = self.inflight[v] = start(req)
+        f = self.inflight[v] = start(req, self.decode)
         hook = self._hook_at(guest, f.t_decode) if not m.rwsem else gs.hook
         if not decode_at_handler(m, v, f, hook, gs):
             return self._finish(v)

@@ -21,6 +21,7 @@ heap events in the fast engine. The fleet evaluates the same programs over array
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from hostsim.model import Model
 from hostsim.queues import QueueState
 from hostsim.sink import record_tuple
 from hostsim.streams import Req, intercept
+from hostsim.variants import Variant
 
 
 @dataclass(slots=True)
@@ -59,11 +61,14 @@ class InFlight:
     grant: int = -1
     rel: int = -1
     resume: int = -1
+    #: the scalar decode (``decode_one``, or the fast engine's memo of it)
+    dec: Callable[[Intercept, Variant], Decision] = decode_one
 
 
-def start(req: Req) -> InFlight:
-    """The request's SIE exit and decode times (:data:`hostsim.chain.PREFIX`)."""
-    f = InFlight(req)
+def start(req: Req, dec: Callable[[Intercept, Variant], Decision] = decode_one) -> InFlight:
+    """The request's SIE exit and decode times (:data:`hostsim.chain.PREFIX`); ``dec``: how
+    its decodes are made (:class:`hostsim.decode_memo.DecodeMemo` in the fast engine)."""
+    f = InFlight(req, dec=dec)
     walk(PREFIX, 0, req.issue, None, req.blk.costs, req.r, req.c, f)
     return f
 
@@ -73,7 +78,7 @@ def decode_at_handler(m: Model, v: int, f: InFlight, hook: bool, gs: Any) -> boo
     on to the rwsem read side (the hook path, or RC 01), else it is finished (``f.resume``)."""
     req = f.req
     f.x = x = intercept(m, v, req, hook, gs.mdev_kvm, False, gs.matrix)
-    f.d = d = decode_one(x, m.variant)
+    f.d = d = f.dec(x, m.variant)
     program = PROGRAMS[category_of(d)]
     return walk(program, 0, f.t_decode, d, req.blk.costs, req.r, req.c, f)[1] is not None
 
@@ -86,7 +91,7 @@ def after_read(m: Model, f: InFlight, t_rw: int, hook: bool) -> bool:
     assert x is not None and f.d is not None
     if m.rwsem and x.hook_registered != hook:
         x.hook_registered = hook
-        f.d = decode_one(x, m.variant)
+        f.d = f.dec(x, m.variant)
     f.t_rw = t_rw
     cat = category_of(f.d)
     t = t_rw if m.rwsem else f.t_decode
@@ -116,7 +121,7 @@ def at_grant(
     now = (mdev_kvm, cleared, (x.gpr0 & 0xFFFF) in matrix)
     if now != (x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned):
         x.mdev_has_kvm, x.hook_cleared_in_flight, x.queue_assigned = now
-        f.d = decode_one(x, m.variant)
+        f.d = f.dec(x, m.variant)
     if queues is not None and f.d.hw_aqic_calls:
         f.d = hook_answers(m, f, grant, queues, guest)
     f.grant = grant
@@ -201,7 +206,7 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
             rc = arch.RC.RESET_IN_PROGRESS if at(j) < until else arch.RC.NORMAL
         answers.append(int(rc) << shift)
     x.hw_aqic = answers  # (the TAPQs keep the profile's answers: the I bit may linger)
-    d = decode_one(x, m.variant)
+    d = f.dec(x, m.variant)
     last = min(d.hw_aqic_calls, len(answers)) - 1
     final = arch.status_rc(answers[last])
     if enable and last == 0 and final == arch.RC.NORMAL:
