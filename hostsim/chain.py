@@ -260,29 +260,41 @@ def span_batch(
     return out
 
 
+def _segments_of(steps: tuple[Step, ...]) -> set[str]:
+    return {s.seg for s in steps if isinstance(s, Span)}
+
+
+#: The segments every request runs, and those each category's program adds.
+_PREFIX_SEGS = _segments_of(PREFIX)
+_SEGS_OF = {c: _segments_of(p) for c, p in PROGRAMS.items()}
+
+
 def walk_batch(d: Any, cat: np.ndarray, costs: Any, dists: Any) -> dict[str, np.ndarray]:
     """Every mark's offset from the issue over a batch (categories ``cat``), each wait zero;
-    a mark a row's program does not reach is 0 there."""
+    a mark a row's program does not reach is 0 there. Each segment is evaluated once, on the
+    rows whose program runs it."""
     n = len(cat)
     counts = np.bincount(cat, minlength=len(PROGRAMS)) if n else np.zeros(len(PROGRAMS), int)
     present = [c for c in PROGRAMS if counts[c]]
     segs: dict[str, np.ndarray] = {}
     for seg in SEGMENTS:
-        using = [c for c in present if any(getattr(s, "seg", None) == seg for s in PROGRAMS[c])]
-        if seg in ("exit", "decode") or using:
-            rows = None
-            if sum(int(counts[c]) for c in using) < n and seg not in ("exit", "decode"):
+        using = [c for c in present if seg in _SEGS_OF[c]]
+        rows = None  # every row runs it
+        if seg not in _PREFIX_SEGS:
+            if not using:
+                continue
+            if sum(int(counts[c]) for c in using) < n:
                 lut = np.zeros(len(PROGRAMS), bool)
                 lut[using] = True
                 rows = lut[cat]
-            segs[seg] = span_batch(seg, d, costs, dists, rows, n)
+        segs[seg] = span_batch(seg, d, costs, dists, rows, n)
     marks: dict[str, np.ndarray] = {}
     t = np.zeros(n, np.int64)
     for step in PREFIX:
-        assert isinstance(step, Span)
-        t = t + segs[step.seg]
-        if step.mark is not None:
-            marks[step.mark] = t
+        if isinstance(step, Span):
+            t = t + segs[step.seg]
+            if step.mark is not None:
+                marks[step.mark] = t
     base = t
     for c in present:
         sel = None if counts[c] == n else cat == c
