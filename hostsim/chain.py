@@ -114,8 +114,9 @@ READ = Wait("pqap_hook_rwsem", "read", "t_rw")
 MUTEX = Wait("mdevs_lock", "write", "grant")
 #: Every request's first steps, before the decision at the handler.
 PREFIX: tuple[Step, ...] = (Span("exit", "t_exit"), Span("decode", "t_decode"))
-#: The steps after the handler's decision, by category.
 UNREAD, UNLOCK = Release("pqap_hook_rwsem"), Release("mdevs_lock")
+#: The steps after the handler's decision, by category (the hook takes ``mdevs_lock`` inside
+#: the read side of ``pqap_hook_rwsem`` and drops it first: handle_pqap, vfio_ap_ops.c).
 PROGRAMS: dict[int, tuple[Step, ...]] = {
     CAT_EARLY: (Span("after"), Span("entry", "resume")),
     CAT_NOHOOK: (READ, Span("read", "t_back"), UNREAD, Span("entry", "resume")),
