@@ -204,9 +204,16 @@ def walk(
     return t, None
 
 
-def after_wait(cat: int, wait: Wait) -> int:
-    """The index in ``PROGRAMS[cat]`` of the step after ``wait``."""
-    return PROGRAMS[cat].index(wait) + 1
+def _after(wait: Wait) -> int:
+    """The index of the step after ``wait``: the same in every program that waits there."""
+    at = {p.index(wait) + 1 for p in PROGRAMS.values() if wait in p}
+    if len(at) != 1:
+        raise AssertionError(f"the programs that wait for {wait.lock} differ before it: {at}")
+    return at.pop()
+
+
+#: Where a request's walk goes on after each wait, whatever its category is then.
+AFTER: dict[Wait, int] = {READ: _after(READ), MUTEX: _after(MUTEX)}
 
 
 def _add(
@@ -236,14 +243,14 @@ def span_batch(
     """Segment ``seg``'s duration over a batch decision ``d`` of ``n`` rows, its conditional
     terms only on ``rows`` (None: every row); ``costs``: the batch's
     :class:`hostsim.request_draws.Costs` (1-D keys), ``dists``: the scenario's costs."""
-    out: np.ndarray | None = None
-    for t in SEGMENTS[seg]:
-        if t.flag is None and t.kind is None and t.count is None and rows is None:
-            col = np.broadcast_to(costs[t.cost], (n,))
-            out = col.copy() if out is None else out + col  # (one copy: broadcasts are read-only)
-            continue
-        if out is None:
-            out = np.zeros(n, np.int64)
+    plain, cond = _SPLIT[seg]
+    out = np.zeros(n, np.int64)
+    for name in plain:
+        if rows is None:
+            out += np.broadcast_to(costs[name], (n,))
+        else:
+            _add(out, dists, costs, name, rows)
+    for t in cond:
         if t.count is not None:
             calls = getattr(d, t.count)
             for j in range(min(PER_CALL_COSTS[t.cost], int(calls.max()) if n else 0)):
@@ -257,7 +264,6 @@ def span_batch(
         if t.kind is not None:
             sel = sel & (d.kind == t.kind)
         _add(out, dists, costs, t.cost, sel)
-    assert out is not None
     return out
 
 

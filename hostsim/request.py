@@ -27,12 +27,13 @@ from typing import Any
 
 from hostsim import arch
 from hostsim.chain import (
+    AFTER,
+    CAT_EARLY,
     CAT_MUTEX,
     MUTEX,
     PREFIX,
     PROGRAMS,
     READ,
-    after_wait,
     category_of,
     path_of,
     walk,
@@ -94,9 +95,10 @@ def after_read(m: Model, f: InFlight, t_rw: int, hook: bool) -> bool:
         f.d = f.dec(x, m.variant)
     f.t_rw = t_rw
     cat = category_of(f.d)
+    assert cat != CAT_EARLY, "a decision past KVM's guards stays past them"
+    program = PROGRAMS[cat]
     t = t_rw if m.rwsem else f.t_decode
-    program, i = PROGRAMS[cat], after_wait(cat, READ)
-    return walk(program, i, t, f.d, req.blk.costs, req.r, req.c, f)[1] is not None
+    return walk(program, AFTER[READ], t, f.d, req.blk.costs, req.r, req.c, f)[1] is not None
 
 
 def at_grant(
@@ -125,12 +127,8 @@ def at_grant(
     if queues is not None and f.d.hw_aqic_calls:
         f.d = hook_answers(m, f, grant, queues, guest)
     f.grant = grant
-    program = PROGRAMS[CAT_MUTEX]
-    walk(program, _AFTER_MUTEX, grant, f.d, req.blk.costs, req.r, req.c, f)
+    walk(PROGRAMS[CAT_MUTEX], AFTER[MUTEX], grant, f.d, req.blk.costs, req.r, req.c, f)
     return f.rel
-
-
-_AFTER_MUTEX = after_wait(CAT_MUTEX, MUTEX)
 
 
 def record(f: InFlight, v: int, guest: int, k: int) -> tuple[Any, ...]:
