@@ -12,8 +12,8 @@ What makes it fast while exact:
   userspace exit, and RC 01 without a writer in sight) is pure arithmetic on its draws, done
   inline. A request that takes the mutex costs one heap entry, keyed ``(request time, host before
   vCPU, id)``: popping them in key order *is* the FIFO mutex (Lindley's recursion
-  ``grant = max(request, previous release)``). The rwsem makes events only for guests whose
-  writers (attach/detach) exist.
+  ``grant = max(request, previous release)``, :func:`hostsim.fifo.grant`). The rwsem makes
+  events only for guests whose writers (attach/detach) exist.
 * **The fleet stops only for what can overtake it.** The fleet is a SimPy process that yields
   before an entry that comes first; a one-at-a-time vCPU whose mutex no fleet vCPU takes
   (per-mdev locks) keeps its entries in a side heap while no host program runs, so the fleet
@@ -47,14 +47,14 @@ from hostsim.engine_fast_host import (
     _RESUME,
     _RW_DECIDE,
     HostEvents,
-    _HostLock,
-    _Rw,
 )
+from hostsim.fifo import FifoQueue, grant
 from hostsim.fleet import INF, Fleet
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.model import Model
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.run_programs import host_event_rows, programs
+from hostsim.rwsem import RwKnown
 from hostsim.scenario_types import HostEventKind
 from hostsim.sim_env import WAKE, HostEnv
 from hostsim.sim_process import AnyProcess
@@ -94,7 +94,7 @@ class FastEngine(HostEvents):
         for r in self.runners:
             if r.channel is not None:  # a SimPy process posted steps: run them now
                 r.channel.wake = partial(self._wake, r.ident)
-        self.hlocks: dict[int, _HostLock] = {}
+        self.hlocks: dict[int, FifoQueue] = {}
         self.held: dict[int, Event] = {}
         self.sink = sink
         s = model.s
@@ -110,14 +110,14 @@ class FastEngine(HostEvents):
         # than a plain steady one, are simulated one request at a time.
         dyn_guest = [g in model.views for g in range(model.n_guests)]
         self.flips: dict[int, list[tuple[int, bool]]] = {}
-        self.rw: dict[int, _Rw] = {}
+        self.rw: dict[int, RwKnown] = {}
         for g in self.progs.blockable:  # a program may stop their vCPUs: one at a time
             dyn_guest[g] = True
         for ev in s.events:
             dyn_guest[ev.guest] = True
             if ev.kind in _HOOK_KINDS:
                 if model.rwsem:
-                    self.rw.setdefault(ev.guest, _Rw())
+                    self.rw.setdefault(ev.guest, RwKnown())
                 else:
                     self.flips.setdefault(ev.guest, []).append(
                         (ev.at_ns, ev.kind != HostEventKind.DETACH)
@@ -376,27 +376,26 @@ class FastEngine(HostEvents):
         rw = self.rw.get(guest)
         if after_read(self.m, f, t_rw, self.gstate[guest].hook):
             if rw is not None:
-                rw.unknown += 1
+                rw.reader_in()  # its release is known at its mutex grant
             self._push(f.t_mreq, NORMAL, VCPU, v, _MREQ)
             return False
         if rw is not None:
-            rw.max_release = max(rw.max_release, f.t_back)
+            rw.reader_out(f.t_back, known=False)
         return self._finish(v)
 
     def _mreq(self, v: int, t: int) -> None:
         guest = self.vguest[v]
         gs = self.gstate[guest]
         mx = self.mutex_of_guest[guest]
-        grant = max(t, self.free[mx])
-        cleared = not self.m.rwsem and not self._hook_at(guest, grant)
+        at = grant(t, self.free[mx])
+        cleared = not self.m.rwsem and not self._hook_at(guest, at)
         queues = self.progs.queues if guest in self.progs.stateful else None
         rel = self.free[mx] = at_grant(
-            self.m, self.inflight[v], grant, gs.mdev_kvm, cleared, gs.matrix, queues, guest
+            self.m, self.inflight[v], at, gs.mdev_kvm, cleared, gs.matrix, queues, guest
         )
         rw = self.rw.get(guest)
         if rw is not None:
-            rw.max_release = max(rw.max_release, rel)
-            rw.unknown -= 1
+            rw.reader_out(rel)
             self._maybe_grant_writer(guest, t)
         if self._finish(v):
             self._advance(v)

@@ -3,22 +3,23 @@
 A mixin of :class:`hostsim.engine_fast.FastEngine`, which owns the heap and the state these
 methods read. Host programs (host events and user processes, :mod:`hostsim.program`) run their
 steps here at heap events: a ``mdevs_lock`` section is granted in closed form when its request
-is popped (every earlier request is in by then: FIFO), a host-only mutex (``ap_perms_mutex``,
-``guests_lock``, ``kvm_lock``) is a FIFO queue of :func:`hostsim.ties.lock_key` keys, and the
-``pqap_hook_rwsem`` write side waits until every reader granted before it has released. The
+is popped (every earlier request is in by then: :func:`hostsim.fifo.grant`), a host-only mutex
+(``ap_perms_mutex``, ``guests_lock``, ``kvm_lock``) is a :class:`hostsim.fifo.FifoQueue`, and the
+``pqap_hook_rwsem`` write side waits until every reader granted before it has released
+(:class:`hostsim.rwsem.RwKnown`). The
 event kinds, in the order they break exact ties after ``(time, priority, class, id)``, are
 defined here once for the whole engine.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
 
+from hostsim.fifo import FifoQueue, grant
 from hostsim.locks import WRITE
 from hostsim.program import Drop, Idle, Section, Take, Wait
 from hostsim.streams import reconfigure
@@ -27,6 +28,7 @@ from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
 if TYPE_CHECKING:
     from hostsim.model import Model
     from hostsim.program import Runner
+    from hostsim.rwsem import RwKnown
     from hostsim.sim_env import HostEnv
     from hostsim.streams import GuestState
 
@@ -46,38 +48,13 @@ if TYPE_CHECKING:
 ) = range(11)
 
 
-class _Rw:
-    """Writer state of one guest's pqap_hook_rwsem (only guests with attach/detach events)."""
-
-    __slots__ = ("active", "blocked", "grant_pending", "max_release", "unknown", "waiting")
-
-    def __init__(self) -> None:
-        self.waiting: list[tuple[int, int]] = []  # (host event index, request time), FIFO
-        self.active = False
-        self.grant_pending = False
-        self.unknown = 0  # readers granted whose release is not known yet
-        self.max_release = 0
-        self.blocked: list[int] = []  # vCPUs waiting for the read side
-
-
-class _HostLock:
-    """A mutex only host programs take (ap_perms_mutex, guests_lock, kvm_lock): FIFO."""
-
-    __slots__ = ("busy", "pending", "queue")
-
-    def __init__(self) -> None:
-        self.queue: list[tuple[int, int, int, int]] = []  # ties.lock_key order
-        self.busy = False
-        self.pending = False
-
-
 class HostEvents:
     """Host programs, host-only mutexes and rwsem writers at the fast engine's heap events."""
 
     m: Model
     runners: list[Runner]
-    rw: dict[int, _Rw]
-    hlocks: dict[int, _HostLock]
+    rw: dict[int, RwKnown]
+    hlocks: dict[int, FifoQueue]
     free: list[int]
     gstate: list[GuestState]
     timed: dict[int, deque[Any]]
@@ -99,36 +76,28 @@ class HostEvents:
     # --- the rwsem of guests with writers -------------------------------------------------------
     def _read(self, v: int, t: int) -> None:
         rw = self.rw[self.vguest[v]]
-        if rw.active or rw.waiting:
+        if rw.reader_waits():
             rw.blocked.append(v)
             return
         if self._after_read(v, t):
             self._advance(v)
 
     def _maybe_grant_writer(self, guest: int, now: int) -> None:
-        rw = self.rw[guest]
-        if rw.waiting and not rw.active and not rw.grant_pending and rw.unknown == 0:
-            rw.grant_pending = True
-            first = rw.waiting[0][1]
-            self._push(max(now, first, rw.max_release), LATE, HOST, guest, _WRITER_GRANT)
+        at = self.rw[guest].writer_grant_at(now)
+        if at is not None:
+            self._push(at, LATE, HOST, guest, _WRITER_GRANT)
 
     def _writer_grant(self, guest: int, t: int) -> None:
-        rw = self.rw[guest]
-        rw.grant_pending = False
-        rw.active = True
-        ident = rw.waiting[0][0]
+        ident = self.rw[guest].writer_granted()
         self.runners[ident].granted(self.m.locks.instance("pqap_hook_rwsem", guest), t)
         self.env.at(t, RESUME, HOST, ident, _RESUMED, self.held.pop(ident))
 
     def _rw_decide(self, guest: int, t: int) -> None:
-        rw = self.rw[guest]
-        if rw.active:
-            return
-        if rw.waiting:
+        readers = self.rw[guest].decide()
+        if readers is None:
             self._maybe_grant_writer(guest, t)
             return
-        blocked, rw.blocked = rw.blocked, []
-        for v in blocked:
+        for v in readers:
             if self._after_read(v, t):
                 self._advance(v)
 
@@ -160,9 +129,9 @@ class HostEvents:
             elif isinstance(act, Section):
                 # Run in key order: every earlier request is in, so the FIFO grant is known.
                 mx = act.inst
-                grant = max(t, self.free[mx])
-                res = r.section(mx, grant)
-                rel = grant + res.hold
+                at = grant(t, self.free[mx])
+                res = r.section(mx, at)
+                rel = at + res.hold
                 self.free[mx] = rel
                 reconfigure(self.m, res.effects, self.gstate)
                 for at, step in res.timed:  # blocks and unblocks at their own times
@@ -174,23 +143,16 @@ class HostEvents:
                     self.rw[act.guest].waiting.append((ident, t))
                     self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
                 else:
-                    lk = self.hlocks.setdefault(act.inst, _HostLock())
-                    heapq.heappush(lk.queue, lock_key(t, r.phase(t), HOST, ident))
-                    if not lk.busy and not lk.pending:
-                        lk.pending = True
+                    lk = self.hlocks.setdefault(act.inst, FifoQueue())
+                    if lk.ask(lock_key(t, r.phase(t), HOST, ident), ident):
                         self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
                 yield self._held(ident)
             elif isinstance(act, Drop):
                 if act.mode == WRITE:
-                    rw = self.rw[act.guest]
-                    rw.active = False
-                    rw.waiting.pop(0)
+                    self.rw[act.guest].writer_release()
                     self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
                 else:
-                    lk = self.hlocks[act.inst]
-                    lk.busy = False
-                    if lk.queue and not lk.pending:
-                        lk.pending = True
+                    if self.hlocks[act.inst].release():
                         self._push(t, LATE, HOST, act.inst, _LOCK_DECIDE)
             else:
                 self._effect(act.step, t)
@@ -204,10 +166,7 @@ class HostEvents:
 
     def _lock_decide(self, inst: int, t: int) -> None:
         """Grant a host-only mutex to its first waiter, as the reference's FIFO lock does."""
-        lk = self.hlocks[inst]
-        lk.pending = False
-        if not lk.busy and lk.queue:
-            lk.busy = True
-            ident = heapq.heappop(lk.queue)[3]
+        ident = self.hlocks[inst].decide()
+        if ident is not None:
             self.runners[ident].granted(inst, t)
             self.env.at(t, RESUME, HOST, ident, _RESUMED, self.held.pop(ident))

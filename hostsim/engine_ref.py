@@ -26,12 +26,14 @@ import simpy
 from simpy.events import EventPriority
 
 from hostsim import ties
+from hostsim.fifo import FifoQueue
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.locks import WRITE
 from hostsim.model import Model
 from hostsim.program import Drop, Idle, Runner, Section, Take, Wait
 from hostsim.request import after_read, at_grant, decode_at_handler, record, start
 from hostsim.run_programs import host_event_rows, programs
+from hostsim.rwsem import RwQueue
 from hostsim.scenario_types import HostEventKind
 from hostsim.sim_env import HostEnv
 from hostsim.sim_process import AnyProcess, SimProcess
@@ -61,85 +63,60 @@ def _at(env: simpy.Environment, priority: EventPriority, callback: Any, delay: i
 
 
 class FifoLock:
-    """A mutex granted in ``(request time, class, id)`` order, decided at LATE priority."""
+    """A SimPy mutex: the FIFO rule's event-driven form (:class:`hostsim.fifo.FifoQueue`),
+    decided at LATE priority."""
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.queue: list[tuple[int, int, int, int, simpy.Event]] = []
-        self.busy = False
-        self._pending = False
+        self.q = FifoQueue()
 
     def request(self, cls: int, ident: int, phase: int = 0) -> simpy.Event:
         ev = simpy.Event(self.env)
-        heapq.heappush(self.queue, (*lock_key(int(self.env.now), phase, cls, ident), ev))
-        self._decide_later()
+        if self.q.ask(lock_key(int(self.env.now), phase, cls, ident), ev):
+            _at(self.env, LATE, self._decide)
         return ev
 
     def release(self) -> None:
-        self.busy = False
-        self._decide_later()
-
-    def _decide_later(self) -> None:
-        if not self._pending and not self.busy:
-            self._pending = True
+        if self.q.release():
             _at(self.env, LATE, self._decide)
 
     def _decide(self, _: Any) -> None:
-        self._pending = False
-        if not self.busy and self.queue:
-            self.busy = True
-            heapq.heappop(self.queue)[4].succeed()
+        ev = self.q.decide()
+        if ev is not None:
+            ev.succeed()
 
 
 class RwSem:
-    """A guest's ``pqap_hook_rwsem``: writer-preferring, decided at LATE priority."""
+    """A guest's ``pqap_hook_rwsem``: the writer-preferring rule's event-driven form
+    (:class:`hostsim.rwsem.RwQueue`), decided at LATE priority."""
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.readers = 0
-        self.writer = False
-        self.waiting_writers: list[simpy.Event] = []
-        self.waiting_readers: list[simpy.Event] = []
-        self._pending = False
+        self.q = RwQueue()
 
     def read(self) -> simpy.Event:
         ev = simpy.Event(self.env)
-        self.waiting_readers.append(ev)
-        self._decide_later()
+        self._later(self.q.read(ev))
         return ev
 
     def write(self) -> simpy.Event:
         ev = simpy.Event(self.env)
-        self.waiting_writers.append(ev)
-        self._decide_later()
+        self._later(self.q.write(ev))
         return ev
 
     def read_release(self) -> None:
-        self.readers -= 1
-        self._decide_later()
+        self._later(self.q.read_release())
 
     def write_release(self) -> None:
-        self.writer = False
-        self._decide_later()
+        self._later(self.q.write_release())
 
-    def _decide_later(self) -> None:
-        if not self._pending:
-            self._pending = True
+    def _later(self, decide: bool) -> None:
+        if decide:
             _at(self.env, LATE, self._decide)
 
     def _decide(self, _: Any) -> None:
-        self._pending = False
-        if self.writer:
-            return
-        if self.waiting_writers:
-            if self.readers == 0:
-                self.writer = True
-                self.waiting_writers.pop(0).succeed()
-            return
-        for ev in self.waiting_readers:
-            self.readers += 1
+        for ev in self.q.decide():
             ev.succeed()
-        self.waiting_readers.clear()
 
 
 class _Guest(GuestState):

@@ -1,10 +1,10 @@
 """The fleet's FIFO mutex arithmetic over arrays: the closed form of the FIFO recursion.
 
 A mutex granted in FIFO order releases at ``release_i = max(request_i, release_{i-1}) + hold_i``;
-:meth:`FleetFifo._fifo` evaluates it for a whole batch at once as
-``release_i = S_i + max(free, max_{j<=i}(request_j - S_{j-1}))`` (``S`` the running sum of
-holds, segmented per mutex for the per-mdev lock model), :meth:`FleetFifo._order` gives the tie
-rule's ``(key, vCPU)`` order, and :meth:`FleetFifo._serve` the times of every request of a batch.
+:meth:`FleetFifo._fifo` evaluates it for a whole batch at once with the rule's vectorised form
+:func:`hostsim.fifo.releases` (segmented per mutex for the per-mdev lock model),
+:meth:`FleetFifo._order` gives the tie rule's ``(key, vCPU)`` order, and :meth:`FleetFifo._serve`
+the times of every request of a batch.
 Both of the fleet's vectorised paths (windows, single batches) use them. A mixin of
 :class:`hostsim.fleet.Fleet`, whose state it reads (the mutexes' free times it also writes).
 """
@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from hostsim.chain import CAT_MUTEX
-
-_SEG = np.int64(1 << 46)  # larger than any |request - S| within a batch (times < 9.7 h)
+from hostsim.fifo import releases
 
 
 class FleetFifo:
@@ -80,23 +79,10 @@ class FleetFifo:
         return mreq, grant, rel, resume
 
     def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray) -> np.ndarray:
-        """Releases of mutex requests ``t`` (in FIFO order) with holds ``h`` on mutexes ``mid``:
-        ``release_i = S_i + max(free, max_{j<=i}(t_j - S_{j-1}))``, per mutex. Pure: the
-        caller records the new free times with :meth:`_set_free`."""
-        if self.single_mutex:
-            s = np.cumsum(h)
-            return s + np.maximum(self.free[0], np.maximum.accumulate(t - (s - h)))
-        o = np.argsort(mid, kind="stable")  # per mutex, FIFO order kept
-        t, h, mid = t[o], h[o], mid[o]
-        start = np.r_[True, mid[1:] != mid[:-1]]
-        seg = np.cumsum(start) - 1
-        s_all = np.cumsum(h)
-        s = s_all - (s_all - h)[start][seg]
-        acc = np.maximum.accumulate(t - (s - h) + seg * _SEG) - seg * _SEG
-        frees = np.array([self.free[x] for x in mid[start].tolist()], np.int64)[seg]
-        r = np.empty_like(t)
-        r[o] = s + np.maximum(frees, acc)
-        return r
+        """Releases of mutex requests ``t`` (in FIFO order) with holds ``h`` on mutexes ``mid``
+        (:func:`hostsim.fifo.releases`). Pure: the caller records the new free times with
+        :meth:`_set_free`."""
+        return releases(t, h, None if self.single_mutex else mid, self.free)
 
     def _set_free(self, mid: np.ndarray, rel: np.ndarray) -> None:
         """Each mutex is next free at the release of its last request (in FIFO order)."""

@@ -108,7 +108,7 @@ class FleetScalar(FleetParts):
             _, v, k, arr, issue, row = pop(heap)
             if cat[row] == CAT_MUTEX:
                 m = mutex[v]
-                grant = free[m]
+                grant = free[m]  # hostsim.fifo.grant, inline in this loop
                 if key > grant:
                     grant = key
                 rel = grant + hold[row]
