@@ -23,7 +23,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from hostsim.decode import Decision, DecisionBatch, decode_batch, decode_one
+from hostsim.decode import Decision, decode_one
+from hostsim.decode_batch import DecisionBatch, decode_batch
 from hostsim.intercept import (
     AQIC_SLOTS,
     FLAG_DEFAULTS,

@@ -16,7 +16,8 @@ from typing import IO, Any
 import numpy as np
 
 from hostsim import arch
-from hostsim.decode import Decision, DecisionBatch, decode_batch, decode_one
+from hostsim.decode import Decision, decode_one
+from hostsim.decode_batch import DecisionBatch, decode_batch
 from hostsim.intercept import (
     AQIC_SLOTS,
     FLAG_DEFAULTS,

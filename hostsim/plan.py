@@ -14,7 +14,7 @@ import numpy as np
 
 from hostsim import arch
 from hostsim.chain import CAT_MUTEX, categories, paths, walk_batch
-from hostsim.decode import decode_batch
+from hostsim.decode_batch import decode_batch
 from hostsim.hw_profiles import answers
 from hostsim.intercept import InterceptBatch
 from hostsim.model import Model

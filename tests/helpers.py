@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hostsim.decode import Decision, decode_batch, decode_one
+from hostsim.decode import Decision, decode_one
+from hostsim.decode_batch import decode_batch
 from hostsim.intercept import Intercept, InterceptBatch
 from hostsim.variants import VARIANTS, Variant
 

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostsim import rules
-from hostsim.decode import decode_batch, decode_one
+from hostsim.decode import decode_one
+from hostsim.decode_batch import decode_batch
 from hostsim.intercept import (
     AQIC_SLOTS,
     FLAG_DEFAULTS,

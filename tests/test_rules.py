@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from hostsim import rules
-from hostsim.decode import decode_batch, decode_one
+from hostsim.decode import decode_one
+from hostsim.decode_batch import decode_batch
 from hostsim.intercept import InterceptBatch
 from hostsim.rules import Act, Kind
 from hostsim.variants import VARIANTS

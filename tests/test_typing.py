@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hostsim.decode import DecisionBatch
+from hostsim.decode_batch import DecisionBatch
 from hostsim.fleet import Fleet
 from hostsim.fleet_fifo import FleetFifo
 from hostsim.fleet_pool import PlanPool

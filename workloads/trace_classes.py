@@ -3,7 +3,7 @@
 A trace carries no registers, only what each PQAP intercept became: a program check (with its
 program code), an exit to userspace, or an answer in the kernel. For every intercept the
 candidates below are tried in order and the first that hostsim's own decode
-(:func:`hostsim.decode.decode_batch`, the rules of ``hostsim decode``) sends down the traced
+(:func:`hostsim.decode_batch.decode_batch`, the rules of ``hostsim decode``) sends down the traced
 class, under the scenario's kernel variant and the guest's configuration, is kept:
 
 * every class first tries the healthy AQIC (:func:`workloads.trace_read._arrivals`) with the
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from hostsim import arch
-from hostsim.decode import decode_batch
+from hostsim.decode_batch import decode_batch
 from hostsim.intercept import InterceptBatch
 from hostsim.plan import guest_flags
 from hostsim.rules import Kind, all_rule_ids
