@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from hostsim.fleet_fifo import FleetFifo
-from hostsim.fleet_pool import INF, PlanPool
+from hostsim.fleet_pool import INF, PlanPool, as_rows
 from hostsim.fleet_records import FleetRecords
 from hostsim.fleet_scalar import FleetScalar
 from hostsim.fleet_window import COOLDOWN_MIN, WINDOW_ROWS, FleetWindow
@@ -245,7 +245,8 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         newpos = np.cumsum(live) - 1
         keep = np.flatnonzero(live)
         for a in p.values():
-            a[:kept] = a[keep]  # in place: the pool's memory is reused
+            rows = as_rows(a)
+            rows[:kept] = rows[keep]  # in place: the pool's memory is reused
         nxt = p["nxt"][:kept]
         p["nxt"][:kept] = np.where(nxt >= 0, newpos[np.maximum(nxt, 0)], -1)
         self.pool_n = kept

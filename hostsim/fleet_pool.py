@@ -31,6 +31,13 @@ _ROW = np.dtype((np.void, SCRIPT_DTYPE.itemsize))  # a script row as opaque byte
 RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 
 
+def as_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` itself, or for a structured array its rows as opaque bytes (the same memory):
+    gathering or scattering whole rows is then one copy per row, about 10x faster than numpy's
+    field-by-field copy of a structured row."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a
+
+
 class PlanPool:
     """Planning and the pool of planned rows (see module docstring)."""
 
@@ -120,7 +127,7 @@ class PlanPool:
                 plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], own, None, sub)
                 for name in PLAN_COLUMNS:
                     p[name][at + sel] = plan[name]
-                p["tail"][at + sel] = tail
+                as_rows(p["tail"])[at + sel] = as_rows(tail)
                 if "poll" in plan:
                     polls[sel] = plan["poll"]
         ends = np.cumsum(runs) - 1  # each run's last row
