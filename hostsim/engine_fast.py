@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
 import numpy as np
 from simpy.events import Event
 
+from hostsim.chain import MUTEX, READ, UNLOCK
 from hostsim.decode_memo import DecodeMemo
 from hostsim.engine_fast_host import (
     _ADVANCE,
@@ -52,7 +53,7 @@ from hostsim.fifo import FifoQueue, grant
 from hostsim.fleet import INF, Fleet
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.model import Model
-from hostsim.request import after_read, at_grant, decode_at_handler, record, start
+from hostsim.request import Ask, record, start, steps
 from hostsim.run_programs import host_event_rows, programs
 from hostsim.rwsem import RwKnown
 from hostsim.scenario_types import HostEventKind
@@ -148,6 +149,13 @@ class FastEngine(HostEvents):
                 model.shapes[grp] = (gg.vcpus, model.shapes[grp][1])
         #: the guest of each vCPU simulated one request at a time
         self.vguest = dict(zip(dyn.tolist(), topo.vcpu_guest[dyn].tolist(), strict=True))
+        #: per guest of those, its hook pointer at a time (a request is run ahead of its time)
+        self.hook_fn: dict[int, Callable[[int], bool]] = {
+            g: self.gstate[g].hook_at if model.rwsem else partial(self._hook_at, g)
+            for g in set(self.vguest.values())
+        }
+        #: the in-flight requests' programs (hostsim.request.steps), at their last wait
+        self.runs: dict[int, Generator[Ask, int | None, None]] = {}
         self.vst: dict[int, VState] = {}
         for v in dyn.tolist():
             start = start_of(model, v)
@@ -333,18 +341,46 @@ class FastEngine(HostEvents):
 
     def _begin(self, v: int, req: Any) -> bool:
         """Start a dynamic request at its issue; True if it is finished already."""
-        m = self.m
         guest = self.vguest[v]
-        gs = self.gstate[guest]
         f = self.inflight[v] = start(req, self.decode)
-        hook = self._hook_at(guest, f.t_decode) if not m.rwsem else gs.hook
-        if not decode_at_handler(m, v, f, hook, gs):
-            return self._finish(v)
-        if m.rwsem and guest in self.rw:
-            # The read side may have to wait for a writer: decide in time order.
-            self._push(f.t_decode, LATE, VCPU, v, _READ)
-            return False
-        return self._after_read(v, f.t_decode if m.rwsem else -1)
+        queues = self.progs.queues if guest in self.progs.stateful else None
+        self.runs[v] = steps(self.m, v, f, self.gstate[guest], self.hook_fn[guest], queues, guest)
+        return self._drive(v, None)
+
+    def _drive(self, v: int, sent: int | None) -> bool:
+        """Run request ``v``'s program (:func:`hostsim.request.steps`) from its last wait,
+        granted at ``sent``, to its next wait (its heap event: False) or its end (True if it
+        is recorded now, see :meth:`_finish`). A free delay is arithmetic here; a read side
+        with no writer in sight is granted at once; the mutex is granted in key order, so its
+        release is known at the grant."""
+        run, guest = self.runs[v], self.vguest[v]
+        while True:
+            try:
+                step, t = run.send(sent)
+            except StopIteration:
+                del self.runs[v]
+                return self._finish(v)
+            sent = None
+            if step is None:
+                continue
+            rw = self.rw.get(guest)
+            if step is READ:
+                if rw is not None:  # a writer may hold it: decide in time order
+                    self._push(t, LATE, VCPU, v, _READ)
+                    return False
+                sent = t
+            elif step is MUTEX:
+                if rw is not None:
+                    rw.reader_in()  # its release is known at its mutex grant
+                self._push(t, NORMAL, VCPU, v, _MREQ)
+                return False
+            elif step is UNLOCK:
+                self.free[self.mutex_of_guest[guest]] = t
+            elif rw is not None:  # the read side released
+                mutex = self.inflight[v].grant >= 0
+                rw.reader_out(t, known=mutex)
+                if mutex:
+                    self._maybe_grant_writer(guest, self.now)
 
     # --- guests whose vCPUs a program blocks: the issue and the resume wait while blocked ---------
     def _blocked(self, v: int, kind: int) -> bool:
@@ -369,35 +405,9 @@ class FastEngine(HostEvents):
         self._record(v)
         self._advance(v)
 
-    def _after_read(self, v: int, t_rw: int) -> bool:
-        """Continue a dynamic request past the read side; False if it now waits for the mutex."""
-        guest = self.vguest[v]
-        f = self.inflight[v]
-        rw = self.rw.get(guest)
-        if after_read(self.m, f, t_rw, self.gstate[guest].hook):
-            if rw is not None:
-                rw.reader_in()  # its release is known at its mutex grant
-            self._push(f.t_mreq, NORMAL, VCPU, v, _MREQ)
-            return False
-        if rw is not None:
-            rw.reader_out(f.t_back, known=False)
-        return self._finish(v)
-
     def _mreq(self, v: int, t: int) -> None:
-        guest = self.vguest[v]
-        gs = self.gstate[guest]
-        mx = self.mutex_of_guest[guest]
-        at = grant(t, self.free[mx])
-        cleared = not self.m.rwsem and not self._hook_at(guest, at)
-        queues = self.progs.queues if guest in self.progs.stateful else None
-        rel = self.free[mx] = at_grant(
-            self.m, self.inflight[v], at, gs.mdev_kvm, cleared, gs.matrix, queues, guest
-        )
-        rw = self.rw.get(guest)
-        if rw is not None:
-            rw.reader_out(rel)
-            self._maybe_grant_writer(guest, t)
-        if self._finish(v):
+        """The request asks for the mutex at ``t``: granted in FIFO order (key order here)."""
+        if self._drive(v, grant(t, self.free[self.mutex_of_guest[self.vguest[v]]])):
             self._advance(v)
 
     def _finish(self, v: int) -> bool:

@@ -67,7 +67,7 @@ class HostEvents:
     if TYPE_CHECKING:
 
         def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None: ...
-        def _after_read(self, v: int, t_rw: int) -> bool: ...
+        def _drive(self, v: int, sent: int | None) -> bool: ...
         def _advance(self, v: int) -> None: ...
         def _program_started(self) -> None: ...
 
@@ -79,7 +79,7 @@ class HostEvents:
         if rw.reader_waits():
             rw.blocked.append(v)
             return
-        if self._after_read(v, t):
+        if self._drive(v, t):  # the read side granted at t
             self._advance(v)
 
     def _maybe_grant_writer(self, guest: int, now: int) -> None:
@@ -98,7 +98,7 @@ class HostEvents:
             self._maybe_grant_writer(guest, t)
             return
         for v in readers:
-            if self._after_read(v, t):
+            if self._drive(v, t):  # the read side granted at t
                 self._advance(v)
 
     # --- host programs: host events and user processes (hostsim.program) -----------------------

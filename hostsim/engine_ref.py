@@ -26,12 +26,13 @@ import simpy
 from simpy.events import EventPriority
 
 from hostsim import ties
+from hostsim.chain import MUTEX, READ, UNLOCK
 from hostsim.fifo import FifoQueue
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.locks import WRITE
 from hostsim.model import Model
 from hostsim.program import Drop, Idle, Runner, Section, Take, Wait
-from hostsim.request import after_read, at_grant, decode_at_handler, record, start
+from hostsim.request import record, start, steps
 from hostsim.run_programs import host_event_rows, programs
 from hostsim.rwsem import RwQueue
 from hostsim.scenario_types import HostEventKind
@@ -182,7 +183,6 @@ class ReferenceEngine:
         lock = self.locks[int(m.mutex_of_guest[guest])]
         st = VState()
         st.resume = st.arrival = start_of(m, v)
-        rwsem = m.rwsem
         blockable = guest in self.progs.blockable
         queues = self.progs.queues if guest in self.progs.stateful else None
         while True:
@@ -197,23 +197,26 @@ class ReferenceEngine:
                 gs.issued_after_block(req, int(env.now))
             f = start(req)
             yield env.timeout(f.t_decode - env.now)
-            if decode_at_handler(m, v, f, gs.hook, gs):
-                t_rw = -1
-                if rwsem:
+            # the request's program, one step at a time (hostsim.request.steps)
+            run = steps(m, v, f, gs, gs.hook_at, queues, guest)
+            sent: int | None = None
+            while True:
+                try:
+                    step, t = run.send(sent)
+                except StopIteration:
+                    break
+                sent = None
+                if step is None:  # a free delay
+                    yield env.timeout(t - env.now)
+                elif step is READ:
                     yield gs.rwsem.read()
-                    t_rw = int(env.now)
-                if after_read(m, f, t_rw, gs.hook):
-                    yield env.timeout(f.t_mreq - env.now)
+                    sent = int(env.now)
+                elif step is MUTEX:
                     yield lock.request(VCPU, v)
-                    cleared = not rwsem and not gs.hook
-                    rel = at_grant(
-                        m, f, int(env.now), gs.mdev_kvm, cleared, gs.matrix, queues, guest
-                    )
-                    yield env.timeout(rel - env.now)
+                    sent = int(env.now)
+                elif step is UNLOCK:
                     lock.release()
                 else:
-                    yield env.timeout(f.t_back - env.now)
-                if rwsem:
                     gs.rwsem.read_release()
             yield env.timeout(f.resume - env.now)
             if blockable:  # nor an SIE entry

@@ -14,14 +14,15 @@ makes it at that point:
    the hold, the release and the resume.
 
 A decode is repeated only when its input changed since the last one (it is a pure function of
-the intercept and the variant). The engines supply the waits: SimPy events in the reference,
-heap events in the fast engine. The fleet evaluates the same programs over arrays
+the intercept and the variant). :func:`steps` runs 2-4 in order, one step at a time, as a
+generator that both engines run: the engines supply the waits (SimPy events in the reference,
+heap events in the fast engine) and the releases, nothing else. The fleet evaluates the same programs over arrays
 (:func:`hostsim.chain.walk_batch`, from :func:`hostsim.plan.make_plan`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,10 @@ from hostsim.chain import (
     PREFIX,
     PROGRAMS,
     READ,
+    UNLOCK,
+    UNREAD,
+    Release,
+    Wait,
     category_of,
     path_of,
     walk,
@@ -129,6 +134,53 @@ def at_grant(
     f.grant = grant
     walk(PROGRAMS[CAT_MUTEX], AFTER[MUTEX], grant, f.d, req.blk.costs, req.r, req.c, f)
     return f.rel
+
+
+#: What a request's program asks of the engine next: ``(step, t)``. ``step`` is a wait
+#: (:data:`~hostsim.chain.READ`, :data:`~hostsim.chain.MUTEX`: the engine sends back the grant
+#: time), a release (:data:`~hostsim.chain.UNLOCK`, :data:`~hostsim.chain.UNREAD`), or None: a
+#: free delay that ends at ``t``.
+Ask = tuple[Wait | Release | None, int]
+
+
+def steps(
+    m: Model,
+    v: int,
+    f: InFlight,
+    gs: Any,
+    hook_at: Callable[[int], bool],
+    queues: QueueState | None = None,
+    guest: int = -1,
+) -> Generator[Ask, int | None, None]:
+    """Request ``f`` of vCPU ``v`` from its decode at the handler (``f.t_decode``) to its last
+    release, one step at a time: the one request interpreter both engines run. The engine
+    supplies the waits (a SimPy event in the reference; a heap event, or a grant at once where
+    nothing can wait, in the fast engine) and the releases; the request's resume is
+    ``f.resume`` when the generator ends.
+
+    ``gs``: the guest's state as the engine sees it when the generator is resumed (its hook,
+    its mdev's KVM pointer, its matrix); ``hook_at(t)``: the hook pointer at ``t`` (the
+    engine's schedule of module-reference flips, or the state now)."""
+    if not decode_at_handler(m, v, f, hook_at(f.t_decode), gs):
+        return  # KVM's own guards: no lock
+    t_rw: int | None = -1
+    if m.rwsem:
+        t_rw = yield READ, f.t_decode
+    assert t_rw is not None
+    if after_read(m, f, t_rw, gs.hook):
+        yield None, f.t_mreq
+        grant = yield MUTEX, f.t_mreq
+        assert grant is not None
+        cleared = not m.rwsem and not hook_at(grant)
+        at_grant(m, f, grant, gs.mdev_kvm, cleared, gs.matrix, queues, guest)
+        yield None, f.rel
+        yield UNLOCK, f.rel
+        back = f.rel
+    else:
+        yield None, f.t_back
+        back = f.t_back
+    if m.rwsem:
+        yield UNREAD, back
 
 
 def record(f: InFlight, v: int, guest: int, k: int) -> tuple[Any, ...]:

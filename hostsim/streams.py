@@ -250,6 +250,10 @@ class GuestState:
         self.blocked = False  # a program stopped its vCPUs (steps.Block)
         self.stopped = False  # the last block was a start's or reboot's (Block.stopped)
 
+    def hook_at(self, t: int) -> bool:
+        """The hook pointer at ``t``, for an engine that asks at ``t``: the state now."""
+        return self.hook
+
     def apply(self, step: Any) -> bool:
         """A program's hook flip, block or unblock (:mod:`hostsim.steps`); True on an unblock
         (the engine then lets the waiting vCPUs go)."""
