@@ -177,13 +177,13 @@ def span_ns(seg: str, d: Any, costs: Any, r: int, c: int) -> int:
     plain, cond = _SPLIT[seg]
     total = 0
     for name in plain:
-        total += int(costs[name][r, c])
+        total += costs[name].item(r, c)
     for t in cond:
         if t.count is not None:
             for j in range(getattr(d, t.count)):
-                total += int(costs.slot(t.cost, j)[r, c])
+                total += costs.slot(t.cost, j).item(r, c)
         elif (t.flag is None or getattr(d, t.flag)) and (t.kind is None or d.kind == t.kind):
-            total += int(costs[t.cost][r, c])
+            total += costs[t.cost].item(r, c)
     return total
 
 

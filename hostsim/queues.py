@@ -28,7 +28,7 @@ them off (the guest then waits ``delay_ms`` before enabling, so no reset is stil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,9 +50,9 @@ QUEUE_DTYPE = np.dtype(
 )
 
 
-@dataclass(frozen=True)
-class QueueAnswer:
-    """What a hardware call answered: the AP response code and the interrupt bit after it."""
+class QueueAnswer(NamedTuple):
+    """What a hardware call answered: the AP response code and the interrupt bit after it
+    (a named tuple: one is made per hardware call, on the requests' hot path too)."""
 
     rc: int
     irq: bool
@@ -90,13 +90,15 @@ class QueueState:
         """Hardware call ``op`` on queue ``(guest, apqn)`` at time ``t``; its answer."""
         r = self._row(guest, apqn)  # (first: it may grow the arrays)
         q = self.a[r]
-        if q["irq"] and guest in self.guest_resets:  # the guest's own reset turned them off
+        irq = bool(q["irq"])
+        if irq and guest in self.guest_resets:  # the guest's own reset turned them off
             on = self._irq_at.get(r, -1)
             if any(on < tr <= t for tr in self.guest_resets[guest]):
-                q["irq"] = False
-        resetting = t < int(q["reset_until"])
+                q["irq"] = irq = False
+        until = int(q["reset_until"])
+        resetting = t < until
         if op == "peek":
-            return QueueAnswer(0, bool(q["irq"]), resetting, int(q["reset_until"]))
+            return QueueAnswer(0, irq, resetting, until)
         q["calls"] += 1
         rc = RC.RESET_IN_PROGRESS if resetting and not op.startswith("config") else RC.NORMAL
         if op == "zapq" and not resetting:

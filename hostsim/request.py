@@ -16,8 +16,8 @@ makes it at that point:
 A decode is repeated only when its input changed since the last one (it is a pure function of
 the intercept and the variant). :func:`steps` runs 2-4 in order, one step at a time, as a
 generator that both engines run: the engines supply the waits (SimPy events in the reference,
-heap events in the fast engine) and the releases, nothing else. The fleet evaluates the same programs over arrays
-(:func:`hostsim.chain.walk_batch`, from :func:`hostsim.plan.make_plan`).
+heap events in the fast engine) and the releases, nothing else. The fleet evaluates the same
+programs over arrays (:func:`hostsim.chain.walk_batch`, from :func:`hostsim.plan.make_plan`).
 """
 
 from __future__ import annotations
@@ -220,11 +220,13 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
     cost, r, c = req.blk.costs, req.r, req.c
     apqn = x.gpr0 & 0xFFFF
     shift = arch.STATUS_RC_SHIFT
-    t = grant + int(cost["mutex_acquire"][r, c]) + int(cost["lookup"][r, c])
-    faults = [arch.status_rc(a) for a in x.hw_aqic]
+    t = grant + cost["mutex_acquire"].item(r, c) + cost["lookup"].item(r, c)
+    n = arch.DISABLE_MAX_AQIC + 1  # (an enable's later calls: its disable loop)
+    faults = [arch.status_rc(a) for a in x.hw_aqic[:n]]  # the profile's answers
+    faults += faults[-1:] * (n - len(faults))  # (the last one repeats)
     enable = bool(arch.ir(x.gpr1))
     if enable:
-        t += int(cost["pin"][r, c]) + int(cost["gisc_register"][r, c])
+        t += cost["pin"].item(r, c) + cost["gisc_register"].item(r, c)
     peek = queues.call(guest, apqn, "peek", t, 0, 0, 0)
     until = peek.reset_until
     times = [t]  # the time of each call, as far as it is needed
@@ -234,27 +236,29 @@ def hook_answers(m: Model, f: InFlight, grant: int, queues: QueueState, guest: i
             i = len(times) - 1
             times.append(
                 times[i]
-                + int(cost.slot("host_aqic", i)[r, c])
-                + int(cost.slot("msleep20", i)[r, c])
+                + cost.slot("host_aqic", i).item(r, c)
+                + cost.slot("msleep20", i).item(r, c)
             )
         return times[j]
 
-    answers = []
-    for j in range(arch.DISABLE_MAX_AQIC + 1):  # (an enable's later calls: its disable loop)
-        fault = faults[min(j, len(faults) - 1)]
-        if j == 0 and enable:
-            rc = fault or (
-                arch.RC.RESET_IN_PROGRESS
-                if peek.reset_pending
-                else arch.RC.OTHERWISE_CHANGED
-                if peek.irq
-                else arch.RC.NORMAL
-            )
-        elif fault or t >= until:  # (no reset in progress at the first call: none later)
-            rc = fault or arch.RC.NORMAL
-        else:
-            rc = arch.RC.RESET_IN_PROGRESS if at(j) < until else arch.RC.NORMAL
-        answers.append(int(rc) << shift)
+    # A fault stands; else NORMAL (0), but for a reset in progress at the call, and for the
+    # enable's own AQIC, which sees the queue's interrupt state too.
+    if t >= until:  # no reset in progress at the first call: none later
+        answers = [rc << shift for rc in faults]
+    else:
+        answers = [
+            (fault or (arch.RC.RESET_IN_PROGRESS if at(j) < until else arch.RC.NORMAL)) << shift
+            for j, fault in enumerate(faults)
+        ]
+    if enable:
+        first = faults[0] or (
+            arch.RC.RESET_IN_PROGRESS
+            if peek.reset_pending
+            else arch.RC.OTHERWISE_CHANGED
+            if peek.irq
+            else arch.RC.NORMAL
+        )
+        answers[0] = int(first) << shift
     x.hw_aqic = answers  # (the TAPQs keep the profile's answers: the I bit may linger)
     d = f.dec(x, m.variant)
     last = min(d.hw_aqic_calls, len(answers)) - 1

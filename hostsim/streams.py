@@ -79,14 +79,14 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
     w = m.s.guests[group].workload
     if st.retry is not None:
         assert blk.poll is not None  # drawn for every retrying guest
-        issue = st.resume + int(blk.poll[r, c])
+        issue = st.resume + blk.poll.item(r, c)
         if issue >= m.s.duration_ns:
             return None
         g0, g1, g2, psw = st.retry
         return Req(issue, issue, g0, g1, g2, psw, blk, r, c, False)
     s_issue = s_arr = None
     if m.steady_group[group]:
-        gap = int(blk.gap[r, c])
+        gap = blk.gap.item(r, c)
         if w.kind == "poisson":
             s_arr = st.arrival + gap
             s_issue = max(s_arr, st.resume)
@@ -128,7 +128,7 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
     assert s_arr is not None  # set with s_issue
     st.arrival = s_arr
     regs = blk.regs
-    g0 = int(regs["gpr0"][r, c])
+    g0 = regs["gpr0"].item(r, c)
     from_block = True
     guest = int(m.topo.vcpu_guest[v])
     view = m.view_at(guest, s_issue) if guest in m.views else None
@@ -136,16 +136,16 @@ def next_request(m: Model, v: int, st: VState) -> Req | None:
         # The guest uses the queues it knows of now (hot-plug): pick among them.
         apqns = sorted(view)
         if apqns:
-            apqn = apqns[min(int(float(blk.qu[r, c]) * len(apqns)), len(apqns) - 1)]
+            apqn = apqns[min(int(blk.qu.item(r, c) * len(apqns)), len(apqns) - 1)]
             g0 = (g0 & ~0xFFFF) | apqn
             from_block = False
     return Req(
         s_arr,
         s_issue,
         g0,
-        int(regs["gpr1"][r, c]),
-        int(regs["gpr2"][r, c]),
-        int(regs["psw_mask"][r, c]),
+        regs["gpr1"].item(r, c),
+        regs["gpr2"].item(r, c),
+        regs["psw_mask"].item(r, c),
         blk,
         r,
         c,
@@ -213,8 +213,8 @@ def intercept(
         pv_guest=g.pv,
         nib_shared=True,
         gisc_register_ok=True,
-        hw_aqic=[int(x) for x in aq.tolist()],
-        hw_tapq=list(zip(map(int, trc.tolist()), map(bool, tirq.tolist()), strict=True)),
+        hw_aqic=aq.tolist(),  # (Python ints and bools: tolist's own)
+        hw_tapq=list(zip(trc.tolist(), tirq.tolist(), strict=True)),
     )
 
 
@@ -234,7 +234,7 @@ def after(m: Model, v: int, st: VState, req: Req, d: Decision, resume: int) -> N
     elif w.retry == "on_reply" and enable and d.kind in _ANSWERED and d.guest_visible_rc:
         # interrupts stay off: the queue polls, and the next reply that empties it retries
         assert req.blk.poll is not None  # drawn for every retrying guest
-        due = resume + int(req.blk.poll[req.r, req.c])
+        due = resume + req.blk.poll.item(req.r, req.c)
         bisect.insort(st.replies, (due, req.issue, regs))
 
 
