@@ -6,9 +6,8 @@ steps here at heap events: a ``mdevs_lock`` section is granted in closed form wh
 is popped (every earlier request is in by then: :func:`hostsim.fifo.grant`), a host-only mutex
 (``ap_perms_mutex``, ``guests_lock``, ``kvm_lock``) is a :class:`hostsim.fifo.FifoQueue`, and the
 ``pqap_hook_rwsem`` write side waits until every reader granted before it has released
-(:class:`hostsim.rwsem.RwKnown`). The
-event kinds, in the order they break exact ties after ``(time, priority, class, id)``, are
-defined here once for the whole engine.
+(:class:`hostsim.rwsem.RwKnown`). The event kinds, in the order they break exact ties after
+``(time, priority, class, id)``, are defined here once for the whole engine.
 """
 
 from __future__ import annotations
@@ -129,9 +128,9 @@ class HostEvents:
             elif isinstance(act, Section):
                 # Run in key order: every earlier request is in, so the FIFO grant is known.
                 mx = act.inst
-                at = grant(t, self.free[mx])
-                res = r.section(mx, at)
-                rel = at + res.hold
+                granted = grant(t, self.free[mx])
+                res = r.section(mx, granted)
+                rel = granted + res.hold
                 self.free[mx] = rel
                 reconfigure(self.m, res.effects, self.gstate)
                 for at, step in res.timed:  # blocks and unblocks at their own times
@@ -140,7 +139,7 @@ class HostEvents:
                 yield env.at(rel, NORMAL, HOST, ident, _PROG)
             elif isinstance(act, Take):
                 if act.mode == WRITE:
-                    self.rw[act.guest].waiting.append((ident, t))
+                    self.rw[act.guest].writer_asks(ident, t)
                     self._push(t, LATE, HOST, act.guest, _RW_DECIDE)
                 else:
                     lk = self.hlocks.setdefault(act.inst, FifoQueue())

@@ -102,6 +102,10 @@ class RwKnown:
         if known:
             self.unknown -= 1
 
+    def writer_asks(self, ident: int, t: int) -> None:
+        """Writer ``ident`` asks at ``t`` (the scheduler then decides at ``LATE`` priority)."""
+        self.waiting.append((ident, t))
+
     def writer_grant_at(self, now: int) -> int | None:
         """When the first waiting writer is granted, if that can be scheduled now (once per
         grant); None if no writer waits, one holds it, or a reader's release is not known."""

@@ -101,7 +101,7 @@ def _known(reqs: list[tuple[bool, int, int, int]]) -> dict[int, tuple[int, int]]
     def who(i: int, writer: bool, t: int) -> Any:
         yield env.timeout(t)
         if writer:
-            rw.waiting.append((i, t))
+            rw.writer_asks(i, t)
             _at(env, LATE, decide)
         else:
             _at(env, LATE, read_check(i))
