@@ -354,6 +354,7 @@ class FastEngine(HostEvents):
         with no writer in sight is granted at once; the mutex is granted in key order, so its
         release is known at the grant."""
         run, guest = self.runs[v], self.vguest[v]
+        rw = self.rw.get(guest)
         while True:
             try:
                 step, t = run.send(sent)
@@ -363,7 +364,6 @@ class FastEngine(HostEvents):
             sent = None
             if step is None:
                 continue
-            rw = self.rw.get(guest)
             if step is READ:
                 if rw is not None:  # a writer may hold it: decide in time order
                     self._push(t, LATE, VCPU, v, _READ)

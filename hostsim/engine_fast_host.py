@@ -74,9 +74,7 @@ class HostEvents:
 
     # --- the rwsem of guests with writers -------------------------------------------------------
     def _read(self, v: int, t: int) -> None:
-        rw = self.rw[self.vguest[v]]
-        if rw.reader_waits():
-            rw.blocked.append(v)
+        if not self.rw[self.vguest[v]].reader_asks(v):
             return
         if self._drive(v, t):  # the read side granted at t
             self._advance(v)

@@ -75,7 +75,7 @@ class RwQueue:
 
 class RwKnown:
     """The rule when every reader's release is known soon after it is in (see module
-    docstring): readers that must wait are kept in :attr:`blocked` by the scheduler."""
+    docstring): readers that must wait are kept in :attr:`blocked` until a writer is done."""
 
     __slots__ = ("active", "blocked", "grant_pending", "max_release", "unknown", "waiting")
 
@@ -87,9 +87,13 @@ class RwKnown:
         self.max_release = 0  # the latest release of the readers in
         self.blocked: list[int] = []  # readers waiting for the writers to be done
 
-    def reader_waits(self) -> bool:
-        """A reader deciding now must wait (a writer holds it or waits for it)."""
-        return self.active or bool(self.waiting)
+    def reader_asks(self, reader: int) -> bool:
+        """A reader asks at a ``LATE`` decision: True if it gets in now; else it waits (a
+        writer holds it or waits for it) until :meth:`decide` lets it in."""
+        if self.active or self.waiting:
+            self.blocked.append(reader)
+            return False
+        return True
 
     def reader_in(self) -> None:
         """A reader got in; its release is not known yet."""

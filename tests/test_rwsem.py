@@ -91,9 +91,7 @@ def _known(reqs: list[tuple[bool, int, int, int]]) -> dict[int, tuple[int, int]]
 
     def read_check(i: int) -> Any:
         def check(_: Any) -> None:
-            if rw.reader_waits():
-                rw.blocked.append(i)
-            else:
+            if rw.reader_asks(i):
                 enter(i)
 
         return check
