@@ -13,9 +13,17 @@ import math
 from typing import Any
 
 import numpy as np
+from hdrh.histogram import HdrHistogram
 
-from hostsim.fio_json import N_LAT_BUCKETS, bucket_counts
-from hostsim.histograms import HIGHEST_NS, histogram_percentiles, new_histogram, record_values
+from hostsim.fio_json import LAT_EDGES_NS, N_LAT_BUCKETS, bucket_counts
+from hostsim.histograms import (
+    HIGHEST_NS,
+    add_counts,
+    cell_lows,
+    counts_indexes,
+    histogram_percentiles,
+    new_histogram,
+)
 
 #: fio's default percentile list (``--percentile_list``).
 FIO_PERCENTILES: tuple[float, ...] = (
@@ -65,6 +73,45 @@ def exact_sums(values: np.ndarray) -> tuple[int, int]:
     return total, squares
 
 
+#: fio bucket of each counts-array cell, per histogram shape (see :func:`_cell_buckets`)
+_CELL_BUCKETS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _cell_buckets(hist: HdrHistogram) -> np.ndarray:
+    """fio's latency bucket of every counts-array cell of histograms shaped like ``hist``;
+    -1 for a cell that a bucket edge splits (its values are bucketed one by one)."""
+    shape = (
+        int(hist.encoder.payload.counts_len),
+        int(hist.unit_magnitude),
+        int(hist.sub_bucket_half_count_magnitude),
+    )
+    table = _CELL_BUCKETS.get(shape)
+    if table is None:
+        lows = cell_lows(hist)
+        highs = np.empty_like(lows)
+        highs[:-1] = lows[1:] - 1
+        highs[-1] = np.iinfo(np.int64).max
+        edges = np.asarray(LAT_EDGES_NS, dtype=np.int64)
+        first = np.searchsorted(edges, lows, side="right")
+        split = first != np.searchsorted(edges, highs, side="right")
+        table = _CELL_BUCKETS[shape] = np.where(split, -1, first)
+    return table
+
+
+def fio_buckets(hist: HdrHistogram, v: np.ndarray, index: np.ndarray | int, lo: int) -> np.ndarray:
+    """fio's latency bucket counts of values ``v`` (:func:`hostsim.fio_json.bucket_counts`),
+    read from their counts indexes ``index`` (one index: all ``v`` equal ``lo``): a table look-up
+    instead of a binary search per value. Values above the histogram's range are in its top
+    cell, which lies past fio's last edge."""
+    if not isinstance(index, np.ndarray):
+        return bucket_counts(np.array([lo])) * len(v)
+    cells = _cell_buckets(hist)[index]
+    split = cells < 0
+    if split.any():
+        cells[split] = np.searchsorted(np.asarray(LAT_EDGES_NS, np.int64), v[split], side="right")
+    return np.bincount(cells, minlength=N_LAT_BUCKETS).astype(np.int64)
+
+
 class Moments:
     """Exact running count, min, max, sum and sum of squares (Python ints), plus a histogram;
     with ``fio_buckets``, also exact counts in fio's latency buckets (:mod:`hostsim.fio_json`)."""
@@ -81,23 +128,42 @@ class Moments:
         self.clamped = 0
         self.hist = new_histogram(highest_ns)
 
-    def add(self, values: np.ndarray) -> None:
-        """Add a batch of non-negative integer values."""
+    def add(self, values: np.ndarray, *also: Moments) -> None:
+        """Add a batch of non-negative integer values; ``also``: more statistics, of the same
+        histogram range, that get the same values (each sum, index and bucket is computed
+        once: a batch whose requests all take one path goes to that path and to the total)."""
         v = np.asarray(values, dtype=np.int64)
-        if v.size == 0:
+        n = int(v.size)
+        if n == 0:
             return
         lo, hi = int(v.min()), int(v.max())
         if lo < 0:
             raise ValueError(f"negative duration {lo} ns: a record's timestamps are out of order")
-        self.count += int(v.size)
-        self.min = lo if self.min is None else min(self.min, lo)
-        self.max = hi if self.max is None else max(self.max, hi)
-        s, sq = exact_sums(v)
-        self.sum += s
-        self.sumsq += sq
-        self.clamped += record_values(self.hist, v)
-        if self.buckets is not None:
-            self.buckets += bucket_counts(v)
+        hist = self.hist
+        top = int(hist.highest_trackable_value)
+        if any(int(m.hist.highest_trackable_value) != top for m in also):
+            raise ValueError("Moments.add: the statistics' histograms differ in range")
+        clamped = 0 if hi <= top else int(np.count_nonzero(v > top))
+        index: np.ndarray | int
+        if lo == hi:  # one value (an idle wait, a fixed delay): no pass over the batch
+            s, sq = n * lo, n * lo * lo
+            index = int(counts_indexes(hist, np.array([min(lo, top)]))[0])
+        else:
+            s, sq = exact_sums(v)
+            index = counts_indexes(hist, np.minimum(v, top) if clamped else v)
+        buckets: np.ndarray | None = None
+        for m in (self, *also):
+            m.count += n
+            m.min = lo if m.min is None else min(m.min, lo)
+            m.max = hi if m.max is None else max(m.max, hi)
+            m.sum += s
+            m.sumsq += sq
+            m.clamped += clamped
+            add_counts(m.hist, index, n, min(lo, top), min(hi, top))
+            if m.buckets is not None:
+                if buckets is None:
+                    buckets = fio_buckets(hist, v, index, lo)
+                m.buckets += buckets
 
     def lat_ns(self) -> dict[str, Any]:
         """fio's ``lat_ns`` object: min, max, mean, stddev (sample), N and the percentiles."""

@@ -23,6 +23,11 @@ from hostsim.moments import Moments
 from hostsim.records import PATH_NAMES
 
 
+def _at(where: np.ndarray | slice, i: int) -> int:
+    """Position ``i`` of a selection: an index array, or ``slice(None)`` for every row."""
+    return i if isinstance(where, slice) else int(where[i])
+
+
 class MutexStats:
     """The mutex's statistics in the window ``[start_ns, end_ns]`` (``end_ns`` ``None``: the end
     is not known yet); histograms up to ``highest_ns``."""
@@ -63,18 +68,24 @@ class MutexStats:
         def pick(name: str) -> np.ndarray:
             return col[name] if sel is None else col[name][sel]
 
+        def every(mask: np.ndarray) -> np.ndarray | slice:
+            """Where ``mask`` holds: an index, or a whole slice when it holds everywhere (the
+            usual case, with no gather)."""
+            return slice(None) if mask.all() else np.flatnonzero(mask)
+
         m_grant = pick("t_mutex_grant")
-        taken = np.flatnonzero(m_grant >= 0)
-        if len(taken):
+        taken = every(m_grant >= 0)
+        if isinstance(taken, slice) or len(taken):
             t_grant = m_grant[taken]
             self.wait.add(t_grant - pick("t_mutex_req")[taken])
             t_rel = pick("t_mutex_rel")[taken]
-            closed = np.flatnonzero(t_rel >= 0)
+            closed = every(t_rel >= 0)
             holds = t_rel[closed] - t_grant[closed]
             self.hold.add(holds)
             if holds.size:
                 i = self._argmax_earliest(holds, t_grant[closed])
-                row = int(taken[closed[i]]) if sel is None else int(sel[taken[closed[i]]])
+                at = _at(taken, _at(closed, i))
+                row = at if sel is None else int(sel[at])
                 self._offer_longest(
                     int(holds[i]),
                     int(col["t_mutex_grant"][row]),

@@ -88,7 +88,10 @@ _STATS_FIELDS = (
 
 def _add_counts(into: dict[int, int], values: np.ndarray) -> None:
     if values.dtype.itemsize <= 2 and len(values):
-        lo = int(values.min())
+        lo, hi = int(values.min()), int(values.max())
+        if lo == hi:  # one outcome (the usual case): no count pass
+            into[lo] = into.get(lo, 0) + len(values)
+            return
         cnt = np.bincount((values.astype(np.int64) - lo) if lo else values)
         for i in np.flatnonzero(cnt).tolist():
             into[i + lo] = into.get(i + lo, 0) + int(cnt[i])
@@ -205,11 +208,11 @@ class RunStats:
         m_issue, m_paths = pick("t_issue"), pick("path")
         lat = pick("t_resume") - m_issue
         self.issue_delay.add(m_issue - pick("t_arrival"))
-        self.latency_all.add(lat)
         present = np.flatnonzero(np.bincount(m_paths, minlength=len(PATH_NAMES)))
-        if len(present) == 1:
-            self.latency[PATH_NAMES[int(present[0])]].add(lat)
+        if len(present) == 1:  # one path: its latencies are the total's, added once
+            self.latency[PATH_NAMES[int(present[0])]].add(lat, self.latency_all)
         else:
+            self.latency_all.add(lat)
             for p in present.tolist():
                 self.latency[PATH_NAMES[p]].add(lat[m_paths == p])
         _add_counts(self.kind_counts, pick("kind"))
