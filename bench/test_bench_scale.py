@@ -59,16 +59,17 @@ def scenario(vcpus: int, ms: float) -> Scenario:
     )
 
 
-def timed_run(benchmark, s: Scenario, engine: str) -> tuple[RunResult, float]:
-    """One timed run of ``engine`` on ``s`` (pytest-benchmark, one round): (result, seconds)."""
-    box: dict = {}
+def timed_run(benchmark, s: Scenario, engine: str, rounds: int = 1) -> tuple[RunResult, float]:
+    """Timed runs of ``engine`` on ``s`` (pytest-benchmark, ``rounds`` rounds): (result, the
+    fastest round's seconds, which the ``min`` column shows; every round gives one result)."""
+    box: dict = {"wall": float("inf")}
 
     def once() -> None:
         t = time.perf_counter()
         box["res"] = simulate(s, engine)
-        box["wall"] = time.perf_counter() - t
+        box["wall"] = min(box["wall"], time.perf_counter() - t)
 
-    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.pedantic(once, rounds=1 if benchmark.disabled else rounds, iterations=1)
     return box["res"], box["wall"]
 
 
@@ -116,9 +117,10 @@ def test_fast_100k_same_run_as_reference(benchmark) -> None:
 @pytest.mark.benchmark(group="scale")
 def test_fast_100k_ten_seconds(benchmark) -> None:
     """Steady-state throughput at 100,000 vCPUs: ten simulated seconds (a million requests,
-    what a latency to 1 % takes), the fast engine alone."""
+    what a latency to 1 % takes), the fast engine alone; the fastest of three rounds (one
+    second each: a shared machine's noise is in the others)."""
     ms = 10_000 / (10 if benchmark.disabled else 1)
-    res, wall = timed_run(benchmark, scenario(100_000, ms), "fast")
+    res, wall = timed_run(benchmark, scenario(100_000, ms), "fast", rounds=3)
     assert res.n_records > 0 and res.summary["mutex"]["utilisation"] < 0.9
     benchmark.extra_info.update(
         vcpus=100_000,

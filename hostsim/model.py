@@ -212,7 +212,10 @@ class Model:
         if w.retry != "none" and w.retry_poll is not None:
             b.poll = w.retry_poll.sample(gen(draws.RETRY_POLL), shape)
         b.qu = gen(draws.REG_QUEUE).random()
-        b.enable = gen(draws.REG_ENABLE).random() < w.enable_fraction
+        if 0.0 < w.enable_fraction < 1.0:
+            b.enable = gen(draws.REG_ENABLE).random() < w.enable_fraction
+        else:  # every uniform is below 1 and none below 0: the draw decides nothing
+            b.enable = np.full(shape, w.enable_fraction >= 1.0)
         # Which of its guest's queues each request addresses.
         table, _, nq = self._group_queues(group)
         local_guest = lv // g.vcpus
