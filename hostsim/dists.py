@@ -78,7 +78,9 @@ class Dist:
         else:  # empirical
             samples = np.asarray(self.p("samples_ns"), dtype=np.float64)
             x = samples[gen.integers(0, len(samples), shape)]
-        out = np.rint(np.minimum(x, MAX_NS)).astype(np.int64)  # a far tail is clipped, not wrapped
+        x = np.asarray(x, dtype=np.float64)  # (a fresh array in every branch: changed in place)
+        np.minimum(x, MAX_NS, out=x)  # a far tail is clipped, not wrapped
+        out = np.rint(x, out=x).astype(np.int64)
         np.maximum(out, self.floor_ns, out=out)
         return out
 

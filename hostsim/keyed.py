@@ -136,13 +136,20 @@ class KeyedGen:
         self, scale: float = 1.0, shape: int | tuple[int, ...] | None = None
     ) -> np.ndarray:
         """Exponential draws with mean ``scale`` (inversion: ``-scale * log(1 - u)``)."""
-        return -scale * np.log1p(-uniform01(self._bits(shape)))
+        u = uniform01(self._bits(shape))  # (in place from here: the same operations)
+        np.negative(u, out=u)
+        np.log1p(u, out=u)
+        u *= -scale
+        return u
 
     def lognormal(
         self, mean: float = 0.0, sigma: float = 1.0, shape: int | tuple[int, ...] | None = None
     ) -> np.ndarray:
         """Lognormal draws: ``exp(mean + sigma * z)``."""
-        return np.exp(mean + sigma * standard_normal(self._bits(shape)))
+        z = standard_normal(self._bits(shape))  # (in place: the same operations)
+        z *= sigma
+        z += mean
+        return np.exp(z, out=z)
 
     def uniform(
         self, low: float = 0.0, high: float = 1.0, shape: int | tuple[int, ...] | None = None

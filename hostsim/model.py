@@ -167,7 +167,8 @@ class Model:
             return w.think.sample(wl, wl.shape)
         else:  # boot, idle: no steady stream
             return np.zeros(wl.shape, np.int64)
-        return np.rint(np.minimum(x, MAX_NS)).astype(np.int64)
+        np.minimum(x, MAX_NS, out=x)  # (x is the draw's own array: rounded in place)
+        return np.rint(x, out=x).astype(np.int64)
 
     def block(self, group: int, chunk: int, kblock: int) -> Block:
         """The draws of one block (cached; regenerated identically after eviction)."""
