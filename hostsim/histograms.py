@@ -92,11 +92,7 @@ def record_values(hist: HdrHistogram, values: np.ndarray) -> int:
     clamped = int(np.count_nonzero(v > top))
     if clamped:
         v = np.minimum(v, top)
-    view = counts_view(hist)
-    view += np.bincount(counts_indexes(hist, v), minlength=view.size).astype(view.dtype)
-    hist.total_count += int(v.size)
-    hist.min_value = min(hist.min_value, int(v.min()))
-    hist.max_value = max(hist.max_value, int(v.max()))
+    add_counts(hist, counts_indexes(hist, v), int(v.size), int(v.min()), int(v.max()))
     return clamped
 
 
