@@ -156,8 +156,8 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         self.issue[v] = np.where(done, INF, issue)
         self.key[v] = INF
         self.exact[v] = True
-        lazy = (idx < 0) & ~done
-        if lazy.any():
+        lazy = np.flatnonzero((idx < 0) & ~done)
+        if len(lazy):
             lv = v[lazy]
             self.exact[lv] = False
             self.key[lv] = issue[lazy]  # the key and every later one are no earlier
@@ -213,7 +213,7 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         mreq, grant, rel, resume = self._serve(v, idx, issue, key, np.arange(len(v)))
         mx = np.flatnonzero(mreq >= 0)
         if len(mx):
-            self._set_free(self.mutex[v[mx]], rel[mx])
+            self._set_free(v[mx], rel[mx])
         k = self.k[v]
         self._commit(v, k, self.arr[v], issue, idx, mreq, grant, rel, resume)
         self._next(v, k + 1, resume, idx)

@@ -71,24 +71,26 @@ class FleetFifo:
             rmx = row[mx]
             h = p["hold"][rmx]
             t = key[mx]
-            r = self._fifo(t, h, self.mutex[v[mx]])
+            r = self._fifo(t, h, None if self.single_mutex else self.mutex[v[mx]])
             mreq[mx] = t
             rel[mx] = r
             grant[mx] = r - h
             resume[mx] = r + p["entry"][rmx]
         return mreq, grant, rel, resume
 
-    def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray) -> np.ndarray:
+    def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray | None) -> np.ndarray:
         """Releases of mutex requests ``t`` (in FIFO order) with holds ``h`` on mutexes ``mid``
-        (:func:`hostsim.fifo.releases`). Pure: the caller records the new free times with
-        :meth:`_set_free`."""
+        (None or anything while there is one mutex: :func:`hostsim.fifo.releases`). Pure: the
+        caller records the new free times with :meth:`_set_free`."""
         return releases(t, h, None if self.single_mutex else mid, self.free)
 
-    def _set_free(self, mid: np.ndarray, rel: np.ndarray) -> None:
-        """Each mutex is next free at the release of its last request (in FIFO order)."""
+    def _set_free(self, v: np.ndarray, rel: np.ndarray) -> None:
+        """Each mutex is next free at the release of its last request (in FIFO order; the
+        requests of vCPUs ``v``)."""
         if self.single_mutex:
             self.free[0] = int(rel[-1])
             return
+        mid = self.mutex[v]
         last: dict[int, int] = dict(zip(mid.tolist(), rel.tolist(), strict=True))
         for m_id, r in last.items():
             self.free[m_id] = r

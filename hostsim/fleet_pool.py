@@ -364,16 +364,16 @@ class PlanPool:
         far) gets row -1: nothing but that arrival (its last arrival plus ``next_gap``) is
         needed of it yet."""
         idx = self._row_after(v, prev)
-        miss = idx < 0
-        if not miss.any():
+        miss = np.flatnonzero(idx < 0)
+        if not len(miss):
             return idx
         mv = v[miss]
         need = ~self.open_loop[mv] | self.retry_next[mv]
         if not lazy:
             need |= self.last_arr[mv] + self.next_gap[mv] < min(before, self.duration)
         if need.any():
-            self._plan_count(mv[need])
-            at = np.flatnonzero(miss)[need]
+            at = miss[need]
+            self._plan_count(v[at])
             idx[at] = self._row_after(v[at], prev[at])
         return idx
 
@@ -390,8 +390,9 @@ class PlanPool:
         ``max(arrival, resume + think)``: the one issue rule of the fleet."""
         r = np.maximum(idx, 0)
         at, think = self.pool["at"][r], self.pool["think"][r]
-        out = idx < 0
-        if out.any():
-            at[out] = self.last_arr[v[out]] + self.next_gap[v[out]]
+        out = np.flatnonzero(idx < 0)  # (indices: a mask near half set is slow to apply)
+        if len(out):
+            vo = v[out]
+            at[out] = self.last_arr[vo] + self.next_gap[vo]
             think[out] = 0
         return at, think

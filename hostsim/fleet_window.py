@@ -91,8 +91,8 @@ class FleetWindow(FleetParts):
             idx = self._after(cur_v, cur_row, end)
             at, think = self._at_think(cur_v, idx)
             issue = at.copy()  # a lower bound of the issue: its arrival, or ...
-            dep = (at < 0) | (think > 0)
-            if dep.any():  # ... a lower bound of the previous resume, plus the think time
+            dep = np.flatnonzero((at < 0) | (think > 0))
+            if len(dep):  # ... a lower bound of the previous resume, plus the think time
                 lb = self._resume_lb(cur_v[dep], cur_row[dep], cur_issue[dep], free)
                 issue[dep] = np.maximum(at[dep], lb + think[dep])
             p = self.pool  # (planning may have grown the pool: read it afresh)
@@ -173,7 +173,7 @@ class FleetWindow(FleetParts):
         kv = v[keep]
         kept_mx = np.flatnonzero(mreq[keep] >= 0)
         if len(kept_mx):
-            self._set_free(self.mutex[kv[kept_mx]], rel[keep[kept_mx]])
+            self._set_free(kv[kept_mx], rel[keep[kept_mx]])
         k = np.concatenate(ks)
         self._commit(
             kv,

@@ -222,7 +222,7 @@ class Model:
         local_guest = lv // g.vcpus
         count = nq[local_guest]
         qi = np.minimum((b.qu * count).astype(np.int64), np.maximum(count - 1, 0))
-        b.apqn = table[local_guest, qi]
+        picked = b.apqn = table[local_guest, qi]
         b.regs = compose(
             lambda part: gen(f"registers:{part}").random(),
             shape,
@@ -235,8 +235,9 @@ class Model:
         )
         b.apqn = (b.regs["gpr0"] & np.uint64(0xFFFF)).astype(np.uint16)
         # Assigned: the queue picked from the guest's own (unless the registers changed it).
-        b.assigned = (b.apqn == table[local_guest, qi]) & (count > 0)
-        moved = np.flatnonzero((b.apqn != table[local_guest, qi]).reshape(-1))
+        same = b.apqn == picked
+        b.assigned = same & (count > 0)
+        moved = np.flatnonzero(~same.reshape(-1))
         if len(moved):
             own = table[local_guest.reshape(-1)[moved]]  # (moved, width)
             valid = np.arange(own.shape[-1]) < count.reshape(-1)[moved][:, None]
