@@ -316,44 +316,71 @@ class PlanPool:
 
     def plan_epoch(self, until: int) -> None:
         """Plan every open-loop request of the fleet that arrives before ``until`` (at most the
-        run's end): gaps first, then a decode of each round's requests at once."""
+        run's end): gaps first, then one decode of all of them at once."""
         until = min(until, self.duration)
         if until <= self.planned_until:
             return
         span_s = (until - self.planned_until) / 1e9
         self.planned_until = until
         v = self.vcpus[self.open_loop[self.vcpus]]
-        v = v[(self.last_arr[v] + self.next_gap[v] < until) & ~self.retry_next[v]]
         per = int(max(1, min(64, math.ceil(self.rate_max * span_s * 1.25))))
-        while len(v):
-            ks = self.last_k[v][:, None] + 1 + np.arange(per)
-            gaps = np.empty((len(v), per + 1), np.int64)
-            gaps[:, 0] = self.next_gap[v]
-            gaps[:, 1:] = self._gaps(v[:, None], ks + 1)
-            if self.bursty[v].any():  # each arrival from the one before, on the clock
-                prev = self.last_arr[v] + gaps[:, 0]
+        while True:
+            v = v[(self.last_arr[v] + self.next_gap[v] < until) & ~self.retry_next[v]]
+            if not len(v):
+                return
+            self._append(*self._arrivals_before(v, until, per))
+            if self.on_idle is None:
+                return
+            # Runs cut at a retried request: their retries, then on from there.
+            v = np.flatnonzero(self.retry_next)
+            if not len(v):
+                return
+            self._plan_retry(v)
+            v = v[self.open_loop[v]]
+
+    def _arrivals_before(
+        self, v: np.ndarray, until: int, per: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The requests of open-loop vCPUs ``v`` after their last planned ones that arrive
+        before ``until``, as :meth:`_append` takes them: (vCPU, k, the next gap, runs, gap),
+        each vCPU's run consecutive. Drawn ``per`` gaps a round for the vCPUs still short of
+        ``until``; only gaps are drawn here (the decode is the caller's, once)."""
+        n = len(v)
+        total = np.zeros(n, np.int64)
+        parts: list[tuple[np.ndarray, ...]] = []
+        cur = np.arange(n)  # the vCPUs (indices into v) still short of ``until``
+        lk, ng, la = self.last_k[v], self.next_gap[v], self.last_arr[v]
+        cols = np.arange(per)
+        rnd = 0
+        while len(cur):
+            vc = v[cur]
+            ks = lk[:, None] + 1 + cols
+            gaps = np.empty((len(cur), per + 1), np.int64)
+            gaps[:, 0] = ng
+            gaps[:, 1:] = self._gaps(vc[:, None], ks + 1)
+            if self.bursty[vc].any():  # each arrival from the one before, on the clock
+                prev = la + gaps[:, 0]
                 for j in range(1, per + 1):
-                    nxt = self._arrive(v, prev, gaps[:, j])
+                    nxt = self._arrive(vc, prev, gaps[:, j])
                     gaps[:, j] = nxt - prev
                     prev = nxt
-            arr = self.last_arr[v][:, None] + np.cumsum(gaps[:, :per], axis=1)
-            take = arr < until
+            arr = la[:, None] + np.cumsum(gaps[:, :per], axis=1)
+            take = arr < until  # a prefix of each row: arrivals do not decrease
             cnt = take.sum(1)
-            flat = take.reshape(-1)
-            self._append(
-                np.repeat(v, cnt),
-                ks.reshape(-1)[flat],
-                gaps[:, 1:].reshape(-1)[flat],
-                cnt[cnt > 0],
-                gaps[:, :per].reshape(-1)[flat],
-            )
-            v = v[cnt == per]
-            if self.on_idle is not None:  # runs cut at a retried request: their retries, then on
-                again = np.flatnonzero(self.retry_next)
-                if len(again):
-                    self._plan_retry(again)
-                    v = np.union1d(v, again[self.open_loop[again]])
-                v = v[(self.last_arr[v] + self.next_gap[v] < until) & ~self.retry_next[v]]
+            owner = np.repeat(cur, cnt)
+            within = np.broadcast_to(cols + rnd * per, take.shape)[take]
+            parts.append((owner, within, ks[take], gaps[:, 1:][take], gaps[:, :per][take]))
+            total[cur] += cnt
+            full = np.flatnonzero(cnt == per)
+            cur, lk, ng, la = cur[full], ks[full, -1], gaps[full, per], arr[full, -1]
+            rnd += 1
+        start = np.cumsum(total) - total
+        rows = int(total.sum())
+        k, gap_next, gap = (np.empty(rows, np.int64) for _ in range(3))
+        for owner, within, pk, pn, pg in parts:
+            at = start[owner] + within
+            k[at], gap_next[at], gap[at] = pk, pn, pg
+        return np.repeat(v, total), k, gap_next, total[total > 0], gap
 
     def _after(
         self, v: np.ndarray, prev: np.ndarray, before: int = INF, lazy: bool = False
