@@ -66,16 +66,18 @@ class FleetFifo:
         mreq = np.full(n, -1, np.int64)
         grant = np.full(n, -1, np.int64)
         rel = np.full(n, -1, np.int64)
-        mx = order[p["cat"][row[order]] == CAT_MUTEX]
+        # (pool columns are read in the batch's own order, near the pool's, then permuted:
+        # reading the pool in FIFO order is a random walk over it)
+        is_mx = p["cat"][row] == CAT_MUTEX
+        mx = order[is_mx[order]]
         if len(mx):
-            rmx = row[mx]
-            h = p["hold"][rmx]
+            h = p["hold"][row][mx]
             t = key[mx]
             r = self._fifo(t, h, None if self.single_mutex else self.mutex[v[mx]])
             mreq[mx] = t
             rel[mx] = r
             grant[mx] = r - h
-            resume[mx] = r + p["entry"][rmx]
+            resume[mx] = r + p["entry"][row][mx]
         return mreq, grant, rel, resume
 
     def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray | None) -> np.ndarray:

@@ -48,7 +48,8 @@ class FleetRecords:
     # --- records --------------------------------------------------------------------------------
     def records(self) -> LazyColumns | None:
         """The records of every request committed since the last call, as columns of
-        :data:`~hostsim.records.RECORD_DTYPE` field names (in commit order)."""
+        :data:`~hostsim.records.RECORD_DTYPE` field names, in the order they were committed
+        (within a window not FIFO order: the sink sorts records; statistics are order-free)."""
         if not self.done:
             return None
         parts = list(zip(*self.done, strict=True))

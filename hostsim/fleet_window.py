@@ -170,25 +170,20 @@ class FleetWindow(FleetParts):
         elif cut < n // 2:
             self.span = max(self.span // 2, MIN_SPAN_NS)
         keep = order[:cut]
-        kv = v[keep]
-        kept_mx = np.flatnonzero(mreq[keep] >= 0)
+        kept_mx = keep[mreq[keep] >= 0]
         if len(kept_mx):
-            self._set_free(kv[kept_mx], rel[keep[kept_mx]])
-        k = np.concatenate(ks)
-        self._commit(
-            kv,
-            k[keep],
-            arr[keep],
-            issue[keep],
-            row[keep],
-            mreq[keep],
-            grant[keep],
-            rel[keep],
-            resume[keep],
-        )
-        # Each vCPU continues after its last committed request (no committed successor).
+            self._set_free(v[kept_mx], rel[kept_mx])
         committed = np.zeros(n, bool)
         committed[keep] = True
+        # Committed in the window's own order, not FIFO order: records are order-free until
+        # the sink sorts them, and this order reads the plan pool nearly in sequence.
+        k = np.concatenate(ks)
+        cols = (v, k, arr, issue, row, mreq, grant, rel, resume)
+        if cut < n:
+            done = np.flatnonzero(committed)
+            cols = tuple(a[done] for a in cols)
+        self._commit(*cols)
+        # Each vCPU continues after its last committed request (no committed successor).
         has_next = np.zeros(n, bool)
         has_next[sp[committed[spec]]] = True
         tail = np.flatnonzero(committed & ~has_next)
