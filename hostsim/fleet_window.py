@@ -178,7 +178,7 @@ class FleetWindow(FleetParts):
         # Committed in the window's own order, not FIFO order: records are order-free until
         # the sink sorts them, and this order reads the plan pool nearly in sequence.
         k = np.concatenate(ks)
-        cols = (v, k, arr, issue, row, mreq, grant, rel, resume)
+        cols: tuple[np.ndarray, ...] = (v, k, arr, issue, row, mreq, grant, rel, resume)
         if cut < n:
             done = np.flatnonzero(committed)
             cols = tuple(a[done] for a in cols)
