@@ -293,7 +293,7 @@ def walk_batch(d: Any, cat: np.ndarray, costs: Any, dists: Any) -> dict[str, np.
             if sum(int(counts[c]) for c in using) < n:
                 lut = np.zeros(len(PROGRAMS), bool)
                 lut[using] = True
-                rows = lut[cat]
+                rows = lut.take(cat)
         segs[seg] = span_batch(seg, d, costs, dists, rows, n)
     marks: dict[str, np.ndarray] = {}
     t = np.zeros(n, np.int64)

@@ -136,7 +136,7 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
                 self.next_gap[v] = self._arrive(v, self.arr[v], raw) - self.arr[v]
             self.plan_epoch(int(starts.min()) + self.epoch_ns)
             for v in np.array_split(vcpus, -(-len(vcpus) // INIT_CHUNK)):
-                self._next(v, self.k[v], starts[self.group[v]], self.row[v])
+                self._next(v, self.k[v], starts.take(self.group[v]), self.row[v])
         self.head = None  # only first requests use it
 
     # --- the next request of each vCPU in ``v`` ------------------------------------------------

@@ -207,7 +207,7 @@ class PlanPool:
         vs: list[int] = []
         runs: list[int] = []
         rows: list[np.ndarray] = []
-        for vi, size in zip(v.tolist(), self.refill_of[self.group[v]].tolist(), strict=True):
+        for vi, size in zip(v.tolist(), self.refill_of.take(self.group[v]).tolist(), strict=True):
             pos = int(self.last_k[vi]) + 1
             got = 0
             while got < size:
@@ -276,7 +276,7 @@ class PlanPool:
         whose last planned request is retried gets that retry alone."""
         if self.scripted:
             c = self.closed
-            low = c[(self.last_k[c] - self.k[c] < self.refill_of[self.group[c]] // 2)]
+            low = c[(self.last_k[c] - self.k[c] < self.refill_of.take(self.group[c]) // 2)]
             self._plan_script(np.union1d(v, low[self.key[low] < INF]))
             return
         if self.on_idle is not None:
@@ -288,11 +288,11 @@ class PlanPool:
                     return
         c = self.closed
         if len(c) > 1:
-            low = c[(self.last_k[c] - self.k[c] < self.refill_of[self.group[c]] // 2)]
+            low = c[(self.last_k[c] - self.k[c] < self.refill_of.take(self.group[c]) // 2)]
             low = low[(self.key[low] < INF) & ~self.retry_next[low]]
             if len(low):
                 v = np.union1d(v, low)
-        size = self.refill_of[self.group[v]]
+        size = self.refill_of.take(self.group[v])
         start = np.cumsum(size) - size
         rep = np.repeat(np.arange(len(v)), size)
         vv = v[rep]

@@ -219,7 +219,7 @@ class Model:
             b.enable = np.full(shape, w.enable_fraction >= 1.0)
         # Which of its guest's queues each request addresses.
         table, _, nq = self._group_queues(group)
-        local_guest = lv // g.vcpus
+        local_guest = (lv // g.vcpus).astype(np.intp, copy=False)  # (an intp index is fast)
         count = nq[local_guest]
         qi = np.minimum((b.qu * count).astype(np.int64), np.maximum(count - 1, 0))
         picked = b.apqn = table[local_guest, qi]
