@@ -58,4 +58,5 @@ class FleetParts:
             k: np.ndarray,
             resume: np.ndarray,
             prev: np.ndarray,
+            known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         ) -> None: ...

@@ -82,6 +82,10 @@ class FleetWindow(FleetParts):
             [zero],
         )
         preds = [np.full(len(v), -1, np.int64)]  # index of the same vCPU's previous entry
+        # each entry's successor, as the next round finds it (pool row, arrival, think time)
+        nidx: list[np.ndarray] = []
+        nat: list[np.ndarray] = []
+        nthink: list[np.ndarray] = []
         limit = end
         free = self.free[0] if self.single_mutex else np.array(self.free, np.int64)
         cur_v, cur_row, cur_k, cur_issue = v, rows[0], ks[0], issues[0]
@@ -90,6 +94,9 @@ class FleetWindow(FleetParts):
         while len(cur_v):
             idx = self._after(cur_v, cur_row, end)
             at, think = self._at_think(cur_v, idx)
+            nidx.append(idx)
+            nat.append(at)
+            nthink.append(think)
             issue = at.copy()  # a lower bound of the issue: its arrival, or ...
             dep = np.flatnonzero((at < 0) | (think > 0))
             if len(dep):  # ... a lower bound of the previous resume, plus the think time
@@ -187,5 +194,6 @@ class FleetWindow(FleetParts):
         has_next = np.zeros(n, bool)
         has_next[sp[committed[spec]]] = True
         tail = np.flatnonzero(committed & ~has_next)
-        self._next(v[tail], k[tail] + 1, resume[tail], row[tail])
+        succ = (np.concatenate(nidx)[tail], np.concatenate(nat)[tail], np.concatenate(nthink)[tail])
+        self._next(v[tail], k[tail] + 1, resume[tail], row[tail], succ)
         return cut
