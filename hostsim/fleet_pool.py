@@ -152,17 +152,23 @@ class PlanPool:
                 self.retry_next[v[ends[stop < total]]] = True
         g = p["gap"][at:end]
         rv = v[first]
+        cs = np.cumsum(g)
+        before = cs[first] - g[first]  # the gaps of the batch before each run
         if at_think is not None:
             p["at"][at:end], p["think"][at:end] = at_think
         elif regs is not None:  # a retry issues its poll after the failed request resumed
             p["at"][at:end] = -1
             p["think"][at:end] = polls
         else:  # open loop: its arrival; closed loop: its think time after the resume
-            opn = self.open_loop[v]
-            cs = np.cumsum(g)
-            within = cs - np.repeat(cs[first] - g[first], runs)
-            p["at"][at:end] = np.where(opn, np.repeat(self.last_arr[rv], runs) + within, -1)
-            p["think"][at:end] = np.where(opn, 0, g)
+            opn = self.open_loop[rv]
+            arrival = cs + np.repeat(self.last_arr[rv] - before, runs)
+            if opn.all():
+                p["at"][at:end] = arrival
+                p["think"][at:end] = 0
+            else:
+                opn = np.repeat(opn, runs)
+                p["at"][at:end] = np.where(opn, arrival, -1)
+                p["think"][at:end] = np.where(opn, 0, g)
         p["v"][at:end] = v
         p["k"][at:end] = k
         nxt = np.arange(at + 1, end + 1)
@@ -181,7 +187,7 @@ class PlanPool:
         self.last_row[rv] = at + ends
         self.last_k[rv] = k[ends]
         self.next_gap[rv] = gap_next[ends]
-        self.last_arr[rv] += np.add.reduceat(g, first)
+        self.last_arr[rv] += cs[ends] - before  # each run's gaps
         self.pool_n = end
 
     def _retried(self, v: np.ndarray, tail: np.ndarray) -> np.ndarray:
@@ -346,11 +352,11 @@ class PlanPool:
         each vCPU's run consecutive. Drawn ``per`` gaps a round for the vCPUs still short of
         ``until``; only gaps are drawn here (the decode is the caller's, once)."""
         n = len(v)
-        total = np.zeros(n, np.int64)
         parts: list[tuple[np.ndarray, ...]] = []
         cur = np.arange(n)  # the vCPUs (indices into v) still short of ``until``
         lk, ng, la = self.last_k[v], self.next_gap[v], self.last_arr[v]
         cols = np.arange(per)
+        bursty = bool(self.bursty[v].any())
         rnd = 0
         while len(cur):
             vc = v[cur]
@@ -358,27 +364,33 @@ class PlanPool:
             gaps = np.empty((len(cur), per + 1), np.int64)
             gaps[:, 0] = ng
             gaps[:, 1:] = self._gaps(vc[:, None], ks + 1)
-            if self.bursty[vc].any():  # each arrival from the one before, on the clock
+            if bursty and self.bursty[vc].any():  # each arrival from the one before, on the clock
                 prev = la + gaps[:, 0]
                 for j in range(1, per + 1):
                     nxt = self._arrive(vc, prev, gaps[:, j])
                     gaps[:, j] = nxt - prev
                     prev = nxt
             arr = la[:, None] + np.cumsum(gaps[:, :per], axis=1)
-            take = arr < until  # a prefix of each row: arrivals do not decrease
-            cnt = take.sum(1)
-            owner = np.repeat(cur, cnt)
-            within = np.broadcast_to(cols + rnd * per, take.shape)[take]
-            parts.append((owner, within, ks[take], gaps[:, 1:][take], gaps[:, :per][take]))
-            total[cur] += cnt
-            full = np.flatnonzero(cnt == per)
+            # The arrivals before ``until``: a prefix of each row (arrivals do not decrease),
+            # as flat indices (row-major) of the (vCPU, column) grid.
+            ti = np.flatnonzero(arr < until)
+            if per == 1:
+                row, within, full = ti, np.full(len(ti), rnd), ti
+            else:
+                row, col = np.divmod(ti, per)
+                within, full = col + rnd * per, row[col == per - 1]  # full: every column taken
+            g = gaps.reshape(-1)
+            parts.append((cur[row], within, ks.reshape(-1)[ti], g[ti + row + 1], g[ti + row]))
             cur, lk, ng, la = cur[full], ks[full, -1], gaps[full, per], arr[full, -1]
             rnd += 1
-        start = np.cumsum(total) - total
-        rows = int(total.sum())
-        k, gap_next, gap = (np.empty(rows, np.int64) for _ in range(3))
-        for owner, within, pk, pn, pg in parts:
-            at = start[owner] + within
+        if len(parts) == 1:  # one round: its rows are in vCPU order already
+            owner, _, k, gap_next, gap = parts[0]
+            total = np.bincount(owner, minlength=n)
+        else:
+            owner, within, pk, pn, pg = (np.concatenate(x) for x in zip(*parts, strict=True))
+            total = np.bincount(owner, minlength=n)
+            at = (np.cumsum(total) - total)[owner] + within  # each vCPU's rows in order
+            k, gap_next, gap = (np.empty(len(owner), np.int64) for _ in range(3))
             k[at], gap_next[at], gap[at] = pk, pn, pg
         return np.repeat(v, total), k, gap_next, total[total > 0], gap
 
