@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Generator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -98,14 +99,13 @@ class FleetScalar(FleetParts):
             return tuple(p[name].data for name in names)
 
         cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
-        pop, push = heapq.heappop, heapq.heappush
+        pop, replace = heapq.heappop, heapq.heapreplace
         while heap and len(out) < budget:
-            key = heap[0][0]
+            key, v, k, arr, issue, row = heap[0]  # (replaced by its successor, or popped)
             if key >= hard:
                 break
-            if events and events[0][0] <= key and events[0] < (key, NORMAL, VCPU, heap[0][1], WAKE):
-                yield wake(key, heap[0][1])
-            _, v, k, arr, issue, row = pop(heap)
+            if events and events[0][0] <= key and events[0] < (key, NORMAL, VCPU, v, WAKE):
+                yield wake(key, v)
             if cat[row] == CAT_MUTEX:
                 m = mutex[v]
                 grant = free[m]  # hostsim.fifo.grant, inline in this loop
@@ -122,6 +122,7 @@ class FleetScalar(FleetParts):
             if idx < 0:  # plan what comes next (or learn that nothing does)
                 target = int(self.last_arr[v] + self.next_gap[v])
                 if open_loop[v] and target >= duration and not retry_next[v]:
+                    pop(heap)
                     continue  # its next arrival is past the end: nothing more (as _after finds)
                 if open_loop[v] and self.planned_until <= target < duration:
                     # Open loop past the planned epoch: the next epochs, for every vCPU.
@@ -139,11 +140,13 @@ class FleetScalar(FleetParts):
             elif arrival < 0:
                 arrival = nissue
             if nissue >= duration or idx < 0:
+                pop(heap)
                 continue  # done (an unplanned next request arrives after the end)
-            push(heap, (nissue + koff[idx], v, k + 1, arrival, nissue, idx))
+            replace(heap, (nissue + koff[idx], v, k + 1, arrival, nissue, idx))
         if not out:
             return 0
-        c = [np.array(col, np.int64) for col in zip(*out, strict=True)]
+        flat = np.fromiter(chain.from_iterable(out), np.int64, count=9 * len(out))
+        c = list(flat.reshape(-1, 9).T)  # the nine columns (views)
         self._commit(*c)
         # Each touched vCPU continues after its last request processed here.
         n = len(out)
