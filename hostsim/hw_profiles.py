@@ -9,6 +9,7 @@ Split from :mod:`hostsim.model`, which holds the profiles of one scenario and dr
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,3 +127,34 @@ def answers(
         tirq[m] = iu[m] < p.tapq_irq
         pin_ok[m] = pu[m] >= p.pin_fail
     return aqic, trc, tirq, pin_ok
+
+
+def answers_one(
+    p: Profile,
+    au: Sequence[float] | None,
+    tu: Sequence[float] | None,
+    iu: Sequence[float] | None,
+    pu: float | None,
+) -> tuple[list[int], list[int], list[bool], bool]:
+    """:func:`answers` for one request of profile ``p``, in plain Python (a request made one at
+    a time; numpy's cost per call is most of it there): its AQIC status words, TAPQ RCs, TAPQ
+    I bits and pin success, from its uniforms (``AQIC_SLOTS``, ``TAPQ_SLOTS``,
+    ``TAPQ_SLOTS`` and one; None: a deterministic profile's one answer of each kind)."""
+    shift = arch.STATUS_RC_SHIFT
+    if au is None:
+        return (
+            [int(p.aqic_rc[0]) << shift] * AQIC_SLOTS,
+            [int(p.tapq_rc[0])] * TAPQ_SLOTS,
+            [p.tapq_irq == 1.0] * TAPQ_SLOTS,
+            p.pin_fail == 0.0,
+        )
+    assert tu is not None and iu is not None and pu is not None  # all or none are drawn
+    a_rc, a_cdf = p.aqic_rc.tolist(), p.aqic_cdf.tolist()
+    t_rc, t_cdf = p.tapq_rc.tolist(), p.tapq_cdf.tolist()
+    a_top, t_top = len(a_rc) - 1, len(t_rc) - 1
+    return (
+        [a_rc[min(bisect_right(a_cdf, u), a_top)] << shift for u in au],
+        [t_rc[min(bisect_right(t_cdf, u), t_top)] for u in tu],
+        [u < p.tapq_irq for u in iu],
+        pu >= p.pin_fail,
+    )

@@ -151,6 +151,10 @@ class Model:
         """Hardware profile of each APQN (queues not owned by anyone: the default)."""
         return self._profile_lut[apqn.astype(np.int64)]
 
+    def profile_of(self, apqn: int) -> hw_profiles.Profile:
+        """The hardware profile of one APQN (:meth:`profile_index`'s, for one)."""
+        return self.profiles[int(self._profile_lut[apqn])]
+
     # --- keyed draws ----------------------------------------------------------------------
     def gaps(self, group: int, lv: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The steady stream's gaps of requests ``k`` of local vCPUs ``lv`` (inter-arrival,

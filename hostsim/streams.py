@@ -26,7 +26,7 @@ from typing import Any
 
 from hostsim import arch, steps
 from hostsim.decode import Decision
-from hostsim.hw_profiles import answers
+from hostsim.hw_profiles import answers_one
 from hostsim.intercept import Intercept
 from hostsim.model import Model
 from hostsim.request_draws import Block
@@ -175,23 +175,22 @@ def intercept(
     apqn = req.gpr0 & 0xFFFF
     if req.from_block:
         aq, trc, tirq, pin = blk.aqic[r, c], blk.tapq_rc[r, c], blk.tapq_irq[r, c], blk.pin_ok[r, c]
-    else:
-        import numpy as np
-
-        prof = m.profile_index(np.array([apqn], np.uint16))
+        hw_aqic = aq.tolist()  # (Python ints and bools: tolist's own)
+        hw_tapq = list(zip(trc.tolist(), tirq.tolist(), strict=True))
+    else:  # registers not the block's own: the answers of the queue they address
+        prof = m.profile_of(apqn)
         if blk.au is None:
-            a, t, i, p = answers(m.profiles, prof, None, None, None, None)
+            hw_aqic, trcs, irqs, pin = answers_one(prof, None, None, None, None)
         else:
             assert blk.tu is not None and blk.iu is not None and blk.pu is not None  # with au
-            a, t, i, p = answers(
-                m.profiles,
+            hw_aqic, trcs, irqs, pin = answers_one(
                 prof,
-                blk.au[r, c][None],
-                blk.tu[r, c][None],
-                blk.iu[r, c][None],
-                blk.pu[r, c][None],
+                blk.au[r, c].tolist(),
+                blk.tu[r, c].tolist(),
+                blk.iu[r, c].tolist(),
+                float(blk.pu[r, c]),
             )
-        aq, trc, tirq, pin = a[0], t[0], i[0], p[0]
+        hw_tapq = list(zip(trcs, irqs, strict=True))
     return Intercept(
         gpr0=req.gpr0,
         gpr1=req.gpr1,
@@ -213,8 +212,8 @@ def intercept(
         pv_guest=g.pv,
         nib_shared=True,
         gisc_register_ok=True,
-        hw_aqic=aq.tolist(),  # (Python ints and bools: tolist's own)
-        hw_tapq=list(zip(trc.tolist(), tirq.tolist(), strict=True)),
+        hw_aqic=hw_aqic,
+        hw_tapq=hw_tapq,
     )
 
 
