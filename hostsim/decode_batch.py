@@ -91,10 +91,11 @@ class DecisionBatch:
         )
 
 
-#: For every 16-bit pattern of rule outcomes, the index of its lowest set bit (-1 for none):
-#: the vectorised "first row that holds".
 # Look-up tables are read with ``take``: numpy's fancy indexing by a small-integer index array
 # (int8, uint16 ...) is about three times slower than ``take``; an intp index is fast either way.
+
+#: For every 16-bit pattern of rule outcomes, the index of its lowest set bit (-1 for none):
+#: the vectorised "first row that holds" (intp: the rows it gives index fast).
 _LOWEST_SET = np.full(1 << 16, -1, np.intp)
 for _bit in range(15, -1, -1):
     _LOWEST_SET[(np.arange(1 << 16) >> _bit) & 1 == 1] = _bit

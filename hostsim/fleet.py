@@ -140,25 +140,25 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         self.head = None  # only first requests use it
 
     # --- the next request of each vCPU in ``v`` ------------------------------------------------
-    def _next(
+    def _next(self, v: np.ndarray, k: np.ndarray, resume: np.ndarray, prev: np.ndarray) -> None:
+        """Make request ``k`` of each vCPU ``v`` pending: its previous request resumed at
+        ``resume`` and was planned at pool row ``prev``. An open-loop request that is not
+        planned yet stays so (*inexact*: its key is only bounded below by its issue) until
+        something needs it (:meth:`_materialize`)."""
+        idx = self._after(v, prev, lazy=True)
+        self._pending(v, k, resume, idx, *self._at_think(v, idx))
+
+    def _pending(
         self,
         v: np.ndarray,
         k: np.ndarray,
         resume: np.ndarray,
-        prev: np.ndarray,
-        known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        idx: np.ndarray,
+        at: np.ndarray,
+        think: np.ndarray,
     ) -> None:
-        """Make request ``k`` of each vCPU ``v`` pending: its previous request resumed at
-        ``resume`` and was planned at pool row ``prev``. An open-loop request that is not
-        planned yet stays so (*inexact*: its key is only bounded below by its issue) until
-        something needs it (:meth:`_materialize`). ``known``: the requests' pool rows,
-        arrivals and think times, when the caller has them (:meth:`_after` and
-        :meth:`_at_think` of the same rows)."""
-        if known is None:
-            idx = self._after(v, prev, lazy=True)
-            at, think = self._at_think(v, idx)
-        else:
-            idx, at, think = known
+        """:meth:`_next` once the requests' pool rows ``idx`` (-1: not planned), arrivals and
+        think times are known (:meth:`_after`, :meth:`_at_think`; a window has them)."""
         issue = np.maximum(at, resume + think)
         arrival = np.where(at >= 0, at, issue)
         done = issue >= self.duration

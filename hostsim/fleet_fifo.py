@@ -82,9 +82,9 @@ class FleetFifo:
 
     def _fifo(self, t: np.ndarray, h: np.ndarray, mid: np.ndarray | None) -> np.ndarray:
         """Releases of mutex requests ``t`` (in FIFO order) with holds ``h`` on mutexes ``mid``
-        (None or anything while there is one mutex: :func:`hostsim.fifo.releases`). Pure: the
-        caller records the new free times with :meth:`_set_free`."""
-        return releases(t, h, None if self.single_mutex else mid, self.free)
+        (None: one mutex; :func:`hostsim.fifo.releases`). Pure: the caller records the new free
+        times with :meth:`_set_free`."""
+        return releases(t, h, mid, self.free)
 
     def _set_free(self, v: np.ndarray, rel: np.ndarray) -> None:
         """Each mutex is next free at the release of its last request (in FIFO order; the

@@ -58,5 +58,14 @@ class FleetParts:
             k: np.ndarray,
             resume: np.ndarray,
             prev: np.ndarray,
-            known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        ) -> None: ...
+
+        def _pending(
+            self,
+            v: np.ndarray,
+            k: np.ndarray,
+            resume: np.ndarray,
+            idx: np.ndarray,
+            at: np.ndarray,
+            think: np.ndarray,
         ) -> None: ...

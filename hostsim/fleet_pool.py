@@ -383,15 +383,17 @@ class PlanPool:
             parts.append((cur[row], within, ks.reshape(-1)[ti], g[ti + row + 1], g[ti + row]))
             cur, lk, ng, la = cur[full], ks[full, -1], gaps[full, per], arr[full, -1]
             rnd += 1
-        if len(parts) == 1:  # one round: its rows are in vCPU order already
-            owner, _, k, gap_next, gap = parts[0]
-            total = np.bincount(owner, minlength=n)
-        else:
-            owner, within, pk, pn, pg = (np.concatenate(x) for x in zip(*parts, strict=True))
-            total = np.bincount(owner, minlength=n)
+        rows: list[np.ndarray] = (
+            list(parts[0])
+            if len(parts) == 1
+            else [np.concatenate(x) for x in zip(*parts, strict=True)]
+        )
+        owner, within, k, gap_next, gap = rows
+        total = np.bincount(owner, minlength=n)
+        if len(parts) > 1:  # (one round: its rows are in vCPU order already)
             at = (np.cumsum(total) - total)[owner] + within  # each vCPU's rows in order
             k, gap_next, gap = (np.empty(len(owner), np.int64) for _ in range(3))
-            k[at], gap_next[at], gap[at] = pk, pn, pg
+            k[at], gap_next[at], gap[at] = rows[2:]
         return np.repeat(v, total), k, gap_next, total[total > 0], gap
 
     def _after(

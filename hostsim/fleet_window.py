@@ -194,6 +194,6 @@ class FleetWindow(FleetParts):
         has_next = np.zeros(n, bool)
         has_next[sp[committed[spec]]] = True
         tail = np.flatnonzero(committed & ~has_next)
-        succ = (np.concatenate(nidx)[tail], np.concatenate(nat)[tail], np.concatenate(nthink)[tail])
-        self._next(v[tail], k[tail] + 1, resume[tail], row[tail], succ)
+        idx, at, think = (np.concatenate(x)[tail] for x in (nidx, nat, nthink))
+        self._pending(v[tail], k[tail] + 1, resume[tail], idx, at, think)
         return cut
