@@ -1,7 +1,8 @@
 """The fleet's scalar path: pending requests timed one at a time, in plain Python.
 
 :meth:`FleetScalar.scalar` is the path for a contended fleet, where speculation fails and a
-batch would hold a handful of requests: a heap of pending requests in key order, each timed with
+batch would hold a handful of requests: the pending requests as one sorted run, merged in key
+order with a heap of the successors that come before the stretch's end, each timed with
 the arithmetic of the vectorised paths for one request (memoryviews for the plan pool's
 columns), interleaved with the engine's own events. A mixin of :class:`hostsim.fleet.Fleet`,
 whose state it reads and writes.
@@ -76,7 +77,10 @@ class FleetScalar(FleetParts):
         cand = cand[self.key[cand] < hard]
         if not len(cand):
             return 0
-        # heap entries: (key, v, then its pending k, arrival, issue, pool row); (key, v) unique
+        # Entries (key, v, then its pending k, arrival, issue, pool row); (key, v) unique. The
+        # candidates are one sorted run; the successors that fall below ``hard`` wait in a heap
+        # (few where the fleet is large: most come after the stretch), and the loop merges both.
+        cand = cand[self._order(cand, self.key[cand])]
         cols = (
             self.key[cand],
             cand,
@@ -85,8 +89,11 @@ class FleetScalar(FleetParts):
             self.issue[cand],
             self.row[cand],
         )
-        heap = list(zip(*(c.tolist() for c in cols), strict=True))
-        heapq.heapify(heap)
+        run = list(zip(*(c.tolist() for c in cols), strict=True))
+        run.append((INF, 0, 0, 0, 0, 0))  # (a sentinel: never below ``hard``)
+        at_run = 0
+        heap: list[tuple[int, ...]] = [(INF, 0, 0, 0, 0, 0)]  # (a sentinel too)
+        top = run[0]
         out: list[tuple[int, ...]] = []
         free = self.free
         # memoryviews: indexing one gives a Python int, several times faster than numpy's
@@ -99,11 +106,20 @@ class FleetScalar(FleetParts):
             return tuple(p[name].data for name in names)
 
         cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
-        pop, replace = heapq.heappop, heapq.heapreplace
-        while heap and len(out) < budget:
-            key, v, k, arr, issue, row = heap[0]  # (replaced by its successor, or popped)
-            if key >= hard:
-                break
+        push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
+        while len(out) < budget:
+            if heap[0] < top:  # a queued one (replaced by its successor, or popped)
+                key, v, k, arr, issue, row = heap[0]
+                if key >= hard:
+                    break
+                queued = True
+            else:
+                key, v, k, arr, issue, row = top
+                if key >= hard:
+                    break
+                queued = False
+                at_run += 1
+                top = run[at_run]
             if events and events[0][0] <= key and events[0] < (key, NORMAL, VCPU, v, WAKE):
                 yield wake(key, v)
             if cat[row] == CAT_MUTEX:
@@ -122,7 +138,8 @@ class FleetScalar(FleetParts):
             if idx < 0:  # plan what comes next (or learn that nothing does)
                 target = int(self.last_arr[v] + self.next_gap[v])
                 if open_loop[v] and target >= duration and not retry_next[v]:
-                    pop(heap)
+                    if queued:
+                        pop(heap)
                     continue  # its next arrival is past the end: nothing more (as _after finds)
                 if open_loop[v] and self.planned_until <= target < duration:
                     # Open loop past the planned epoch: the next epochs, for every vCPU.
@@ -139,10 +156,18 @@ class FleetScalar(FleetParts):
                 nissue = arrival
             elif arrival < 0:
                 arrival = nissue
-            if nissue >= duration or idx < 0:
-                pop(heap)
-                continue  # done (an unplanned next request arrives after the end)
-            replace(heap, (nissue + koff[idx], v, k + 1, arrival, nissue, idx))
+            if nissue >= duration or idx < 0:  # done (an unplanned next request arrives
+                if queued:  # after the end)
+                    pop(heap)
+                continue
+            nkey = nissue + koff[idx]
+            if nkey >= hard:  # pending after the stretch (made so by _next below)
+                if queued:
+                    pop(heap)
+            elif queued:
+                replace(heap, (nkey, v, k + 1, arrival, nissue, idx))
+            else:
+                push(heap, (nkey, v, k + 1, arrival, nissue, idx))
         if not out:
             return 0
         flat = np.fromiter(chain.from_iterable(out), np.int64, count=9 * len(out))
