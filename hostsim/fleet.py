@@ -13,7 +13,9 @@ the mutex is the FIFO recursion ``release_i = max(request_i, release_{i-1}) + ho
 has the closed form ``release_i = S_i + max(free, max_{j<=i}(request_j - S_{j-1}))`` with ``S``
 the running sum of holds (segmented per mutex for the per-mdev lock model). Two paths apply it:
 :meth:`Fleet.window` (optimistic windows, vectorised, for when speculation pays) and
-:meth:`Fleet.scalar` (one request at a time in plain Python, for a contended mutex).
+:meth:`Fleet.scalar` (one request at a time in plain Python, with runs of them timed at once
+where nothing else can act between them: for a contended mutex, or engine events close
+together).
 
 :class:`Fleet` holds the pending requests and their bookkeeping; its mixins hold the rest:
 the plan pool (:mod:`hostsim.fleet_pool`), the FIFO mutex arithmetic (:mod:`hostsim.fleet_fifo`),

@@ -4,8 +4,10 @@
 batch would hold a handful of requests: the pending requests as one sorted run, merged in key
 order with a heap of the successors that come before the stretch's end, each timed with
 the arithmetic of the vectorised paths for one request (memoryviews for the plan pool's
-columns), interleaved with the engine's own events. A mixin of :class:`hostsim.fleet.Fleet`,
-whose state it reads and writes.
+columns), interleaved with the engine's own events. Where many of the run's next requests
+come before anything else can act, :meth:`FleetScalar._segment` times them at once with the
+vectorised paths' arithmetic (each successor is exact there: no speculation). A mixin of
+:class:`hostsim.fleet.Fleet`, whose state it reads and writes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hostsim.sim_env import WAKE
 from hostsim.ties import NORMAL, VCPU
 
 SCALAR_BUDGET = 4096  # requests of one scalar stretch (at most)
+SEGMENT = 48  # requests of a stretch timed at once (at least: see FleetScalar._segment)
 
 
 class FleetScalar(FleetParts):
@@ -60,7 +63,9 @@ class FleetScalar(FleetParts):
         always safe to process: every vCPU's next request is no earlier than its pending one's
         resume. The arithmetic is :meth:`_serve`'s and :meth:`_next`'s, for one request;
         afterwards the touched vCPUs' pending state is made by :meth:`_next` itself, so the
-        two paths leave the same state. A generator, run by the fleet's SimPy process: when
+        two paths leave the same state. Where at least :data:`SEGMENT` of the sorted run's
+        next requests come before the next engine event, they are timed at once
+        (:meth:`_segment`). A generator, run by the fleet's SimPy process: when
         ``events`` (the environment's queue) holds an entry that comes before a request, it
         yields ``wake(key, v)`` (an event after that request's key) so that everything else
         that comes first runs (the engine's own events and SimPy code, which share the
@@ -91,7 +96,13 @@ class FleetScalar(FleetParts):
         )
         run = list(zip(*(c.tolist() for c in cols), strict=True))
         run.append((INF, 0, 0, 0, 0, 0))  # (a sentinel: never below ``hard``)
+        run_keys = cols[0]
+        n_run = len(cand)
         at_run = 0
+        segments: list[tuple[np.ndarray, ...]] = []  # record columns of vectorised segments
+        count = 0  # requests processed (in ``out`` and in ``segments``)
+        far_from = 0  # no segment before this run index
+        seg_room = SCALAR_BUDGET  # requests offered to a segment (at most)
         heap: list[tuple[int, ...]] = [(INF, 0, 0, 0, 0, 0)]  # (a sentinel too)
         top = run[0]
         out: list[tuple[int, ...]] = []
@@ -107,7 +118,7 @@ class FleetScalar(FleetParts):
 
         cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
         push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
-        while len(out) < budget:
+        while count < budget:
             if heap[0] < top:  # a queued one (replaced by its successor, or popped)
                 key, v, k, arr, issue, row = heap[0]
                 if key >= hard:
@@ -117,9 +128,39 @@ class FleetScalar(FleetParts):
                 key, v, k, arr, issue, row = top
                 if key >= hard:
                     break
+                far = at_run + SEGMENT - 1
+                if (
+                    far < n_run
+                    and at_run >= far_from
+                    and run[far][0] < hard
+                    and not (events and events[0][0] <= run[far][0])
+                ):
+                    # Many of the run's next requests come before anything else can act: the
+                    # vectorised arithmetic for them at once (see _segment).
+                    bound = min(hard, events[0][0]) if events else hard
+                    end = at_run + int(np.searchsorted(run_keys[at_run:], bound))
+                    room = min(budget - count, seg_room)
+                    if end - at_run > room:  # the budget's worth, or what pays, no further
+                        end = at_run + room
+                        bound = run[end][0]  # (the heap's entries too)
+                    seg = [c[at_run:end] for c in cols]
+                    done, taken, cut = self._segment(seg, heap, bound, hard, seg_room)
+                    segments.append(done)
+                    n_done = len(done[0])
+                    count += n_done
+                    # A cut segment did work for requests it left: offer about twice what it
+                    # took next time (and rest a while if it took few).
+                    seg_room = max(SEGMENT, 2 * n_done) if cut else SCALAR_BUDGET
+                    if n_done < SEGMENT:
+                        far_from = at_run + SEGMENT
+                    at_run += taken
+                    top = run[at_run]
+                    cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()  # (planned more)
+                    continue
                 queued = False
                 at_run += 1
                 top = run[at_run]
+            count += 1
             if events and events[0][0] <= key and events[0] < (key, NORMAL, VCPU, v, WAKE):
                 yield wake(key, v)
             if cat[row] == CAT_MUTEX:
@@ -168,14 +209,88 @@ class FleetScalar(FleetParts):
                 replace(heap, (nkey, v, k + 1, arrival, nissue, idx))
             else:
                 push(heap, (nkey, v, k + 1, arrival, nissue, idx))
-        if not out:
+        if not count:
             return 0
         flat = np.fromiter(chain.from_iterable(out), np.int64, count=9 * len(out))
-        c = list(flat.reshape(-1, 9).T)  # the nine columns (views)
+        parts = [list(flat.reshape(-1, 9).T), *segments]  # (the nine columns of each)
+        c = [np.concatenate(x) for x in zip(*parts, strict=True)] if segments else parts[0]
         self._commit(*c)
-        # Each touched vCPU continues after its last request processed here.
-        n = len(out)
-        tv, first = np.unique(c[0][::-1], return_index=True)
-        at = n - 1 - first
-        self._next(tv, c[1][at] + 1, c[8][at], c[4][at])
-        return len(out)
+        # Each touched vCPU continues after its last request processed here (its largest k).
+        o = np.lexsort((c[1], c[0]))
+        at = o[np.r_[c[0][o[1:]] != c[0][o[:-1]], True]]
+        self._next(c[0][at], c[1][at] + 1, c[8][at], c[4][at])
+        return count
+
+    def _segment(
+        self,
+        cols: list[np.ndarray],
+        heap: list[tuple[int, ...]],
+        bound: int,
+        hard: int,
+        room: int,
+    ) -> tuple[tuple[np.ndarray, ...], int, bool]:
+        """The next requests of a scalar stretch, timed at once: the run's ``cols`` (key, v, k,
+        arrival, issue, pool row; keys ascending below ``bound``, before which nothing else
+        acts) and the ``heap``'s entries below ``bound`` (at most ``room`` of them: else the
+        run's requests before the first one left). The FIFO arithmetic is :meth:`_serve`'s,
+        each request's successor follows the scalar loop's issue rule, and the longest prefix
+        (in key order) is taken whose every request comes before every successor found so
+        far. Successors before ``hard`` join the heap, as do the heap's entries left out; the
+        mutexes' free times are updated. Returns the prefix's record columns (as the loop's
+        ``out``), how many of the run's requests it holds, and whether a successor cut it
+        short."""
+        extra: list[tuple[int, ...]] = []
+        while heap[0][0] < bound:  # (the heap's sentinel is never below it)
+            if len(extra) == room:  # no further than pays: the run's requests before it alone
+                cols = [c[: int(np.searchsorted(cols[0], heap[0][0]))] for c in cols]
+                break
+            extra.append(heapq.heappop(heap))
+        n_run = len(cols[0])
+        if extra:
+            cols = [np.concatenate((a, b)) for a, b in zip(cols, np.array(extra).T, strict=True)]
+            o = self._order(cols[1], cols[0])
+            cols = [a[o] for a in cols]
+        key, v, k, arr, issue, row = cols
+        nxt = self.pool["nxt"][row]
+        u = np.flatnonzero(nxt < 0)
+        if len(u):  # plan what comes next, as the scalar loop does (or learn that nothing does)
+            vu = v[u]
+            target = self.last_arr[vu] + self.next_gap[vu]
+            epoch = self.open_loop[vu] & (self.planned_until <= target) & (target < self.duration)
+            if epoch.any():  # open loops past the planned epoch: the next epochs, for every vCPU
+                self.plan_epoch(
+                    max(int(target[epoch].max()) + 1, self.planned_until + self.epoch_ns)
+                )
+                nxt[u] = self.pool["nxt"][row[u]]
+            u = u[nxt[u] < 0]
+            if len(u):
+                nxt[u] = self._after(v[u], row[u])
+        p = self.pool
+        mreq, grant, rel, resume = self._serve(v, row, issue, key, np.arange(len(v)))
+        r = np.maximum(nxt, 0)
+        at, think = p["at"][r], p["think"][r]
+        nissue = np.maximum(at, resume + think)  # the issue rule (PlanPool._at_think)
+        arrival = np.where(at < 0, nissue, at)
+        # (none: an unplanned next request arrives after the end)
+        nkey = np.where((nissue >= self.duration) | (nxt < 0), INF, nissue + p["koff"][r])
+        # A successor before a later request of the segment: the prefix ends there (ties too).
+        late = np.flatnonzero(key[1:] >= np.minimum.accumulate(nkey[:-1]))
+        n = int(late[0]) + 1 if len(late) else len(v)
+        mx = np.flatnonzero(mreq[:n] >= 0)
+        if len(mx):
+            self._set_free(v[mx], rel[mx])
+        q = np.flatnonzero(nkey[:n] < hard)
+        queued: list[tuple[np.ndarray, ...]] = [
+            (nkey[q], v[q], k[q] + 1, arrival[q], nissue[q], nxt[q])
+        ]
+        taken = n
+        if extra:
+            from_run = o < n_run
+            taken = int(np.count_nonzero(from_run[:n]))
+            left = n + np.flatnonzero(~from_run[n:])  # the heap's entries left out: back there
+            queued.append(tuple(a[left] for a in cols))
+        for c in queued:
+            for e in zip(*(a.tolist() for a in c), strict=True):
+                heapq.heappush(heap, e)
+        done = (v, k, arr, issue, row, mreq, grant, rel, resume)
+        return (done if n == len(v) else tuple(a[:n] for a in done)), taken, n < len(v)
