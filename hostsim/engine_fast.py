@@ -241,10 +241,24 @@ class FastEngine(HostEvents):
         time where windows fail), every request that nothing can still overtake, and yields to
         the environment whenever something else comes before its next request."""
         heap, env, fleet, sink, side = self.heap, self.env, self.fleet, self.sink, self.side
+        pop = heapq.heappop
 
         def wake(key: int, v: int) -> Event:  # after the fleet's request (key, v)
             self.yields += 1
             return env.at(key, NORMAL, VCPU, v, WAKE)
+
+        def before(key: int, v: int) -> Event | None:
+            """Run what comes before the fleet's request (key, v): the engine's own entries
+            here, as the run loop would pop them (the side heap's first, if earlier); an
+            event to yield if a SimPy entry comes first, else None."""
+            me = (key, NORMAL, VCPU, v, WAKE)
+            while heap and heap[0] < me and len(heap[0]) == 5 and not (side and side[0] < heap[0]):
+                e = pop(heap)
+                env._now = self.now = e[0]
+                self._event(e[0], e[3], e[4])
+            if (heap and heap[0] < me) or (side and side[0] < me):
+                return wake(key, v)
+            return None
 
         while True:
             top = heap[0][0] if heap else 1 << 63
@@ -253,7 +267,7 @@ class FastEngine(HostEvents):
                 pass
             else:
                 self.flushable = False  # a scalar stretch holds pool rows: no compaction
-                n = yield from fleet.scalar(lead, heap, wake)
+                n = yield from fleet.scalar(lead, heap, before)
                 self.flushable = True
                 if not n:  # one at a time: the fleet's next keys are all equal (or it is done)
                     kmin, vmin = fleet.min_key()

@@ -53,7 +53,7 @@ class FleetScalar(FleetParts):
         self,
         hard: int,
         events: list[tuple[Any, ...]],
-        wake: Callable[[int, int], Any],
+        before: Callable[[int, int], Any],
         budget: int = SCALAR_BUDGET,
     ) -> Generator[Any, Any, int]:
         """Process pending requests one at a time in key order, in plain Python, while their
@@ -67,9 +67,10 @@ class FleetScalar(FleetParts):
         next requests come before the next engine event, they are timed at once
         (:meth:`_segment`). A generator, run by the fleet's SimPy process: when
         ``events`` (the environment's queue) holds an entry that comes before a request, it
-        yields ``wake(key, v)`` (an event after that request's key) so that everything else
-        that comes first runs (the engine's own events and SimPy code, which share the
-        mutexes' free times but no fleet state). Returns how many requests were processed."""
+        calls ``before(key, v)``, which runs what comes first (the engine's own events and
+        SimPy code, which share the mutexes' free times but no fleet state): the engine's
+        entries at once, and for SimPy code it returns an event after that request's key,
+        which the stretch yields. Returns how many requests were processed."""
         hard = min(hard, INF)
         cand = np.flatnonzero(self.key < hard)
         if len(cand) > budget:  # the ``budget`` smallest keys: every other one is no smaller
@@ -95,12 +96,13 @@ class FleetScalar(FleetParts):
             self.row[cand],
         )
         run = list(zip(*(c.tolist() for c in cols), strict=True))
-        run.append((INF, 0, 0, 0, 0, 0))  # (a sentinel: never below ``hard``)
+        end_of_run = (INF, 0, 0, 0, 0, 0)  # (a sentinel: never below ``hard``)
+        run.append(end_of_run)
         run_keys = cols[0]
         n_run = len(cand)
         at_run = 0
         segments: list[tuple[np.ndarray, ...]] = []  # record columns of vectorised segments
-        count = 0  # requests processed (in ``out`` and in ``segments``)
+        limit = budget  # requests left to ``out`` (segments take their share of the budget)
         far_from = 0  # no segment before this run index
         seg_room = SCALAR_BUDGET  # requests offered to a segment (at most)
         heap: list[tuple[int, ...]] = [(INF, 0, 0, 0, 0, 0)]  # (a sentinel too)
@@ -118,13 +120,8 @@ class FleetScalar(FleetParts):
 
         cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
         push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
-        while count < budget:
-            if heap[0] < top:  # a queued one (replaced by its successor, or popped)
-                key, v, k, arr, issue, row = heap[0]
-                if key >= hard:
-                    break
-                queued = True
-            else:
+        while len(out) < limit:
+            if top is not end_of_run and not heap[0] < top:  # the run's next one
                 key, v, k, arr, issue, row = top
                 if key >= hard:
                     break
@@ -139,7 +136,7 @@ class FleetScalar(FleetParts):
                     # vectorised arithmetic for them at once (see _segment).
                     bound = min(hard, events[0][0]) if events else hard
                     end = at_run + int(np.searchsorted(run_keys[at_run:], bound))
-                    room = min(budget - count, seg_room)
+                    room = min(limit - len(out), seg_room)
                     if end - at_run > room:  # the budget's worth, or what pays, no further
                         end = at_run + room
                         bound = run[end][0]  # (the heap's entries too)
@@ -147,7 +144,7 @@ class FleetScalar(FleetParts):
                     done, taken, cut = self._segment(seg, heap, bound, hard, seg_room)
                     segments.append(done)
                     n_done = len(done[0])
-                    count += n_done
+                    limit -= n_done
                     # A cut segment did work for requests it left: offer about twice what it
                     # took next time (and rest a while if it took few).
                     seg_room = max(SEGMENT, 2 * n_done) if cut else SCALAR_BUDGET
@@ -160,9 +157,15 @@ class FleetScalar(FleetParts):
                 queued = False
                 at_run += 1
                 top = run[at_run]
-            count += 1
+            else:  # a queued one (replaced by its successor, or popped)
+                key, v, k, arr, issue, row = heap[0]
+                if key >= hard:
+                    break
+                queued = True
             if events and events[0][0] <= key and events[0] < (key, NORMAL, VCPU, v, WAKE):
-                yield wake(key, v)
+                ev = before(key, v)
+                if ev is not None:
+                    yield ev
             if cat[row] == CAT_MUTEX:
                 m = mutex[v]
                 grant = free[m]  # hostsim.fifo.grant, inline in this loop
@@ -209,6 +212,7 @@ class FleetScalar(FleetParts):
                 replace(heap, (nkey, v, k + 1, arrival, nissue, idx))
             else:
                 push(heap, (nkey, v, k + 1, arrival, nissue, idx))
+        count = len(out) + budget - limit
         if not count:
             return 0
         flat = np.fromiter(chain.from_iterable(out), np.int64, count=9 * len(out))
