@@ -28,7 +28,7 @@ them off (the guest then waits ``delay_ms`` before enabling, so no reset is stil
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,6 +50,19 @@ QUEUE_DTYPE = np.dtype(
 )
 
 
+#: a row's fields (``QUEUE_DTYPE``'s order)
+_UNTIL, _IRQ, _NIB, _ISC, _CONFIG, _CALLS = 2, 3, 4, 5, 6, 7
+assert QUEUE_DTYPE.names is not None
+assert [QUEUE_DTYPE.names[i] for i in (_UNTIL, _IRQ, _NIB, _ISC, _CONFIG, _CALLS)] == [
+    "reset_until",
+    "irq",
+    "nib",
+    "isc",
+    "in_config",
+    "calls",
+]
+
+
 class QueueAnswer(NamedTuple):
     """What a hardware call answered: the AP response code and the interrupt bit after it
     (a named tuple: one is made per hardware call, on the requests' hot path too)."""
@@ -61,66 +74,59 @@ class QueueAnswer(NamedTuple):
 
 
 class QueueState:
-    """The queues of one run as arrays (rows added as queues are first touched)."""
+    """The queues of one run (rows added as queues are first touched). Each row is a small
+    Python list in :data:`QUEUE_DTYPE`'s field order, the form a call reads fastest (a call is
+    on the requests' hot path); :meth:`table` is the array form."""
 
     def __init__(
         self, initial: list[frozenset[int]], guest_resets: dict[int, list[int]] | None = None
     ) -> None:
         self.initial = initial
-        self.row: dict[tuple[int, int], int] = {}
-        self.a = np.zeros(16, QUEUE_DTYPE)
+        self.row: dict[tuple[int, int], list[Any]] = {}
         self.enabled: list[tuple[int, int, int]] = []  # (guest, apqn, t) as interrupts go on
         #: per guest, the times it resets its own queues (interpreted ZAPQ/RAPQ: no host lock)
         self.guest_resets = guest_resets or {}
-        self._irq_at: dict[int, int] = {}  # row -> when its interrupts last went on
-
-    def _row(self, guest: int, apqn: int) -> int:
-        key = (guest, apqn)
-        r = self.row.get(key)
-        if r is None:
-            r = self.row[key] = len(self.row)
-            if r == len(self.a):
-                self.a = np.concatenate([self.a, np.zeros(len(self.a), QUEUE_DTYPE)])
-            self.a[r] = (guest, apqn, -1, False, 0, 0, apqn in self.initial[guest], 0)
-        return r
+        self._irq_at: dict[tuple[int, int], int] = {}  # queue -> when its interrupts last went on
 
     def call(
         self, guest: int, apqn: int, op: str, t: int, ns: int, nib: int, isc: int
     ) -> QueueAnswer:
         """Hardware call ``op`` on queue ``(guest, apqn)`` at time ``t``; its answer."""
-        r = self._row(guest, apqn)  # (first: it may grow the arrays)
-        q = self.a[r]
-        irq = bool(q["irq"])
+        key = (guest, apqn)
+        q = self.row.get(key)
+        if q is None:
+            q = self.row[key] = [guest, apqn, -1, False, 0, 0, apqn in self.initial[guest], 0]
+        irq = q[_IRQ]
         if irq and guest in self.guest_resets:  # the guest's own reset turned them off
-            on = self._irq_at.get(r, -1)
+            on = self._irq_at.get(key, -1)
             if any(on < tr <= t for tr in self.guest_resets[guest]):
-                q["irq"] = irq = False
-        until = int(q["reset_until"])
+                q[_IRQ] = irq = False
+        until = q[_UNTIL]
         resetting = t < until
         if op == "peek":
             return QueueAnswer(0, irq, resetting, until)
-        q["calls"] += 1
+        q[_CALLS] += 1
         rc = RC.RESET_IN_PROGRESS if resetting and not op.startswith("config") else RC.NORMAL
         if op == "zapq" and not resetting:
-            q["reset_until"] = t + ns
-            q["irq"] = False
+            q[_UNTIL] = t + ns
+            q[_IRQ] = False
         elif op == "aqic_enable" and not resetting:
-            if q["irq"]:
+            if q[_IRQ]:
                 rc = RC.OTHERWISE_CHANGED
             else:
-                q["irq"], q["nib"], q["isc"] = True, nib, isc
+                q[_IRQ], q[_NIB], q[_ISC] = True, nib, isc
                 self.enabled.append((guest, apqn, t))
-                self._irq_at[r] = t
+                self._irq_at[key] = t
         elif op == "aqic_disable" and not resetting:
-            q["irq"] = False
+            q[_IRQ] = False
         elif op == "config_add":
-            q["in_config"] = True
+            q[_CONFIG] = True
         elif op == "config_remove":
-            q["in_config"] = False
-        until = int(q["reset_until"])
-        return QueueAnswer(int(rc), bool(q["irq"]), t < until, until)
+            q[_CONFIG] = False
+        until = q[_UNTIL]
+        return QueueAnswer(int(rc), q[_IRQ], t < until, until)
 
     def table(self) -> np.ndarray:
         """Every queue touched, sorted by (guest, apqn)."""
-        a = self.a[: len(self.row)]
+        a = np.array([tuple(q) for q in self.row.values()], QUEUE_DTYPE)
         return np.sort(a, order=["guest", "apqn"])
