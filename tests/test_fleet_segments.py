@@ -20,7 +20,8 @@ import hostsim.fleet_scalar as fleet_scalar
 from hostsim.run import simulate
 from hostsim.scenario import load
 
-MIXED = Path(__file__).parents[1] / "bench" / "scenarios" / "mixed-9600.toml"
+BENCH = Path(__file__).parents[1] / "bench" / "scenarios"
+MIXED = BENCH / "mixed-9600.toml"
 
 
 def _mixed(apps: int, ms: int, *extra: str) -> Any:
@@ -79,13 +80,43 @@ def test_segments_match_the_reference(
 
 
 def test_segments_do_not_change_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large fleet whose stretches plan epochs inside segments: the records of stretches
-    without segments, byte for byte."""
-    s = _mixed(240, 900)
+    """A large fleet whose stretches end at their budget and plan epochs inside segments: the
+    records of stretches without segments, byte for byte."""
+    seen, n = _same_without_segments(_mixed(240, 900), monkeypatch)
+    assert n > 80_000 and seen["requests"] > n // 2, seen
+
+
+@pytest.mark.parametrize(
+    ("scenario", "sets"),
+    [
+        # bursts: segments cut short by successors, the heap's many entries taken in
+        ("bursty-1000.toml", ["run.duration_ms=400"]),
+        # BUSY enables retried on idle (successors planned as retries inside a segment)
+        ("retry-1000.toml", ["run.duration_ms=300", "guests.0.workload.rate_hz=400"]),
+    ],
+)
+def test_segments_keep_every_workload(
+    scenario: str, sets: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments change no record of the bench's other shapes (fast engine with and without)."""
+    _same_without_segments(load(BENCH / scenario, sets), monkeypatch)
+
+
+@pytest.mark.parametrize(("apps", "seed", "lock"), [(120, 7, "global"), (240, 11, "per-mdev")])
+def test_segments_keep_other_seeds(
+    apps: int, seed: int, lock: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _mixed(apps, 300, f"run.seed={seed}", f'host.lock_model="{lock}"')
+    _same_without_segments(s, monkeypatch)
+
+
+def _same_without_segments(s: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Counter[str], int]:
+    """Run ``s`` with segments and without (the fast engine): the same records, byte for
+    byte; returns what the segments did and how many records there are."""
     seen = _counting(monkeypatch)
     with_segments = simulate(s, "fast", keep_records=True).records
-    assert seen["requests"] > len(with_segments) // 2, seen
+    assert seen["requests"] > 1000, seen
     monkeypatch.setattr(fleet_scalar, "SEGMENT", 1 << 40)
     without = simulate(s, "fast", keep_records=True).records
-    assert len(with_segments) > 80_000
     assert with_segments.tobytes() == without.tobytes()
+    return seen, len(with_segments)
