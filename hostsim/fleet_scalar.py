@@ -246,7 +246,8 @@ class FleetScalar(FleetParts):
         extra: list[tuple[int, ...]] = []
         while heap[0][0] < bound:  # (the heap's sentinel is never below it)
             if len(extra) == room:  # no further than pays: the run's requests before it alone
-                cols = [c[: int(np.searchsorted(cols[0], heap[0][0]))] for c in cols]
+                before = int(np.searchsorted(cols[0], heap[0][0]))
+                cols = [c[:before] for c in cols]
                 break
             extra.append(heapq.heappop(heap))
         n_run = len(cols[0])

@@ -1,4 +1,4 @@
-"""Per-queue state: what each guest's AP queue (APQN) is doing, as arrays hardware calls use.
+"""Per-queue state: what each guest's AP queue (APQN) is doing, as rows hardware calls use.
 
 A queue is one APQN of one guest's mdev (vfio_ap never shares a queue between mdevs). Its state:
 a reset in progress until when, interrupts enabled or not and with which NIB and ISC, and
