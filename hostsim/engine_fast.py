@@ -173,6 +173,16 @@ class FastEngine(HostEvents):
         self.timed: dict[int, deque[Any]] = {}  # program -> its section's blocks, in order
         self.checking: dict[int, Any] = {}  # blockable guests: requests at their issue check
         self.waiters: dict[int, list[tuple[int, int]]] = {}  # guest -> vCPUs waiting (v, kind)
+        #: per blockable guest, the host events whose programs may block it; None where a user
+        #: process may (when it acts is not known ahead)
+        by_event: dict[int, list[int]] = {}
+        for i, hp in enumerate(self.progs.host):
+            for g in hp.blocks:
+                by_event.setdefault(g, []).append(i)
+        self.blockers: dict[int, list[int] | None] = dict(by_event)
+        for r in self.runners[len(self.progs.host) :]:
+            for g in r.blocks or ():
+                self.blockers[g] = None
         self.now = 0
         self.flushable = True  # False while the fleet's process is inside a scalar stretch
         self.yields = 0
@@ -346,7 +356,7 @@ class FastEngine(HostEvents):
                 self.parked[v] = req
                 self._push(issue, NORMAL, VCPU, v, _ADVANCE)
                 return
-            if guest in self.progs.blockable:  # its issue waits while the guest is blocked
+            if self._may_block(guest, issue):  # its issue waits while the guest is blocked
                 self.checking[v] = req
                 self._push(issue, LATE, VCPU, v, _ISSUE)
                 return
@@ -397,6 +407,19 @@ class FastEngine(HostEvents):
                     self._maybe_grant_writer(guest, self.now)
 
     # --- guests whose vCPUs a program blocks: the issue and the resume wait while blocked ---------
+    def _may_block(self, guest: int, t: int) -> bool:
+        """Whether the guest's vCPUs may be blocked at ``t`` (no earlier than now): then a
+        check at ``t`` is a heap event (``_ISSUE``, ``_RESUME``); else nothing can block them
+        by then (no program that may has started, or each has ended with nothing pending)
+        and the check is passed now."""
+        if guest not in self.progs.blockable:
+            return False
+        ids = self.blockers.get(guest)
+        if ids is None or self.gstate[guest].blocked:
+            return True
+        starts, runners, timed = self.progs.starts, self.runners, self.timed
+        return any(starts[i] <= t and (not runners[i].done or timed.get(i)) for i in ids)
+
     def _blocked(self, v: int, kind: int) -> bool:
         guest = self.vguest[v]
         if self.gstate[guest].blocked:
@@ -427,7 +450,7 @@ class FastEngine(HostEvents):
     def _finish(self, v: int) -> bool:
         """The request has its resume: recorded now (True), or, for a guest a program may
         block, when its SIE entry is not blocked (False: a check at the resume)."""
-        if self.vguest[v] in self.progs.blockable:
+        if self._may_block(self.vguest[v], self.inflight[v].resume):
             self._push(self.inflight[v].resume, LATE, VCPU, v, _RESUME)
             return False
         self._record(v)

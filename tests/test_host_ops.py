@@ -141,6 +141,32 @@ def test_kvm_arch_crypto_set_masks_blocks_every_vcpu_of_that_guest_and_no_other(
         assert ((others["t_issue"] > t0) & (others["t_issue"] < t1)).any()
 
 
+def test_block_checks_are_events_only_while_a_program_may_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast engine checks a blockable guest's issue and resume in time order (heap
+    events) only while a program that may block it has started and not ended; elsewhere the
+    check passes at once. A busy guest with APCB updates close together: both engines write
+    the same records and blocks, and most of its requests make no check event."""
+    from hostsim.engine_fast import FastEngine
+
+    checks = {"issue": 0}
+    real = FastEngine._issue
+
+    def issue(self: FastEngine, v: int, t: int) -> None:
+        checks["issue"] += 1
+        real(self, v, t)
+
+    monkeypatch.setattr(FastEngine, "_issue", issue)
+    costs = 'apcb_update = "2ms"'
+    evs = "".join(event(k, at_ms=t) for k, t in [("detach", 40), ("attach", 60), ("detach", 61)])
+    busy = 'kind = "poisson"\nrate_hz = 3000'
+    res = both(text(evs + event("attach", at_ms=90), costs=costs, workload=busy))
+    mine = res.records[res.records["guest"] == 0]
+    assert len(res.blocks) == 4
+    assert 0 < checks["issue"] < len(mine) // 4, (checks, len(mine))
+
+
 def test_set_kvm_takes_guests_lock_kvm_lock_then_mdevs_lock() -> None:
     # get_update_locks_for_kvm: guests_lock -> kvm->lock -> mdevs_lock; assign_*_store takes
     # ap_perms_mutex first.
