@@ -112,13 +112,16 @@ class FastEngine(HostEvents):
         dyn_guest = [g in model.views for g in range(model.n_guests)]
         self.flips: dict[int, list[tuple[int, bool]]] = {}
         self.rw: dict[int, RwKnown] = {}
+        #: per guest with an rwsem writer, the host events whose programs take its write side
+        self.writers: dict[int, list[int]] = {}
         for g in self.progs.blockable:  # a program may stop their vCPUs: one at a time
             dyn_guest[g] = True
-        for ev in s.events:
+        for i, ev in enumerate(s.events):
             dyn_guest[ev.guest] = True
             if ev.kind in _HOOK_KINDS:
                 if model.rwsem:
                     self.rw.setdefault(ev.guest, RwKnown())
+                    self.writers.setdefault(ev.guest, []).append(i)
                 else:
                     self.flips.setdefault(ev.guest, []).append(
                         (ev.at_ns, ev.kind != HostEventKind.DETACH)
@@ -389,7 +392,8 @@ class FastEngine(HostEvents):
             if step is None:
                 continue
             if step is READ:
-                if rw is not None:  # a writer may hold it: decide in time order
+                if rw is not None and self._may_act(self.writers[guest], t):
+                    # a writer may hold it or wait for it then: decide in time order
                     self._push(t, LATE, VCPU, v, _READ)
                     return False
                 sent = t
@@ -415,8 +419,11 @@ class FastEngine(HostEvents):
         if guest not in self.progs.blockable:
             return False
         ids = self.blockers.get(guest)
-        if ids is None or self.gstate[guest].blocked:
-            return True
+        return ids is None or self.gstate[guest].blocked or self._may_act(ids, t)
+
+    def _may_act(self, ids: list[int], t: int) -> bool:
+        """Whether one of the host events ``ids`` may act at ``t`` (no earlier than now): its
+        program has started by then and not ended (or has effects still to come)."""
         starts, runners, timed = self.progs.starts, self.runners, self.timed
         return any(starts[i] <= t and (not runners[i].done or timed.get(i)) for i in ids)
 

@@ -75,7 +75,7 @@ def test_per_mdev_apart_vcpus_wait_aside_and_give_the_reference_records() -> Non
     s = load(KNEE, [*SMALL, 'host.lock_model="per-mdev"'])
     eng = watched(s)
     assert eng.apart == set(eng.vguest)  # app[3]'s and db[0]'s vCPUs: their own mutexes
-    assert eng.to_side > 1000
+    assert eng.to_side > 500  # (their checks and read sides make no entry while no program runs)
     assert any(eng.moved)  # a host program started while side entries waited: they moved
     assert eng.running == 0 and not eng.side  # every program ended; the side heap is empty
     assert eng.overtaken == 0
