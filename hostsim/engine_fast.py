@@ -13,7 +13,8 @@ What makes it fast while exact:
   inline. A request that takes the mutex costs one heap entry, keyed ``(request time, host before
   vCPU, id)``: popping them in key order *is* the FIFO mutex (Lindley's recursion
   ``grant = max(request, previous release)``, :func:`hostsim.fifo.grant`). The rwsem makes
-  events only for guests whose writers (attach/detach) exist.
+  events only for guests whose writers (attach/detach) exist, and only while one of those
+  programs may act; a blockable guest's issue and resume checks likewise.
 * **The fleet stops only for what can overtake it.** The fleet is a SimPy process that yields
   before an entry that comes first; a one-at-a-time vCPU whose mutex no fleet vCPU takes
   (per-mdev locks) keeps its entries in a side heap while no host program runs, so the fleet
