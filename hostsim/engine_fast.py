@@ -113,16 +113,13 @@ class FastEngine(HostEvents):
         dyn_guest = [g in model.views for g in range(model.n_guests)]
         self.flips: dict[int, list[tuple[int, bool]]] = {}
         self.rw: dict[int, RwKnown] = {}
-        #: per guest with an rwsem writer, the host events whose programs take its write side
-        self.writers: dict[int, list[int]] = {}
         for g in self.progs.blockable:  # a program may stop their vCPUs: one at a time
             dyn_guest[g] = True
-        for i, ev in enumerate(s.events):
+        for ev in s.events:
             dyn_guest[ev.guest] = True
             if ev.kind in _HOOK_KINDS:
                 if model.rwsem:
                     self.rw.setdefault(ev.guest, RwKnown())
-                    self.writers.setdefault(ev.guest, []).append(i)
                 else:
                     self.flips.setdefault(ev.guest, []).append(
                         (ev.at_ns, ev.kind != HostEventKind.DETACH)
@@ -177,16 +174,7 @@ class FastEngine(HostEvents):
         self.timed: dict[int, deque[Any]] = {}  # program -> its section's blocks, in order
         self.checking: dict[int, Any] = {}  # blockable guests: requests at their issue check
         self.waiters: dict[int, list[tuple[int, int]]] = {}  # guest -> vCPUs waiting (v, kind)
-        #: per blockable guest, the host events whose programs may block it; None where a user
-        #: process may (when it acts is not known ahead)
-        by_event: dict[int, list[int]] = {}
-        for i, hp in enumerate(self.progs.host):
-            for g in hp.blocks:
-                by_event.setdefault(g, []).append(i)
-        self.blockers: dict[int, list[int] | None] = dict(by_event)
-        for r in self.runners[len(self.progs.host) :]:
-            for g in r.blocks or ():
-                self.blockers[g] = None
+        self._watch()
         self.now = 0
         self.flushable = True  # False while the fleet's process is inside a scalar stretch
         self.yields = 0
@@ -410,45 +398,6 @@ class FastEngine(HostEvents):
                 rw.reader_out(t, known=mutex)
                 if mutex:
                     self._maybe_grant_writer(guest, self.now)
-
-    # --- guests whose vCPUs a program blocks: the issue and the resume wait while blocked ---------
-    def _may_block(self, guest: int, t: int) -> bool:
-        """Whether the guest's vCPUs may be blocked at ``t`` (no earlier than now): then a
-        check at ``t`` is a heap event (``_ISSUE``, ``_RESUME``); else nothing can block them
-        by then (no program that may has started, or each has ended with nothing pending)
-        and the check is passed now."""
-        if guest not in self.progs.blockable:
-            return False
-        ids = self.blockers.get(guest)
-        return ids is None or self.gstate[guest].blocked or self._may_act(ids, t)
-
-    def _may_act(self, ids: list[int], t: int) -> bool:
-        """Whether one of the host events ``ids`` may act at ``t`` (no earlier than now): its
-        program has started by then and not ended (or has effects still to come)."""
-        starts, runners, timed = self.progs.starts, self.runners, self.timed
-        return any(starts[i] <= t and (not runners[i].done or timed.get(i)) for i in ids)
-
-    def _blocked(self, v: int, kind: int) -> bool:
-        guest = self.vguest[v]
-        if self.gstate[guest].blocked:
-            self.waiters.setdefault(guest, []).append((v, kind))
-            return True
-        return False
-
-    def _issue(self, v: int, t: int) -> None:
-        if self._blocked(v, _ISSUE):
-            return
-        req = self.checking.pop(v)
-        self.gstate[self.vguest[v]].issued_after_block(req, t)
-        if self._begin(v, req):
-            self._advance(v)
-
-    def _resume(self, v: int, t: int) -> None:
-        if self._blocked(v, _RESUME):
-            return
-        self.inflight[v].resume = t
-        self._record(v)
-        self._advance(v)
 
     def _mreq(self, v: int, t: int) -> None:
         """The request asks for the mutex at ``t``: granted in FIFO order (key order here)."""

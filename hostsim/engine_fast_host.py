@@ -1,4 +1,4 @@
-"""The fast engine's host side: host programs, host-only mutexes and the rwsem's writers.
+"""The fast engine's host side: host programs, host-only mutexes, the rwsem's writers, blocks.
 
 A mixin of :class:`hostsim.engine_fast.FastEngine`, which owns the heap and the state these
 methods read. Host programs (host events and user processes, :mod:`hostsim.program`) run their
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from simpy.events import Event
 
 from hostsim.fifo import FifoQueue, grant
+from hostsim.host_ops import HOOK_KINDS
 from hostsim.locks import WRITE
 from hostsim.program import Drop, Idle, Section, Take, Wait
 from hostsim.streams import reconfigure
@@ -27,6 +28,7 @@ from hostsim.ties import HOST, LATE, NORMAL, RESUME, VCPU, lock_key
 if TYPE_CHECKING:
     from hostsim.model import Model
     from hostsim.program import Runner
+    from hostsim.run_programs import Programs
     from hostsim.rwsem import RwKnown
     from hostsim.sim_env import HostEnv
     from hostsim.streams import GuestState
@@ -63,14 +65,76 @@ class HostEvents:
     #: per program: the event it waits on for a lock grant or its SimPy process's next post
     held: dict[int, Event]
 
+    progs: Programs
+    checking: dict[int, Any]
+    inflight: dict[int, Any]
+
     if TYPE_CHECKING:
 
         def _push(self, t: int, prio: int, cls: int, ident: int, kind: int) -> None: ...
         def _drive(self, v: int, sent: int | None) -> bool: ...
         def _advance(self, v: int) -> None: ...
         def _program_started(self) -> None: ...
+        def _begin(self, v: int, req: Any) -> bool: ...
+        def _record(self, v: int) -> None: ...
 
     running: int
+
+    # --- when a program may act: block checks and read sides as events only then ----------------
+    def _watch(self) -> None:
+        """Which host events may act on each guest: its rwsem's writers (``writers``) and the
+        programs that may block its vCPUs (``blockers``; None where a user process may, whose
+        times are not known ahead)."""
+        self.writers: dict[int, list[int]] = {}
+        by_event: dict[int, list[int]] = {}
+        for i, (ev, hp) in enumerate(zip(self.m.s.events, self.progs.host, strict=True)):
+            if ev.kind in HOOK_KINDS and self.m.rwsem:
+                self.writers.setdefault(ev.guest, []).append(i)
+            for g in hp.blocks:
+                by_event.setdefault(g, []).append(i)
+        self.blockers: dict[int, list[int] | None] = dict(by_event)
+        for r in self.runners[len(self.progs.host) :]:
+            for g in r.blocks or ():
+                self.blockers[g] = None
+
+    # --- guests whose vCPUs a program blocks: the issue and the resume wait while blocked ---------
+    def _may_block(self, guest: int, t: int) -> bool:
+        """Whether the guest's vCPUs may be blocked at ``t`` (no earlier than now): then a
+        check at ``t`` is a heap event (``_ISSUE``, ``_RESUME``); else nothing can block them
+        by then (no program that may has started, or each has ended with nothing pending)
+        and the check is passed now."""
+        if guest not in self.progs.blockable:
+            return False
+        ids = self.blockers.get(guest)
+        return ids is None or self.gstate[guest].blocked or self._may_act(ids, t)
+
+    def _may_act(self, ids: list[int], t: int) -> bool:
+        """Whether one of the host events ``ids`` may act at ``t`` (no earlier than now): its
+        program has started by then and not ended (or has effects still to come)."""
+        starts, runners, timed = self.progs.starts, self.runners, self.timed
+        return any(starts[i] <= t and (not runners[i].done or timed.get(i)) for i in ids)
+
+    def _blocked(self, v: int, kind: int) -> bool:
+        guest = self.vguest[v]
+        if self.gstate[guest].blocked:
+            self.waiters.setdefault(guest, []).append((v, kind))
+            return True
+        return False
+
+    def _issue(self, v: int, t: int) -> None:
+        if self._blocked(v, _ISSUE):
+            return
+        req = self.checking.pop(v)
+        self.gstate[self.vguest[v]].issued_after_block(req, t)
+        if self._begin(v, req):
+            self._advance(v)
+
+    def _resume(self, v: int, t: int) -> None:
+        if self._blocked(v, _RESUME):
+            return
+        self.inflight[v].resume = t
+        self._record(v)
+        self._advance(v)
 
     # --- the rwsem of guests with writers -------------------------------------------------------
     def _read(self, v: int, t: int) -> None:
