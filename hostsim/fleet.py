@@ -44,6 +44,16 @@ COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
 INIT_CHUNK = 1 << 16  # vCPUs made pending at a time when a run starts
 
 
+def refill_size(expected: float) -> int:
+    """Requests planned per vCPU at a time (closed loops, or beyond an epoch) for a vCPU that
+    issues about ``expected`` in the run: a quarter of that, at most 64; but all of it (and
+    one more) when that is 64 or fewer, since a planning call's fixed cost (about a
+    millisecond) is then what the run's time is made of."""
+    if expected <= 64:
+        return math.ceil(expected) + 1
+    return min(64, math.ceil(expected / 4))
+
+
 class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
     """The plain vCPUs of a run: their pending requests as arrays (see module docstring)."""
 
@@ -73,13 +83,13 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         self.clocks = m.clocks  # the bursty groups' on/off clocks
         self.bursty = np.array([gi in self.clocks for gi in range(len(guests))], bool)[self.group]
         self.closed = vcpus[~self.open_loop[vcpus]]  # closed-loop members
-        #: requests planned per vCPU at a time (closed loops, or beyond an epoch): about a
-        #: quarter of what it issues in the run
+        #: requests planned per vCPU at a time (closed loops, or beyond an epoch): see
+        #: :func:`refill_size`
         per_vcpu = [expected_requests(g.workload, self.duration) for g in guests]
         if m.replay:  # a recording's rows, spread over its vCPUs
             rows = sum(len(x) for x in m.scripts.values()) or getattr(m._feed, "rows", 0)
             per_vcpu = [rows / max(1, n)] * len(guests)
-        self.refill_of = np.array([min(64, max(1, math.ceil(e / 4))) for e in per_vcpu], np.int64)
+        self.refill_of = np.array([refill_size(e) for e in per_vcpu], np.int64)
         starts = np.array([round(g.workload.start_ms * 1e6) for g in guests], np.int64)
         # The pending request of each vCPU.
         self.key = np.full(n, INF, np.int64)  # its mutex request or issue time
