@@ -103,9 +103,9 @@ class HostEvents:
         check at ``t`` is a heap event (``_ISSUE``, ``_RESUME``); else nothing can block them
         by then (no program that may has started, or each has ended with nothing pending)
         and the check is passed now."""
-        if guest not in self.progs.blockable:
+        if guest not in self.blockers:  # (its keys: the guests some program may block)
             return False
-        ids = self.blockers.get(guest)
+        ids = self.blockers[guest]
         return ids is None or self.gstate[guest].blocked or self._may_act(ids, t)
 
     def _may_act(self, ids: list[int], t: int) -> bool:

@@ -105,7 +105,7 @@ class FleetScalar(FleetParts):
         limit = budget  # requests left to ``out`` (segments take their share of the budget)
         far_from = 0  # no segment before this run index
         seg_room = SCALAR_BUDGET  # requests offered to a segment (at most)
-        heap: list[tuple[int, ...]] = [(INF, 0, 0, 0, 0, 0)]  # (a sentinel too)
+        heap: list[tuple[int, ...]] = [end_of_run]  # (the heap's sentinel too)
         top = run[0]
         out: list[tuple[int, ...]] = []
         free = self.free
@@ -180,17 +180,12 @@ class FleetScalar(FleetParts):
                 out.append((v, k, arr, issue, row, -1, -1, -1, resume))
             idx = nxt[row]
             if idx < 0:  # plan what comes next (or learn that nothing does)
-                target = int(self.last_arr[v] + self.next_gap[v])
+                target = self.last_arr[v] + self.next_gap[v]
                 if open_loop[v] and target >= duration and not retry_next[v]:
-                    if queued:
-                        pop(heap)
-                    continue  # its next arrival is past the end: nothing more (as _after finds)
-                if open_loop[v] and self.planned_until <= target < duration:
-                    # Open loop past the planned epoch: the next epochs, for every vCPU.
-                    self.plan_epoch(max(target + 1, self.planned_until + self.epoch_ns))
-                    idx = int(self.pool["nxt"][row])
-                if idx < 0:
-                    idx = int(self._after(np.array([v]), np.array([row]))[0])
+                    if queued:  # its next arrival is past the end: nothing more (the fast
+                        pop(heap)  # answer of _plan_next, which finds the same)
+                    continue
+                idx = int(self._plan_next(np.array([v]), np.array([row]))[0])
                 cat, koff, hold, entry, fin, nxt, atc, thinkc = columns()
             if idx >= 0:  # the fleet's issue rule (PlanPool._at_think)
                 arrival, nissue = atc[idx], resume + thinkc[idx]
@@ -259,25 +254,14 @@ class FleetScalar(FleetParts):
         nxt = self.pool["nxt"][row]
         u = np.flatnonzero(nxt < 0)
         if len(u):  # plan what comes next, as the scalar loop does (or learn that nothing does)
-            vu = v[u]
-            target = self.last_arr[vu] + self.next_gap[vu]
-            epoch = self.open_loop[vu] & (self.planned_until <= target) & (target < self.duration)
-            if epoch.any():  # open loops past the planned epoch: the next epochs, for every vCPU
-                self.plan_epoch(
-                    max(int(target[epoch].max()) + 1, self.planned_until + self.epoch_ns)
-                )
-                nxt[u] = self.pool["nxt"][row[u]]
-            u = u[nxt[u] < 0]
-            if len(u):
-                nxt[u] = self._after(v[u], row[u])
-        p = self.pool
+            nxt[u] = self._plan_next(v[u], row[u])
         mreq, grant, rel, resume = self._serve(v, row, issue, key, np.arange(len(v)))
-        r = np.maximum(nxt, 0)
-        at, think = p["at"][r], p["think"][r]
-        nissue = np.maximum(at, resume + think)  # the issue rule (PlanPool._at_think)
+        at, think = self._at_think(v, nxt)
+        nissue = np.maximum(at, resume + think)  # the fleet's issue rule
         arrival = np.where(at < 0, nissue, at)
         # (none: an unplanned next request arrives after the end)
-        nkey = np.where((nissue >= self.duration) | (nxt < 0), INF, nissue + p["koff"][r])
+        koff = self.pool["koff"][np.maximum(nxt, 0)]
+        nkey = np.where((nissue >= self.duration) | (nxt < 0), INF, nissue + koff)
         # A successor before a later request of the segment: the prefix ends there (ties too).
         late = np.flatnonzero(key[1:] >= np.minimum.accumulate(nkey[:-1]))
         n = int(late[0]) + 1 if len(late) else len(v)
@@ -299,3 +283,18 @@ class FleetScalar(FleetParts):
                 heapq.heappush(heap, e)
         done = (v, k, arr, issue, row, mreq, grant, rel, resume)
         return (done if n == len(v) else tuple(a[:n] for a in done)), taken, n < len(v)
+
+    def _plan_next(self, v: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The pool rows of the requests after rows ``row`` of vCPUs ``v``, whose next request
+        is not planned yet, planned now (-1: nothing comes before the run's end): open loops
+        past the planned epoch get the next epochs, for every vCPU at once; the rest are
+        planned by :meth:`_after`. Both of the stretch's forms use it."""
+        target = self.last_arr[v] + self.next_gap[v]
+        epoch = self.open_loop[v] & (self.planned_until <= target) & (target < self.duration)
+        if epoch.any():
+            self.plan_epoch(max(int(target[epoch].max()) + 1, self.planned_until + self.epoch_ns))
+        idx = self.pool["nxt"][row]
+        miss = np.flatnonzero(idx < 0)
+        if len(miss):
+            idx[miss] = self._after(v[miss], row[miss])
+        return idx
