@@ -51,7 +51,7 @@ from hostsim.engine_fast_host import (
     HostEvents,
 )
 from hostsim.fifo import FifoQueue, grant
-from hostsim.fleet import INF, Fleet
+from hostsim.fleet import INF, Fleet, worth_a_fleet
 from hostsim.host_ops import HOOK_KINDS as _HOOK_KINDS
 from hostsim.model import Model
 from hostsim.request import Ask, record, start, steps
@@ -141,6 +141,8 @@ class FastEngine(HostEvents):
         for v, script in model.scripts.items():
             if not model.replay or (len(script) and int(script["t"].min()) < 0):
                 vdyn[v] = True  # (a recording's times are never negative: the fleet's rule)
+        if not worth_a_fleet(model, np.flatnonzero(~vdyn)):
+            vdyn[:] = True  # a tiny fleet costs more than it saves: one request at a time
         dyn = np.flatnonzero(vdyn)
         # Where a few guests of a group are simulated one request at a time, their draws come
         # in blocks of one guest's vCPUs, not of the whole group (a cache shape: no value moves).

@@ -37,7 +37,7 @@ from hostsim.fleet_window import COOLDOWN_MIN, WINDOW_ROWS, FleetWindow
 from hostsim.model import Model
 from hostsim.request_draws import expected_requests
 
-__all__ = ["COMPACT_MIN", "EPOCH_ROWS", "INF", "Fleet"]
+__all__ = ["COMPACT_MIN", "EPOCH_ROWS", "INF", "SMALL_FLEET", "Fleet", "worth_a_fleet"]
 
 EPOCH_ROWS = 1 << 16  # open-loop requests planned at a time (about)
 COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
@@ -52,6 +52,29 @@ def refill_size(expected: float) -> int:
     if expected <= 64:
         return math.ceil(expected) + 1
     return min(64, math.ceil(expected / 4))
+
+
+#: a fleet expected to issue fewer requests than this in the whole run is not made: its vCPUs
+#: run one request at a time (see :func:`worth_a_fleet`)
+SMALL_FLEET = 128
+
+
+def worth_a_fleet(m: Model, vcpus: np.ndarray) -> bool:
+    """Whether the plain vCPUs ``vcpus`` are worth a fleet: they are expected to issue
+    :data:`SMALL_FLEET` requests or more in the run. A fleet's planning calls and windows cost
+    about a millisecond each whatever they hold, more than the one-at-a-time path spends on
+    a hundred requests (about 40 us each), so a tiny fleet would make the fast engine slower
+    than the reference. The estimate (:func:`hostsim.request_draws.expected_requests`) counts
+    a closed loop's think times only: it errs towards a fleet."""
+    if m.replay:
+        return len(vcpus) > 0
+    counts = np.bincount(m.topo.vcpu_group[vcpus], minlength=len(m.s.guests)).tolist()
+    expected = sum(
+        n * expected_requests(g.workload, m.s.duration_ns)
+        for n, g in zip(counts, m.s.guests, strict=True)
+        if n
+    )
+    return expected >= SMALL_FLEET
 
 
 class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hostsim import arch
+from hostsim.fleet_retry import RetryPlan
 from hostsim.intercept import REGISTER_NAMES
-from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, make_plan
-from hostsim.rules import Kind
+from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE
 from workloads.bursts import SCRIPT_DTYPE
 from workloads.steady import BURSTY_UNIT_MEAN_NS
 
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 
 INF = np.iinfo(np.int64).max
 _ROW = np.dtype((np.void, SCRIPT_DTYPE.itemsize))  # a script row as opaque bytes
-#: the hook's answers to an enable that an ``on_idle`` guest retries (hostsim.streams)
-RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 
 
 def as_rows(a: np.ndarray) -> np.ndarray:
@@ -38,7 +35,7 @@ def as_rows(a: np.ndarray) -> np.ndarray:
     return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a
 
 
-class PlanPool:
+class PlanPool(RetryPlan):
     """Planning and the pool of planned rows (see module docstring)."""
 
     # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
@@ -99,8 +96,9 @@ class PlanPool:
         """Plan requests ``k`` of vCPUs ``v`` into the pool, each vCPU's run of ``runs[i]`` rows
         consecutive and continuing its chain. ``gap_next``: the gap of each row's successor;
         ``gap``: each row's own gap, when known; ``regs``: retries (runs of one) of these
-        registers. A run stops at a request its guest retries (``retry = "on_idle"``): the
-        retry comes next, planned when it is needed (:meth:`_plan_retry`). ``at_think``: the
+        registers. A request its guest retries (``retry = "on_idle"``) has its retry planned
+        now, over the row after it (:mod:`hostsim.fleet_retry`), or, at a run's end, when it
+        is needed (:meth:`_plan_retry`). ``at_think``: the
         rows' arrivals and think times (a script's; else the steady streams' or retries')."""
         total = len(v)
         if not total:
@@ -110,46 +108,23 @@ class PlanPool:
             self._grow(max(2 * len(self.pool["nxt"]), at + total, 4096))
         p = self.pool
         end = at + total
-        groups = self.group[v]
-        polls = np.zeros(total, np.int64)
-        if self.n_groups == 1 or not (groups != groups[0]).any():
-            plan, _ = make_plan(
-                self.m, int(groups[0]), self.local[v], k, gap, p["tail"][at:end], regs
-            )
-            for name in PLAN_COLUMNS:
-                p[name][at:end] = plan[name]
-            polls = plan.get("poll", polls)
-        else:
-            for grp in np.unique(groups).tolist():
-                sel = np.flatnonzero(groups == grp)
-                own = None if gap is None else gap[sel]
-                sub = None if regs is None else {n: a[sel] for n, a in regs.items()}
-                plan, tail = make_plan(self.m, grp, self.local[v[sel]], k[sel], own, None, sub)
-                for name in PLAN_COLUMNS:
-                    p[name][at + sel] = plan[name]
-                as_rows(p["tail"])[at + sel] = as_rows(tail)
-                if "poll" in plan:
-                    polls[sel] = plan["poll"]
+        plan, _, polls = self._decode(v, k, gap, regs, p["tail"][at:end])
+        for name in PLAN_COLUMNS:
+            p[name][at:end] = plan[name]
         ends = np.cumsum(runs) - 1  # each run's last row
         first = ends - runs + 1
+        made = None
         if self.on_idle is not None:
             retried = self._retried(v, p["tail"][at:end])
-            if retried.any():  # cut each run after its first retried request
-                run_of = np.repeat(np.arange(len(runs)), runs)
-                pos = np.arange(total) - first[run_of]
-                stop = np.full(len(runs), total, np.int64)
-                np.minimum.at(stop, run_of[retried], pos[retried])
-                keep = pos <= stop[run_of]
-                if not keep.all():
-                    kept = int(np.count_nonzero(keep))
-                    for a in p.values():
-                        a[at : at + kept] = a[at:end][keep]
-                    v, k, gap_next, polls = v[keep], k[keep], gap_next[keep], polls[keep]
-                    runs = np.minimum(runs, stop + 1)
-                    total, end = kept, at + kept
-                    ends = np.cumsum(runs) - 1
-                    first = ends - runs + 1
-                self.retry_next[v[ends[stop < total]]] = True
+            if retried.any():
+                # A run goes on past a retried row: its retry is planned now (a bursty run's
+                # later arrivals again, as its clock makes them from the arrival before).
+                if at_think is None and regs is None:
+                    made, end_ret = self._retry_in_place(at, v, k, first, ends, retried)
+                    self._rewarp(at, v, k, first, ends, made, gap_next)
+                    self.retry_next[v[ends[end_ret]]] = True
+                else:  # a retry's own batch: runs of one
+                    self.retry_next[v[retried]] = True
         g = p["gap"][at:end]
         rv = v[first]
         cs = np.cumsum(g)
@@ -169,6 +144,9 @@ class PlanPool:
                 opn = np.repeat(opn, runs)
                 p["at"][at:end] = np.where(opn, arrival, -1)
                 p["think"][at:end] = np.where(opn, 0, g)
+        if made is not None and len(made):  # retries: a poll after the failed request resumed
+            p["at"][at + made] = -1
+            p["think"][at + made] = polls[made]
         p["v"][at:end] = v
         p["k"][at:end] = k
         nxt = np.arange(at + 1, end + 1)
@@ -189,20 +167,6 @@ class PlanPool:
         self.next_gap[rv] = gap_next[ends]
         self.last_arr[rv] += cs[ends] - before  # each run's gaps
         self.pool_n = end
-
-    def _retried(self, v: np.ndarray, tail: np.ndarray) -> np.ndarray:
-        """Which planned requests (their record fields ``tail``) of vCPUs ``v`` the guest
-        retries: an enable its hook answered BUSY or RESET IN PROGRESS, in an ``on_idle``
-        group (:func:`hostsim.streams.after`)."""
-        assert self.on_idle is not None
-        gpr0, gpr1 = tail["gpr0"], tail["gpr1"]
-        enable = (arch.fc(gpr0) == arch.FunctionCode.AQIC) & (arch.ir(gpr1) != 0)
-        return (
-            self.on_idle[v]
-            & enable
-            & (tail["kind"] == Kind.HOOK_HANDLED)
-            & np.isin(tail["guest_visible_rc"], RETRY_RC)
-        )
 
     def _plan_script(self, v: np.ndarray) -> None:
         """Plan the next few rows (per group ``refill_of``) of each replaying vCPU ``v``'s
@@ -337,12 +301,12 @@ class PlanPool:
             self._append(*self._arrivals_before(v, until, per))
             if self.on_idle is None:
                 return
-            # Runs cut at a retried request: their retries, then on from there.
-            v = np.flatnonzero(self.retry_next)
-            if not len(v):
-                return
-            self._plan_retry(v)
-            v = v[self.open_loop[v]]
+            # Runs that end in a retried request: their retries, then on from there, with the
+            # runs whose retries moved their later arrivals back (more may come before until).
+            again = np.flatnonzero(self.retry_next)
+            if len(again):
+                self._plan_retry(again)
+                v = np.union1d(v, again[self.open_loop[again]])
 
     def _arrivals_before(
         self, v: np.ndarray, until: int, per: int
