@@ -1,11 +1,11 @@
 """The engines' speed ratio on the fuzz's random scenarios: the small runs a user may write.
 
-``python bench/fuzz_ratios.py [--seeds N] [--worst K]`` runs each of the first N random scenarios
-of ``tests/test_engine_fuzz.py`` (``scenario_text(seed)``, no user processes) with both
-engines in this one process (the best of at least two runs each after a warm-up, more for
-short runs), checks that the summaries are equal, and prints the K lowest ratios (reference
-time / fast time) and the median. A ratio below 1 is a scenario where the fast engine is slower
-than the reference.
+``python bench/fuzz_ratios.py [--seeds N] [--start S] [--worst K]`` runs each of N random
+scenarios (seeds S, S+1, ...) of ``tests/test_engine_fuzz.py`` (``scenario_text(seed)``, no
+user processes) with both engines in this one process (the best of at least two runs each
+after a warm-up, more for short runs), checks that the summaries are equal, and prints the K
+lowest ratios (reference time / fast time) and the median. A ratio below 1 is a scenario where
+the fast engine is slower than the reference.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def best_of(s: object, engine: str, runs: int = 2, spend: float = 0.1) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=120, help="random scenarios (default 120)")
+    ap.add_argument("--start", type=int, default=0, help="first seed (default 0)")
     ap.add_argument("--worst", type=int, default=8, help="lowest ratios shown (default 8)")
     args = ap.parse_args(argv)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.start, args.start + args.seeds):
         s = loads(scenario_text(seed))
         t_ref, ref = best_of(s, "reference")
         t_fast, fast = best_of(s, "fast")

@@ -40,6 +40,10 @@ from hostsim.request_draws import expected_requests
 __all__ = ["COMPACT_MIN", "EPOCH_ROWS", "INF", "SMALL_FLEET", "Fleet", "worth_a_fleet"]
 
 EPOCH_ROWS = 1 << 16  # open-loop requests planned at a time (about)
+#: in a run that two epochs cover, the first epoch is this many times shorter, the next ones 4x
+#: longer each up to a full one: a host that serves far fewer requests than its vCPUs offer
+#: (a saturated mutex, long sleeps) would otherwise plan many rows it never reaches
+FIRST_EPOCH = 16
 COMPACT_MIN = 1 << 16  # the plan pool is compacted from this size on
 INIT_CHUNK = 1 << 16  # vCPUs made pending at a time when a run starts
 
@@ -146,8 +150,15 @@ class Fleet(PlanPool, FleetFifo, FleetWindow, FleetScalar, FleetRecords):
         ]
         total = sum(g.count * g.vcpus * expected_requests(g.workload, 10**9) for g in opens)
         self.rate_max = max(peak, default=0.0)
-        #: open-loop requests are planned an epoch at a time: about EPOCH_ROWS of them
-        self.epoch_ns = max(1_000_000, round(EPOCH_ROWS / total * 1e9)) if total > 0 else INF
+        #: open-loop requests are planned an epoch at a time: about EPOCH_ROWS of them (see
+        #: FIRST_EPOCH for a short run's first ones)
+        full = max(1_000_000, round(EPOCH_ROWS / total * 1e9)) if total > 0 else INF
+        self.epoch_full = full
+        self.epoch_ns = full
+        if total > 0 and 2 * full >= self.duration:  # a short run: a short first epoch (4
+            # rows a vCPU at least: an epoch's cost grows with the vCPUs)
+            rows = max(EPOCH_ROWS // FIRST_EPOCH, 4 * sum(g.count * g.vcpus for g in opens))
+            self.epoch_ns = min(full, max(1_000_000, round(rows / total * 1e9)))
         self.processed = 0
         self.compacted_at = 0  # requests committed at the last compaction
         self.done: list[tuple[np.ndarray, ...]] = []  # committed requests, records not built yet

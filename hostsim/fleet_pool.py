@@ -62,6 +62,8 @@ class PlanPool(RetryPlan):
     next_gap: np.ndarray
     head: np.ndarray | None
     planned_until: int
+    epoch_ns: int
+    epoch_full: int
     rate_max: float
     on_idle: np.ndarray | None
     scripted: bool
@@ -292,6 +294,7 @@ class PlanPool(RetryPlan):
             return
         span_s = (until - self.planned_until) / 1e9
         self.planned_until = until
+        self.epoch_ns = min(self.epoch_full, 4 * self.epoch_ns)  # (the first ones are short)
         v = self.vcpus[self.open_loop[self.vcpus]]
         per = int(max(1, min(64, math.ceil(self.rate_max * span_s * 1.25))))
         while True:
