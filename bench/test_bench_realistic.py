@@ -35,6 +35,7 @@ SCENARIOS = {
     "closed-1000": HERE / "closed-1000.toml",
     "bursty-1000": HERE / "bursty-1000.toml",
     "retry-1000": HERE / "retry-1000.toml",
+    "retry-busy-1000": HERE / "retry-busy-1000.toml",
     "boot-storm": ROOT / "workloads" / "boot-storm.toml",
 }
 ENGINES = ("reference", "fast")
