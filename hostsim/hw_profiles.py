@@ -93,7 +93,9 @@ def answers(
     pu: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hardware answers (AQIC status words, TAPQ RCs and I bits, pin success) from uniforms
-    through each request's queue profile (``prof``: indices into ``profiles``)."""
+    through each request's queue profile (``prof``: indices into ``profiles``). Uniforms for
+    fewer call slots than there are give the first slots' answers; the later ones answer
+    NORMAL (zero), with the I bit off."""
     shape = prof.shape
     if au is None and len(profiles) == 1:
         # One deterministic profile: the same answers everywhere (read-only broadcasts).
@@ -119,12 +121,13 @@ def answers(
             pin_ok[m] = p.pin_fail == 0.0
             continue
         assert tu is not None and iu is not None and pu is not None  # all or none are drawn
+        wa, wt = au.shape[-1], tu.shape[-1]  # (the slots drawn)
         rc = p.aqic_rc[np.searchsorted(p.aqic_cdf, au[m], side="right").clip(0, len(p.aqic_rc) - 1)]
-        aqic[m] = rc << arch.STATUS_RC_SHIFT
-        trc[m] = p.tapq_rc[
+        aqic[m, :wa] = rc << arch.STATUS_RC_SHIFT
+        trc[m, :wt] = p.tapq_rc[
             np.searchsorted(p.tapq_cdf, tu[m], side="right").clip(0, len(p.tapq_rc) - 1)
         ]
-        tirq[m] = iu[m] < p.tapq_irq
+        tirq[m, :wt] = iu[m] < p.tapq_irq
         pin_ok[m] = pu[m] >= p.pin_fail
     return aqic, trc, tirq, pin_ok
 

@@ -187,7 +187,8 @@ class Model:
         rows = min(cv, g.count * g.vcpus - lo)
         lv = np.arange(lo, lo + rows, dtype=np.int64)[:, None]
         k = kblock * kb + np.arange(kb, dtype=np.int64)[None, :]
-        blk = self.draws(group, *np.broadcast_arrays(lv, k))
+        blv, bk = np.broadcast_arrays(lv, k)
+        blk = self.draws(group, blv, bk)
         self._cache[key] = blk
         self._cache_bytes += blk.nbytes
         while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
@@ -195,12 +196,39 @@ class Model:
             self._cache_bytes -= old.nbytes
         return blk
 
+    def hw_uniforms(
+        self, group: int, lv: np.ndarray, k: np.ndarray, slots: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The uniforms of the hardware's AQIC, TAPQ and I-bit answers of requests ``k`` of
+        local vCPUs ``lv`` of ``group``: every call slot, or the first ``slots`` (the same
+        values: a slot's draw does not depend on how many are drawn)."""
+        gk = self.group_keys[group]
+        shape = np.shape(lv)
+
+        def uniforms(family: draws.Family, width: int) -> np.ndarray:
+            gen = draws.keyed(self.s.seed, family, gk, lv, k)
+            return gen.random((*shape, width if slots is None else min(slots, width)))
+
+        return (
+            uniforms(draws.HW_AQIC, AQIC_SLOTS),
+            uniforms(draws.HW_TAPQ, TAPQ_SLOTS),
+            uniforms(draws.HW_IRQ, TAPQ_SLOTS),
+        )
+
     def draws(
-        self, group: int, lv: np.ndarray, k: np.ndarray, gap: np.ndarray | None = None
+        self,
+        group: int,
+        lv: np.ndarray,
+        k: np.ndarray,
+        gap: np.ndarray | None = None,
+        hw_slots: int | None = None,
     ) -> Block:
         """Every draw of requests ``k`` of local vCPUs ``lv`` of ``group`` (arrays of one
         shape), elementwise: the same values whatever the shape or grouping (:mod:`keyed`).
-        ``gap``: the requests' gaps when the caller has them (:meth:`gaps` of the same keys)."""
+        ``gap``: the requests' gaps when the caller has them (:meth:`gaps` of the same keys).
+        ``hw_slots``: draw only the first hardware answers of each request (the later ones
+        answer NORMAL, with the I bit off: a caller must draw them where they are read, see
+        :func:`hostsim.plan.make_plan`)."""
         s = self.s
         g = s.guests[group]
         shape = lv.shape
@@ -251,9 +279,7 @@ class Model:
         if self.deterministic_hw:
             b.au = b.tu = b.iu = b.pu = None
         else:
-            b.au = gen(draws.HW_AQIC).random((*shape, AQIC_SLOTS))
-            b.tu = gen(draws.HW_TAPQ).random((*shape, TAPQ_SLOTS))
-            b.iu = gen(draws.HW_IRQ).random((*shape, TAPQ_SLOTS))
+            b.au, b.tu, b.iu = self.hw_uniforms(group, lv, k, hw_slots)
             b.pu = gen(draws.HW_PIN).random()
         b.aqic, b.tapq_rc, b.tapq_irq, b.pin_ok = hw_profiles.answers(
             self.profiles, self.profile_index(b.apqn), b.au, b.tu, b.iu, b.pu

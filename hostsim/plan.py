@@ -14,9 +14,9 @@ import numpy as np
 
 from hostsim import arch
 from hostsim.chain import CAT_MUTEX, categories, paths, walk_batch
-from hostsim.decode_batch import decode_batch
+from hostsim.decode_batch import DecisionBatch, decode_batch
 from hostsim.hw_profiles import answers
-from hostsim.intercept import InterceptBatch
+from hostsim.intercept import FLAG_NAMES, REGISTER_NAMES, InterceptBatch
 from hostsim.model import Model
 from hostsim.records import RECORD_DTYPE
 from hostsim.scenario_types import Scenario
@@ -43,6 +43,45 @@ def guest_flags(s: Scenario, group: int) -> dict[str, bool]:
     }
 
 
+#: from this many rows a plan draws each request's first hardware answers only, and the later
+#: ones for the few requests that read them (a BUSY enable's disable loop, a TAPQ loop): the
+#: uniforms of every call slot were most of the cost of a plan's draws. Below it, the second
+#: draw's fixed cost (a millisecond) is more than it saves.
+LAZY_HW_ROWS = 4096
+
+
+def _later_answers(
+    m: Model,
+    group: int,
+    lv: np.ndarray,
+    k: np.ndarray,
+    batch: InterceptBatch,
+    pu: np.ndarray | None,
+    d: DecisionBatch,
+) -> None:
+    """Decode again, in place in ``d``, the requests of ``batch`` (drawn with their first
+    hardware answers only) whose decision made a second AQIC or TAPQ call: it read an answer
+    that was not drawn. The decode reads call ``j``'s answer only when it makes call ``j``, so
+    every other decision stands."""
+    redo = np.flatnonzero((d.hw_aqic_calls > 1) | (d.hw_tapq_calls > 1))
+    if not len(redo):
+        return
+    assert pu is not None  # drawn with the other uniforms
+    au, tu, iu = m.hw_uniforms(group, lv[redo], k[redo])
+    apqn = (batch.gpr0[redo] & np.uint64(arch.GR0_APQN_MASK)).astype(np.uint16)
+    aqic, trc, tirq, _ = answers(m.profiles, m.profile_index(apqn), au, tu, iu, pu[redo])
+    sub = InterceptBatch(
+        len(redo),
+        **{name: getattr(batch, name)[redo] for name in (*REGISTER_NAMES, *FLAG_NAMES)},
+        hw_aqic=aqic,
+        hw_tapq_rc=trc,
+        hw_tapq_irq=tirq,
+    )
+    again = decode_batch(sub, m.variant)
+    for name in DecisionBatch.__slots__:
+        getattr(d, name)[redo] = getattr(again, name)
+
+
 def make_plan(
     m: Model,
     group: int,
@@ -60,8 +99,9 @@ def make_plan(
     are not the draws' own (a retry re-issues its failed request's): the queue's hardware
     answers are then those of its APQN, from the same uniforms (as
     :func:`hostsim.streams.intercept` makes them), and the plan gets the ``poll`` column."""
-    blk = m.draws(group, lv, k, gap)
     n = len(lv)
+    lazy = n >= LAZY_HW_ROWS and not m.deterministic_hw
+    blk = m.draws(group, lv, k, gap, hw_slots=1 if lazy else None)
     if regs is None:
         regs = blk.regs
     else:
@@ -86,6 +126,8 @@ def make_plan(
         **{name: np.broadcast_to(np.bool_(v), (n,)) for name, v in flags.items()},
     )
     d = decode_batch(batch, m.variant)
+    if lazy:  # the requests that read a later hardware answer: drawn, and decoded again
+        _later_answers(m, group, lv, k, batch, blk.pu, d)
     costs = blk.costs
 
     cat = categories(d)
