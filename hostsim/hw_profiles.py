@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -111,9 +112,11 @@ def answers(
     tirq = np.zeros((*shape, TAPQ_SLOTS), bool)
     pin_ok = np.ones(shape, bool)
     for pi, p in enumerate(profiles):
-        m = prof == pi
+        m: Any = prof == pi
         if not m.any():
             continue
+        if m.all():  # (one profile for every request: no mask to apply)
+            m = Ellipsis
         if au is None:  # deterministic: the one answer of each kind
             aqic[m] = p.aqic_rc[0] << arch.STATUS_RC_SHIFT
             trc[m] = p.tapq_rc[0]
