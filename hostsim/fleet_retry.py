@@ -38,6 +38,13 @@ RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 Planned = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
 
 
+def as_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` itself, or for a structured array its rows as opaque bytes (the same memory):
+    gathering or scattering whole rows is then one copy per row, about 10x faster than numpy's
+    field-by-field copy of a structured row."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a
+
+
 class RetryPlan:
     """Retries in the plan (see module docstring)."""
 
@@ -85,7 +92,7 @@ class RetryPlan:
             plan, part = make_plan(self.m, grp, self.local[v[sel]], k[sel], own, None, sub)
             for name in PLAN_COLUMNS:
                 cols[name][sel] = plan[name]
-            tail[sel] = part
+            as_rows(tail)[sel] = as_rows(part)  # (whole rows: see as_rows)
             if "poll" in plan:
                 polls[sel] = plan["poll"]
         return cols, tail, polls
@@ -199,7 +206,7 @@ class RetryPlan:
             dst, src = at + rows[sel], idx[sel]
             for name in PLAN_COLUMNS:
                 p[name][dst] = cols[name][src]
-            p["tail"][dst] = tail[src]
+            as_rows(p["tail"])[dst] = as_rows(tail)[src]
         return rows
 
     def _rewarp(
