@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hostsim.fleet_retry import RetryPlan
+from hostsim.fleet_retry import Batch, RetryPlan
 from hostsim.intercept import REGISTER_NAMES
 from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE
 from workloads.bursts import SCRIPT_DTYPE
@@ -115,8 +115,9 @@ class PlanPool(RetryPlan):
                 # A run goes on past a retried row: its retry is planned now (a bursty run's
                 # later arrivals again, as its clock makes them from the arrival before).
                 if at_think is None and regs is None:
-                    made, end_ret = self._retry_in_place(at, v, k, first, ends, retried)
-                    self._rewarp(at, v, k, first, ends, made, gap_next)
+                    b = Batch(at, v, k, first, ends)
+                    made, end_ret = self._retry_in_place(b, retried)
+                    self._rewarp(b, made, gap_next)
                     self.retry_next[v[ends[end_ret]]] = True
                 else:  # a retry's own batch: runs of one
                     self.retry_next[v[retried]] = True

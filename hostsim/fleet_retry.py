@@ -20,7 +20,7 @@ its enables made a call per few requests. A mixin of :class:`hostsim.fleet_pool.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -36,6 +36,17 @@ if TYPE_CHECKING:
 RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 
 Planned = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
+
+
+class Batch(NamedTuple):
+    """Rows being planned into the pool: from row ``at``, requests ``k`` of vCPUs ``v``, in
+    runs (one vCPU each) from batch row ``first[i]`` to ``ends[i]``."""
+
+    at: int
+    v: np.ndarray
+    k: np.ndarray
+    first: np.ndarray
+    ends: np.ndarray
 
 
 def as_rows(a: np.ndarray) -> np.ndarray:
@@ -111,21 +122,14 @@ class RetryPlan:
             & np.isin(tail["guest_visible_rc"], RETRY_RC)
         )
 
-    def _retry_in_place(
-        self,
-        at: int,
-        v: np.ndarray,
-        k: np.ndarray,
-        first: np.ndarray,
-        ends: np.ndarray,
-        retried: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Turn the row after each retried row of the batch at pool row ``at`` (runs from
-        ``first`` to ``ends``, one vCPU each) into its retry, where the run goes on past it:
+    def _retry_in_place(self, b: Batch, retried: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Turn the row after each retried row of batch ``b`` into its retry, where the run
+        goes on past it:
         the retries are planned (one call for every first retry, one more for each retry of a
         retry) and written over those rows (their gap 0). ``retried``: the batch's rows that
         their plan retries. Returns (the rows made retries, which runs now end in a retried
         row: their retries are planned when needed)."""
+        at, v, k, first, ends = b
         tail = self.pool["tail"]
         run_of = np.repeat(np.arange(len(first)), ends - first + 1)
         end_of = ends[run_of].tolist()
@@ -209,27 +213,20 @@ class RetryPlan:
             as_rows(p["tail"])[dst] = as_rows(tail)[src]
         return rows
 
-    def _rewarp(
-        self,
-        at: int,
-        v: np.ndarray,
-        k: np.ndarray,
-        first: np.ndarray,
-        ends: np.ndarray,
-        made: np.ndarray,
-        gap_next: np.ndarray,
-    ) -> None:
-        """A bursty run with made retries: its arrivals from the first one on, again, as the
-        clock makes them from the arrival before (a retry has none of its own), and its last
-        row's ``gap_next``; in place in the pool's ``gap`` column and ``gap_next``."""
-        b = made[self.bursty[v[made]]]
-        if not len(b):
+    def _rewarp(self, b: Batch, made: np.ndarray, gap_next: np.ndarray) -> None:
+        """Batch ``b``'s bursty runs with made retries (rows ``made``): their arrivals from the
+        first one on, again, as the clock makes them from the arrival before (a retry has none
+        of its own), and their last row's ``gap_next``; in place in the pool's ``gap`` column
+        and ``gap_next``."""
+        at, v, k, first, ends = b
+        warp = made[self.bursty[v[made]]]
+        if not len(warp):
             return
         gap = self.pool["gap"]
         run_of = np.repeat(np.arange(len(first)), ends - first + 1)
-        runs = np.unique(run_of[b])
+        runs = np.unique(run_of[warp])
         m0 = np.full(len(first), len(v), np.int64)
-        np.minimum.at(m0, run_of[b], b)
+        np.minimum.at(m0, run_of[warp], warp)
         m0 = m0[runs]  # each run's first made row
         rv, end = v[first[runs]], ends[runs]
         g = gap[at : at + len(v)]

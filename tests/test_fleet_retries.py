@@ -44,11 +44,9 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         seen["deep_calls"] += len(sets) - 1
         return real_write(self, at, made, sets)
 
-    def rewarp(
-        self: Any, at: int, v: Any, k: Any, first: Any, ends: Any, made: Any, gn: Any
-    ) -> Any:
-        seen["rewarped"] += int(self.bursty[v[made]].sum())
-        return real_rewarp(self, at, v, k, first, ends, made, gn)
+    def rewarp(self: Any, b: Any, made: Any, gap_next: Any) -> Any:
+        seen["rewarped"] += int(self.bursty[b.v[made]].sum())
+        return real_rewarp(self, b, made, gap_next)
 
     monkeypatch.setattr(fleet_retry.RetryPlan, "_retry_in_place", in_place)
     monkeypatch.setattr(fleet_retry.RetryPlan, "_write_made", write)
