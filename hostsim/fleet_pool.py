@@ -93,8 +93,8 @@ class PlanPool(RetryPlan):
         ``gap``: each row's own gap, when known; ``regs``: retries (runs of one) of these
         registers. A request its guest retries (``retry = "on_idle"``) has its retry planned
         now, over the row after it (:mod:`hostsim.fleet_retry`), or, at a run's end, when it
-        is needed (:meth:`_plan_retry`). ``at_think``: the
-        rows' arrivals and think times (a script's; else the steady streams' or retries')."""
+        is needed (:meth:`_plan_retry`). ``at_think``: the rows' arrivals and think times (a
+        script's; else the steady streams' or retries')."""
         total = len(v)
         if not total:
             return
