@@ -32,10 +32,10 @@ import numpy as np
 from hostsim.fleet_fifo import FleetFifo
 from hostsim.fleet_pool import INF, PlanPool
 from hostsim.fleet_records import FleetRecords
-from hostsim.fleet_retry import as_rows
 from hostsim.fleet_scalar import FleetScalar
 from hostsim.fleet_window import COOLDOWN_MIN, WINDOW_ROWS, FleetWindow
 from hostsim.model import Model
+from hostsim.plan import as_rows
 from hostsim.request_draws import expected_requests
 
 __all__ = ["COMPACT_MIN", "EPOCH_ROWS", "INF", "SMALL_FLEET", "Fleet", "worth_a_fleet"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from hostsim.fleet_retry import Batch, RetryPlan
 from hostsim.intercept import REGISTER_NAMES
-from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE
+from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, make_plans
 from workloads.bursts import SCRIPT_DTYPE
 from workloads.steady import BURSTY_UNIT_MEAN_NS
 
@@ -103,7 +103,9 @@ class PlanPool(RetryPlan):
             self._grow(max(2 * len(self.pool["nxt"]), at + total, 4096))
         p = self.pool
         end = at + total
-        plan, _, polls = self._decode(v, k, gap, regs, p["tail"][at:end])
+        plan, _, polls = make_plans(
+            self.m, self.group[v], self.local[v], k, gap, regs, p["tail"][at:end]
+        )
         for name in PLAN_COLUMNS:
             p[name][at:end] = plan[name]
         ends = np.cumsum(runs) - 1  # each run's last row
@@ -115,7 +117,7 @@ class PlanPool(RetryPlan):
                 # A run goes on past a retried row: its retry is planned now (a bursty run's
                 # later arrivals again, as its clock makes them from the arrival before).
                 if at_think is None and regs is None:
-                    b = Batch(at, v, k, first, ends)
+                    b = Batch(at, v, k, first, ends, np.repeat(np.arange(len(runs)), runs))
                     made, end_ret = self._retry_in_place(b, retried)
                     self._rewarp(b, made, gap_next)
                     self.retry_next[v[ends[end_ret]]] = True
@@ -236,6 +238,33 @@ class PlanPool(RetryPlan):
                 out[sel] = self.clocks[grp].next_arrivals(prev[sel], raw[sel], BURSTY_UNIT_MEAN_NS)
         return out
 
+    def _warp_runs(
+        self,
+        v: np.ndarray,
+        prev: np.ndarray,
+        start: np.ndarray,
+        count: np.ndarray,
+        gap: np.ndarray,
+        raw_next: np.ndarray,
+        skip: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Runs of vCPUs ``v`` whose arrival before row ``start[i]`` of ``gap`` is ``prev[i]``:
+        the ``count[i]`` rows from there get, in place, their gap from the arrival before as
+        the clock makes it (:meth:`_arrive`; ``gap`` holds their raw gaps on entry); rows that
+        ``skip`` marks (a retry: no arrival of its own) are left as they are. Returns each
+        run's gap after its last arrival, from the raw ``raw_next``."""
+        prev = prev.copy()
+        for j in range(int(count.max(initial=0))):
+            live = np.flatnonzero(count > j)
+            r = start[live] + j
+            if skip is not None:
+                keep = ~skip[r]
+                r, live = r[keep], live[keep]
+            nxt = self._arrive(v[live], prev[live], gap[r])
+            gap[r] = nxt - prev[live]
+            prev[live] = nxt
+        return self._arrive(v, prev, raw_next) - prev
+
     def _plan_count(self, v: np.ndarray) -> None:
         """Plan the next few requests (per group ``refill_of``) of vCPUs ``v``, and of every
         closed-loop vCPU with less than half that left planned (one decode for many); a vCPU
@@ -267,17 +296,10 @@ class PlanPool(RetryPlan):
         gap = None
         if self.bursty[v].any():  # the rows' gaps one after another, as the clock makes them
             gap = self._gaps(vv, k)
-            prev = self.last_arr[v].copy()
-            for j in range(int(size.max())):
-                r = np.flatnonzero(size > j)
-                rows = start[r] + j
-                if j == 0:
-                    gap[rows] = self.next_gap[v[r]]
-                else:
-                    gap[rows] = self._arrive(v[r], prev[r], gap[rows]) - prev[r]
-                prev[r] += gap[rows]
+            gap[start] = self.next_gap[v]  # (the first: known already)
             last = start + size - 1
-            gap_next[last] = self._arrive(v, prev, gap_next[last]) - prev
+            prev = self.last_arr[v] + self.next_gap[v]
+            gap_next[last] = self._warp_runs(v, prev, start + 1, size - 1, gap, gap_next[last])
         self._append(vv, k, gap_next, size, gap)
 
     def plan_epoch(self, until: int) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from hostsim import arch
 from hostsim.intercept import REGISTER_NAMES
-from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, make_plan
+from hostsim.plan import PLAN_COLUMNS, TAIL_DTYPE, Planned, as_rows, make_plans
 from hostsim.rules import Kind
 
 if TYPE_CHECKING:
@@ -35,25 +35,18 @@ if TYPE_CHECKING:
 #: the hook's answers to an enable that an ``on_idle`` guest retries (hostsim.streams)
 RETRY_RC = (int(arch.RC.BUSY), int(arch.RC.RESET_IN_PROGRESS))
 
-Planned = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
-
 
 class Batch(NamedTuple):
     """Rows being planned into the pool: from row ``at``, requests ``k`` of vCPUs ``v``, in
-    runs (one vCPU each) from batch row ``first[i]`` to ``ends[i]``."""
+    runs (one vCPU each) from batch row ``first[i]`` to ``ends[i]``; ``run_of``: each row's
+    run."""
 
     at: int
     v: np.ndarray
     k: np.ndarray
     first: np.ndarray
     ends: np.ndarray
-
-
-def as_rows(a: np.ndarray) -> np.ndarray:
-    """``a`` itself, or for a structured array its rows as opaque bytes (the same memory):
-    gathering or scattering whole rows is then one copy per row, about 10x faster than numpy's
-    field-by-field copy of a structured row."""
-    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a
+    run_of: np.ndarray
 
 
 class RetryPlan:
@@ -61,7 +54,6 @@ class RetryPlan:
 
     # The state it shares with :class:`hostsim.fleet.Fleet` (set in its ``__init__``).
     m: Model
-    n_groups: int
     group: np.ndarray
     local: np.ndarray
     pool: dict[str, np.ndarray]
@@ -74,39 +66,22 @@ class RetryPlan:
 
         def _gaps(self, v: np.ndarray, k: np.ndarray) -> np.ndarray: ...
 
-        def _arrive(self, v: np.ndarray, prev: np.ndarray, raw: np.ndarray) -> np.ndarray: ...
+        def _warp_runs(
+            self,
+            v: np.ndarray,
+            prev: np.ndarray,
+            start: np.ndarray,
+            count: np.ndarray,
+            gap: np.ndarray,
+            raw_next: np.ndarray,
+            skip: np.ndarray | None = None,
+        ) -> np.ndarray: ...
 
-    def _decode(
-        self,
-        v: np.ndarray,
-        k: np.ndarray,
-        gap: np.ndarray | None,
-        regs: dict[str, np.ndarray] | None,
-        tail: np.ndarray | None = None,
-    ) -> Planned:
-        """:func:`hostsim.plan.make_plan` of requests ``k`` of vCPUs ``v`` of any groups (one
-        call per group): (the plan columns, the record fields, each row's ``retry_poll``, 0
-        where its guest draws none). ``tail``: where to write the record fields."""
-        n = len(v)
-        groups = self.group[v]
-        polls = np.zeros(n, np.int64)
-        if self.n_groups == 1 or not (groups != groups[0]).any():
-            plan, tail = make_plan(self.m, int(groups[0]), self.local[v], k, gap, tail, regs)
-            return plan, tail, plan.get("poll", polls)
-        cols = {name: np.empty(n, np.int8 if name == "cat" else np.int64) for name in PLAN_COLUMNS}
-        if tail is None:
-            tail = np.empty(n, TAIL_DTYPE)
-        for grp in np.unique(groups).tolist():
-            sel = np.flatnonzero(groups == grp)
-            own = None if gap is None else gap[sel]
-            sub = None if regs is None else {name: a[sel] for name, a in regs.items()}
-            plan, part = make_plan(self.m, grp, self.local[v[sel]], k[sel], own, None, sub)
-            for name in PLAN_COLUMNS:
-                cols[name][sel] = plan[name]
-            as_rows(tail)[sel] = as_rows(part)  # (whole rows: see as_rows)
-            if "poll" in plan:
-                polls[sel] = plan["poll"]
-        return cols, tail, polls
+    def _plans(self, v: np.ndarray, k: np.ndarray, regs: dict[str, np.ndarray]) -> Planned:
+        """Retries ``k`` of vCPUs ``v`` re-issuing ``regs``, planned (gap 0: a retry adds none
+        to its stream's arrivals)."""
+        zero = np.zeros(len(v), np.int64)
+        return make_plans(self.m, self.group[v], self.local[v], k, zero, regs)
 
     def _retried(self, v: np.ndarray, tail: np.ndarray) -> np.ndarray:
         """Which planned requests (their record fields ``tail``) of vCPUs ``v`` the guest
@@ -124,14 +99,12 @@ class RetryPlan:
 
     def _retry_in_place(self, b: Batch, retried: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Turn the row after each retried row of batch ``b`` into its retry, where the run
-        goes on past it:
-        the retries are planned (one call for every first retry, one more for each retry of a
-        retry) and written over those rows (their gap 0). ``retried``: the batch's rows that
-        their plan retries. Returns (the rows made retries, which runs now end in a retried
-        row: their retries are planned when needed)."""
-        at, v, k, first, ends = b
+        goes on past it: the retries are planned (one call for every first retry, one more for
+        each retry of a retry) and written over those rows (their gap 0). ``retried``: the
+        batch's rows that their plan retries. Returns (the rows made retries, which runs now
+        end in a retried row: their retries are planned when needed)."""
+        at, v, k, first, ends, run_of = b
         tail = self.pool["tail"]
-        run_of = np.repeat(np.arange(len(first)), ends - first + 1)
         end_of = ends[run_of].tolist()
         end_ret = np.zeros(len(first), bool)
         # Each retried row's retry, planned as if the row is its run's own (most are).
@@ -140,7 +113,7 @@ class RetryPlan:
         regs = {name: tail[name][at + cand] for name in REGISTER_NAMES}
         spec: Planned = ({}, np.empty(0, TAIL_DTYPE), np.empty(0, np.int64))
         if len(cand):
-            spec = self._decode(v[cand + 1], k[cand + 1], np.zeros(len(cand), np.int64), regs)
+            spec = self._plans(v[cand + 1], k[cand + 1], regs)
         spec_ret = self._retried(v[cand + 1], spec[1]).tolist()
         at_cand = dict(zip(cand.tolist(), range(len(cand)), strict=True))
         ret_rows = pos.tolist()  # the originally retried rows, in order
@@ -176,7 +149,7 @@ class RetryPlan:
             rows = np.array([r for r, _ in pending], np.int64)
             srcs = np.array([s for _, s in pending], np.int64)
             regs = {name: tail[name][at + srcs] for name in REGISTER_NAMES}
-            got = self._decode(v[rows], k[rows], np.zeros(len(rows), np.int64), regs)
+            got = self._plans(v[rows], k[rows], regs)
             sets.append(got)
             again = self._retried(v[rows], got[1]).tolist()
             later: list[tuple[int, int]] = []
@@ -216,36 +189,24 @@ class RetryPlan:
     def _rewarp(self, b: Batch, made: np.ndarray, gap_next: np.ndarray) -> None:
         """Batch ``b``'s bursty runs with made retries (rows ``made``): their arrivals from the
         first one on, again, as the clock makes them from the arrival before (a retry has none
-        of its own), and their last row's ``gap_next``; in place in the pool's ``gap`` column
-        and ``gap_next``."""
-        at, v, k, first, ends = b
+        of its own: gap 0), and their last row's ``gap_next``; in place in the pool's ``gap``
+        column and ``gap_next`` (:meth:`hostsim.fleet_pool.PlanPool._warp_runs`)."""
+        at, v, k, first, ends, run_of = b
         warp = made[self.bursty[v[made]]]
         if not len(warp):
             return
-        gap = self.pool["gap"]
-        run_of = np.repeat(np.arange(len(first)), ends - first + 1)
         runs = np.unique(run_of[warp])
         m0 = np.full(len(first), len(v), np.int64)
         np.minimum.at(m0, run_of[warp], warp)
         m0 = m0[runs]  # each run's first made row
         rv, end = v[first[runs]], ends[runs]
-        g = gap[at : at + len(v)]
+        g = self.pool["gap"][at : at + len(v)]
         cs = np.cumsum(g)
-        prev = self.last_arr[rv] + cs[m0] - cs[first[runs]] + g[first[runs]]
+        prev = self.last_arr[rv] + cs[m0] - cs[first[runs]] + g[first[runs]]  # (m0's gap is 0)
         is_made = np.zeros(len(v), bool)
         is_made[made] = True
-        span = end - m0  # rows after the first made one
         rows = np.concatenate([np.arange(a + 1, e + 1) for a, e in zip(m0, end, strict=True)])
-        raw = np.zeros(len(v), np.int64)
-        raw[rows] = self._gaps(v[rows], k[rows])
-        for j in range(1, int(span.max()) + 1):
-            live = np.flatnonzero(span >= j)
-            r = m0[live] + j
-            step = ~is_made[r]
-            r, live = r[step], live[step]
-            if len(r):
-                nxt = self._arrive(rv[live], prev[live], raw[r])
-                g[r] = nxt - prev[live]
-                prev[live] = nxt
+        rows = rows[~is_made[rows]]
+        g[rows] = self._gaps(v[rows], k[rows])  # their raw gaps, warped below
         raw_next = self._gaps(rv, k[end] + 1)
-        gap_next[end] = self._arrive(rv, prev, raw_next) - prev
+        gap_next[end] = self._warp_runs(rv, prev, m0 + 1, end - m0, g, raw_next, is_made)

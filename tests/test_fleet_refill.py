@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import hostsim.fleet as fleet
-import hostsim.fleet_retry as fleet_retry
+import hostsim.plan as plan
 from hostsim.run import simulate
 from hostsim.scenario import loads
 from tests.test_engine_fuzz import scenario_text
@@ -28,13 +28,13 @@ def test_refill_sizes() -> None:
 
 def test_a_short_closed_loop_run_plans_in_few_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = [0]
-    real = fleet_retry.make_plan
+    real = plan.make_plan
 
     def counted(*a: object, **k: object) -> object:
         calls[0] += 1
         return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fleet_retry, "make_plan", counted)
+    monkeypatch.setattr(plan, "make_plan", counted)
     res = simulate(loads(scenario_text(SMALL)), "fast")
     assert res.n_records > 1000
     assert 0 < calls[0] < 60, calls  # (153 with a quarter of the run at a time)
@@ -86,13 +86,13 @@ def test_a_short_run_plans_a_short_first_epoch(monkeypatch: pytest.MonkeyPatch) 
     the fast engine 0.91x the reference. The epochs' lengths do not change a record."""
     s = loads(scenario_text(CRAWL))
     rows = [0]
-    real = fleet_retry.make_plan
+    real = plan.make_plan
 
     def counted(m: object, group: int, lv: list[int], *a: object, **k: object) -> object:
         rows[0] += len(lv)
         return real(m, group, lv, *a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fleet_retry, "make_plan", counted)
+    monkeypatch.setattr(plan, "make_plan", counted)
     short = simulate(s, "fast", keep_records=True).records
     short_rows, rows[0] = rows[0], 0
     monkeypatch.setattr(fleet, "FIRST_EPOCH", 1)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import hostsim.fleet_retry as fleet_retry
+import hostsim.plan as plan
 from hostsim.run import simulate
 from hostsim.scenario import load, loads
 
@@ -131,13 +132,13 @@ def test_a_lone_retrying_vcpu_plans_in_few_calls(monkeypatch: pytest.MonkeyPatch
     with the runs that hold them (about 110 calls when each cut its run and had a call of its
     own; the fast engine was then 0.8x the reference on a fuzz scenario of this shape)."""
     calls = [0]
-    real = fleet_retry.make_plan
+    real = plan.make_plan
 
     def counted(*a: Any, **k: Any) -> Any:
         calls[0] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(fleet_retry, "make_plan", counted)
+    monkeypatch.setattr(plan, "make_plan", counted)
     s = loads(LONE)
     fast = simulate(s, "fast", keep_records=True).records
     assert len(fast) > 800
